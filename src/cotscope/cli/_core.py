@@ -1,0 +1,206 @@
+"""Core commands: ingest, export, traces, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from cotscope.cli._app import app, console, fail, out, print_json, progress_bar
+
+StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="DuckDB store file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Trace files: JSONL, JSON, CSV, SafeChain, Inspect logs.")],
+    store: StoreOpt,
+    format: Annotated[str, typer.Option("--format", "-f", help="auto, or a file/record format name.")] = "auto",
+    model: Annotated[str | None, typer.Option(help="Model name for records that name none.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Strategy name for records that name none.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Read trace files of any supported format into a store."""
+    from cotscope.store import Store
+    from cotscope.traces import FORMATS, TraceFileError
+
+    if format not in FORMATS:
+        fail(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    for f in files:
+        if not f.exists():
+            fail(f"{f}: no such file")
+        if not f.is_file():
+            fail(f"{f}: not a regular file")
+    try:
+        st = Store(store)
+    except OSError as e:
+        fail(str(e))
+    total_bytes = sum(f.stat().st_size for f in files)
+    try:
+        with progress_bar(quiet=json) as prog:
+            task = prog.add_task("ingest", total=len(files), info="")
+
+            def on_batch(records: int, _: int) -> None:
+                prog.update(task, info=f"{records:,} records")
+
+            from cotscope.store import IngestReport
+
+            report = IngestReport()
+            for f in files:
+                prog.update(task, description=f"ingest {f.name}")
+                r = st.ingest([f], format=format, model=model, strategy=strategy, on_batch=on_batch)
+                for k in ("records", "accepted", "rejected", "traces", "new", "duplicates", "errors_dropped",
+                          "bytes"):
+                    setattr(report, k, getattr(report, k) + getattr(r, k))
+                report.files += r.files
+                report.errors += r.errors
+                report.seconds += r.seconds
+                prog.advance(task)
+    except TraceFileError as e:
+        fail(str(e))
+    finally:
+        st.close()
+    if json:
+        print_json(report.to_dict())
+        return
+    t = Table(title=f"ingest into {store}")
+    for c in ("files", "records", "traces", "new", "duplicates", "rejected", "MB/s"):
+        t.add_column(c, justify="right")
+    mbs = total_bytes / 1e6 / report.seconds if report.seconds else 0.0
+    t.add_row(str(len(files)), f"{report.records:,}", f"{report.traces:,}", f"{report.new:,}",
+              f"{report.duplicates:,}", f"{report.rejected:,}", f"{mbs:.1f}")
+    console.print(t)
+    for e in report.errors[:20]:
+        console.print(f"[red]rejected[/] {escape(str(e['source']))}:{e['line']}: {escape(e['error'])}", highlight=False)
+    if len(report.errors) > 20:
+        console.print(f"... and {report.rejected - 20} more (use --json for all)")
+
+
+@app.command()
+def export(
+    store: StoreOpt,
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet.")] = "jsonl",
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (stdout for jsonl).")] = None,
+    with_results: Annotated[bool, typer.Option("--with-results", help="Add judge/monitor results.")] = False,
+    model: Annotated[str | None, typer.Option(help="Only traces of this model.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Only traces of this strategy.")] = None,
+) -> None:
+    """Write stored traces as JSONL or Parquet, one record per trace."""
+    from cotscope.store import Store, export_traces
+
+    st = _open(store)
+    try:
+        if out_file is not None:
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+        n = export_traces(st, out_file, format, with_results=with_results, model=model, strategy=strategy)
+    except ValueError as e:
+        fail(str(e))
+    finally:
+        st.close()
+    if out_file is not None:
+        console.print(f"wrote {n:,} traces to {out_file}")
+
+
+@app.command("traces")
+def list_traces(
+    store: StoreOpt,
+    limit: Annotated[int, typer.Option(help="At most this many traces.")] = 20,
+    model: Annotated[str | None, typer.Option(help="Only traces of this model.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Only traces of this strategy.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """List stored traces."""
+    st = _open(store)
+    try:
+        total = st.count(model=model, strategy=strategy)
+        rows = list(st.iter_rows(limit=limit, model=model, strategy=strategy))
+    finally:
+        st.close()
+    if json:
+        print_json({"total": total, "traces": [
+            {"id": r["id"], "model": r["model"], "strategy": r["strategy"], "group_id": r["group_id"],
+             "sample_index": r["sample_index"], "reasoning_chars": len(r["reasoning"] or ""),
+             "answer_chars": len(r["answer"] or ""), "reasoning_closed": r["reasoning_closed"],
+             "steps": len(r["steps"] or []), "prompt": _prompt_preview(r["prompt"], 10_000)} for r in rows]})
+        return
+    t = Table(title=f"{len(rows)} of {total:,} traces in {store}")
+    for c in ("id", "model", "strategy", "#", "prompt", "reasoning", "answer", "closed", "steps"):
+        t.add_column(c, overflow="fold" if c == "prompt" else "ellipsis", no_wrap=c != "prompt")
+    for r in rows:
+        t.add_row(r["id"][:12], r["model"] or "-", r["strategy"] or "-", str(r["sample_index"]),
+                  Text(_prompt_preview(r["prompt"], 60)), f"{len(r['reasoning'] or ''):,} ch",
+                  f"{len(r['answer'] or ''):,} ch", "yes" if r["reasoning_closed"] else "[red]no[/]",
+                  str(len(r["steps"] or [])))
+    out.print(t)
+
+
+@app.command()
+def show(
+    trace_id: Annotated[str, typer.Argument(help="Trace id or a unique prefix of it.")],
+    store: StoreOpt,
+    json: JsonOpt = False,
+) -> None:
+    """Print one trace with reasoning and answer separated and steps numbered."""
+    st = _open(store)
+    try:
+        try:
+            trace = st.get(trace_id)
+        except KeyError as e:
+            fail(str(e.args[0]))
+    finally:
+        st.close()
+    if trace is None:
+        fail(f"no trace with id {trace_id!r} in {store}")
+    if json:
+        print_json(trace.model_dump())
+        return
+    head = Text()
+    head.append(f"id {trace.id}   model {trace.model or '-'}   strategy {trace.strategy or '-'}   ")
+    head.append(f"group {trace.group_id}   sample {trace.sample_index}")
+    if trace.source:
+        head.append(f"\nsource {trace.source.file}:{trace.source.line} ({trace.source.format})")
+    out.print(head)
+    for m in trace.prompt:
+        out.print(Panel(Text(m.content), title=f"prompt: {m.role}", title_align="left", border_style="blue"))
+    title = "reasoning" + ("" if trace.reasoning_closed else " (never closed: budget ran out)")
+    if trace.steps:
+        body = Text()
+        for s in trace.steps:
+            body.append(f"[{s.index + 1}] ", style="bold cyan" if s.kind == "paragraph" else "bold magenta")
+            if s.kind != "paragraph":
+                body.append(f"({s.kind}) ", style="dim")
+            body.append(s.text + "\n")
+        out.print(Panel(body, title=f"{title}: {len(trace.steps)} steps", title_align="left", border_style="yellow"))
+    else:
+        out.print(Panel(Text("(no reasoning)", style="dim"), title=title, title_align="left", border_style="yellow"))
+    for i, a in enumerate(trace.actions):
+        out.print(Panel(Text(f"{a.name}({a.arguments})\n-> {a.output}"), title=f"action {i + 1}", title_align="left",
+                        border_style="magenta"))
+    out.print(Panel(Text(trace.answer or "(empty answer)"), title="answer", title_align="left", border_style="green"))
+
+
+def _open(store: Path):  # type: ignore[no-untyped-def]
+    from cotscope.store import Store
+
+    if not store.exists():
+        fail(f"{store}: no such store")
+    try:
+        return Store(store)
+    except OSError as e:
+        fail(str(e))
+
+
+def _prompt_preview(prompt: list[dict[str, str]] | None, width: int) -> str:
+    text = ""
+    for m in reversed(prompt or []):
+        if m.get("role") == "user":
+            text = m.get("content") or ""
+            break
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

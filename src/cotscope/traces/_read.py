@@ -1,0 +1,447 @@
+"""File-level readers: stream trace rows out of files of every supported format."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import ijson
+import orjson
+
+from cotscope.traces._errors import RecordError, TraceFileError
+from cotscope.traces._formats import (
+    RECORD_READERS,
+    Ctx,
+    RecordFormatError,
+    conversation_rows,
+    content_text,
+    read_record,
+)
+from cotscope.traces._rows import Row, row_to_trace
+from cotscope.traces._split import DEFAULT_TAGS, TagPair
+from cotscope.traces._trace import Trace
+
+#: File formats; record formats (``pair``, ``chat``, ...) may also be named to force one per line.
+FILE_FORMATS = ("auto", "jsonl", "json", "csv", "safechain", "inspect")
+FORMATS = FILE_FORMATS + tuple(RECORD_READERS)
+MAX_KEPT_ERRORS = 10_000
+
+
+@dataclass
+class ReadStats:
+    """Counts of one read. ``records == accepted + rejected`` always holds."""
+
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    traces: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+    errors_dropped: int = 0
+
+    def reject(self, err: RecordError) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(err)
+        else:
+            self.errors_dropped += 1
+
+    def merge(self, other: ReadStats) -> None:
+        self.records += other.records
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.traces += other.traces
+        for e in other.errors:
+            if len(self.errors) < MAX_KEPT_ERRORS:
+                self.errors.append(e)
+            else:
+                self.errors_dropped += 1
+        self.errors_dropped += other.errors_dropped
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb", buffering=1 << 20)
+
+
+def _sniff_json(path: Path) -> str:
+    """Tell a SafeChain output file, an Inspect log, a JSON array and a single record apart."""
+    with _open_binary(path) as f:
+        head = f.read(1 << 16).lstrip()
+    if not head:
+        raise TraceFileError(f"{path}: file is empty")
+    if head[:1] == b"[":
+        return "json-array"
+    if head[:1] != b"{":
+        raise TraceFileError(f"{path}: not JSON: starts with {head[:20]!r}")
+    keys: set[str] = set()
+    try:
+        with _open_binary(path) as f:
+            for prefix, event, value in ijson.parse(f):
+                if prefix == "" and event == "map_key":
+                    keys.add(value)
+                    if value in ("data", "samples"):
+                        break
+    except ijson.JSONError as e:
+        if not keys:
+            raise TraceFileError(f"{path}: invalid JSON: {e}") from None
+    if "data" in keys and ("meta_info" in keys or "data" in keys) and "messages" not in keys:
+        return "safechain"
+    if "eval" in keys or "samples" in keys:
+        return "inspect-json"
+    return "json-object"
+
+
+def detect_file_format(path: Path) -> str:
+    """The file format of ``path`` from its name and first bytes."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".eval"):
+        return "inspect"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".jsonl") or name.endswith(".ndjson"):
+        return "jsonl"
+    if name.endswith(".json"):
+        kind = _sniff_json(path)
+        return "inspect" if kind == "inspect-json" else ("safechain" if kind == "safechain" else "json")
+    with _open_binary(path) as f:
+        head = f.read(1 << 16).lstrip()
+    if head.startswith(b"PK"):
+        return "inspect"
+    first = head.split(b"\n", 1)[0].strip()
+    try:
+        orjson.loads(first)
+        return "jsonl"
+    except orjson.JSONDecodeError:
+        pass
+    kind = _sniff_json(path)
+    return "inspect" if kind == "inspect-json" else ("safechain" if kind == "safechain" else "json")
+
+
+class _Batcher:
+    def __init__(self, stats: ReadStats, source: str) -> None:
+        self.stats = stats
+        self.source = source
+        self.rows: list[Row] = []
+
+    def take(self, loc: int, fn: Any, *args: Any) -> None:
+        self.stats.records += 1
+        try:
+            rows = fn(*args)
+        except RecordFormatError as e:
+            self.stats.reject(RecordError(str(e), self.source, loc))
+            return
+        except (TypeError, ValueError, KeyError, AttributeError) as e:  # malformed beyond a known check
+            self.stats.reject(RecordError(f"malformed record: {type(e).__name__}: {e}", self.source, loc))
+            return
+        self.stats.accepted += 1
+        self.stats.traces += len(rows)
+        self.rows.extend(rows)
+
+    def reject(self, loc: int, msg: str) -> None:
+        self.stats.records += 1
+        self.stats.reject(RecordError(msg, self.source, loc))
+
+
+def _iter_jsonl(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    b = _Batcher(stats, src)
+    loads = orjson.loads
+    with _open_binary(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = loads(line)
+            except orjson.JSONDecodeError as e:
+                b.reject(lineno, f"invalid JSON: {e}")
+                continue
+            ctx.line = lineno
+            b.take(lineno, read_record, rec, ctx, fmt)
+            if len(b.rows) >= batch:
+                yield b.rows
+                b.rows = []
+    if b.rows:
+        yield b.rows
+
+
+def _iter_json_items(path: Path, prefix: str) -> Iterator[tuple[int, Any]]:
+    with _open_binary(path) as f:
+        yield from enumerate(ijson.items(f, prefix, use_float=True), 1)
+
+
+def _iter_json(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    b = _Batcher(stats, src)
+    kind = _sniff_json(path)
+    prefix = "item" if kind == "json-array" else ""
+    rec_fmt = "auto" if fmt in ("json", "auto") else fmt
+    try:
+        for idx, rec in _iter_json_items(path, prefix):
+            ctx.line = idx
+            b.take(idx, read_record, rec, ctx, rec_fmt)
+            if len(b.rows) >= batch:
+                yield b.rows
+                b.rows = []
+    except ijson.JSONError as e:
+        b.reject(stats.records + 1, f"invalid JSON after record {stats.records}: {e}")
+    if b.rows:
+        yield b.rows
+
+
+def _iter_csv(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    b = _Batcher(stats, src)
+    opener = gzip.open(path, "rt", newline="", encoding="utf-8") if path.suffix == ".gz" else open(
+        path, newline="", encoding="utf-8")
+    with opener as f:
+        reader = csv.DictReader(f)
+        try:
+            for rec in reader:
+                line = reader.line_num
+                ctx.line = line
+                if None in rec:
+                    b.reject(line, f"row has {len(rec) - 1 + len(rec[None])} fields, header has {len(rec) - 1}")
+                    continue
+                b.take(line, read_record, {k: v for k, v in rec.items() if v is not None}, ctx, "pair")
+                if len(b.rows) >= batch:
+                    yield b.rows
+                    b.rows = []
+        except (csv.Error, UnicodeDecodeError) as e:
+            b.reject(reader.line_num, f"unreadable CSV: {e}")
+    if b.rows:
+        yield b.rows
+
+
+def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx, index: int) -> list[Row]:
+    if not isinstance(item, dict):
+        raise RecordFormatError(f"data[{index}] must be an object, got {type(item).__name__}")
+    inst = item.get("instruction")
+    if not isinstance(inst, str):
+        raise RecordFormatError(f"data[{index}].instruction must be a string, got {type(inst).__name__}")
+    responses = item.get("response")
+    if isinstance(responses, str):
+        responses = [responses]
+    if not isinstance(responses, list) or not responses:
+        raise RecordFormatError(f"data[{index}].response must be a non-empty list of strings")
+    rec = {"prompt": inst, "response": responses,
+           "metadata": {k: v for k, v in item.items() if k not in ("instruction", "response")}}
+    if isinstance(item.get("prompt"), str):
+        rec["metadata"]["rendered_prompt"] = item["prompt"]
+    rec["metadata"]["safechain_index"] = index - 1
+    rows = RECORD_READERS["pair"](rec, ctx)
+    for r in rows:
+        r["source_format"] = "safechain"
+        if meta:
+            r["metadata"]["meta_info"] = meta
+    return rows
+
+
+def _iter_safechain(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    meta: dict[str, Any] = {}
+    with _open_binary(path) as f:
+        for m in ijson.items(f, "meta_info", use_float=True):
+            meta = m if isinstance(m, dict) else {"value": m}
+            break
+    if ctx.model is None:
+        for k in ("model", "model_name", "model_path", "model_id"):
+            if isinstance(meta.get(k), str):
+                ctx.model = meta[k]
+                break
+    if ctx.strategy is None:
+        for k in ("strategy", "decoding", "decode_mode", "mode"):
+            if isinstance(meta.get(k), str):
+                ctx.strategy = meta[k]
+                break
+    b = _Batcher(stats, src)
+    try:
+        for idx, item in _iter_json_items(path, "data.item"):
+            ctx.line = idx
+            b.take(idx, _safechain_item, item, meta, ctx, idx)
+            if len(b.rows) >= batch:
+                yield b.rows
+                b.rows = []
+    except ijson.JSONError as e:
+        b.reject(stats.records + 1, f"invalid JSON after data[{stats.records - 1}]: {e}")
+    if b.rows:
+        yield b.rows
+
+
+def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
+    if not isinstance(sample, dict):
+        raise RecordFormatError(f"sample must be an object, got {type(sample).__name__}")
+    eval_info = header.get("eval") or {}
+    messages = sample.get("messages")
+    inp = sample.get("input")
+    output = sample.get("output") or {}
+    final = None
+    if isinstance(output, dict):
+        choices = output.get("choices") or []
+        if choices and isinstance(choices[0], dict) and isinstance(choices[0].get("message"), dict):
+            final = dict(choices[0]["message"])
+            final.setdefault("role", "assistant")
+            if choices[0].get("stop_reason") == "max_tokens":
+                final["finish_reason"] = "length"
+    if not isinstance(messages, list) or not messages:
+        if isinstance(inp, str):
+            messages = [{"role": "user", "content": inp}]
+        elif isinstance(inp, list):
+            messages = inp
+        else:
+            raise RecordFormatError("sample has neither 'messages' nor 'input'")
+    if final is None and not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        raise RecordFormatError(f"sample {sample.get('id')!r} has no assistant output")
+    model = (output.get("model") if isinstance(output, dict) else None) or eval_info.get("model")
+    sid = sample.get("id")
+    epoch = sample.get("epoch") or 1
+    meta: dict[str, Any] = {"inspect_sample_id": sid, "epoch": epoch, "task": eval_info.get("task")}
+    if sample.get("scores"):
+        meta["scores"] = sample["scores"]
+    if isinstance(sample.get("metadata"), dict) and sample["metadata"]:
+        meta["sample_metadata"] = sample["metadata"]
+    if sample.get("target") not in (None, "", []):
+        meta["target"] = sample["target"]
+    rows = conversation_rows(
+        messages, ctx, "inspect", final=final, model=model,
+        group_id=f"{eval_info.get('task_id') or eval_info.get('task') or 'inspect'}:{sid}",
+        sample_index=int(epoch) - 1 if isinstance(epoch, int) else 0, metadata=meta,
+    )
+    return rows
+
+
+def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    b = _Batcher(stats, src)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            header: dict[str, Any] = {}
+            for hname in ("header.json", "_journal/start.json"):
+                if hname in names:
+                    header = orjson.loads(z.read(hname))
+                    break
+            sample_names = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
+            for idx, name in enumerate(sample_names, 1):
+                ctx.line = idx
+                try:
+                    sample = orjson.loads(z.read(name))
+                except orjson.JSONDecodeError as e:
+                    b.reject(idx, f"{name}: invalid JSON: {e}")
+                    continue
+                b.take(idx, _inspect_sample, sample, header, ctx)
+                if len(b.rows) >= batch:
+                    yield b.rows
+                    b.rows = []
+    else:
+        header = {}
+        with _open_binary(path) as f:
+            for ev in ijson.items(f, "eval", use_float=True):
+                header = {"eval": ev}
+                break
+        try:
+            for idx, sample in _iter_json_items(path, "samples.item"):
+                ctx.line = idx
+                b.take(idx, _inspect_sample, sample, header, ctx)
+                if len(b.rows) >= batch:
+                    yield b.rows
+                    b.rows = []
+        except ijson.JSONError as e:
+            b.reject(stats.records + 1, f"invalid JSON after sample {stats.records}: {e}")
+    if b.rows:
+        yield b.rows
+
+
+_FILE_READERS = {
+    "jsonl": _iter_jsonl,
+    "json": _iter_json,
+    "csv": _iter_csv,
+    "safechain": _iter_safechain,
+    "inspect": _iter_inspect,
+}
+
+
+def iter_row_batches(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    stats: ReadStats | None = None,
+    batch_size: int = 5000,
+    tags: Sequence[TagPair] = DEFAULT_TAGS,
+    model: str | None = None,
+    strategy: str | None = None,
+) -> Iterator[list[Row]]:
+    """Stream batches of trace rows from one file; bad records go to ``stats`` with file and line.
+
+    Raises:
+        TraceFileError: the file is missing, unreadable, or not of a known format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise TraceFileError(f"{p}: no such file")
+    if not p.is_file():
+        raise TraceFileError(f"{p}: not a regular file")
+    try:
+        with open(p, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise TraceFileError(f"{p}: cannot read: {e.strerror or e}") from None
+    if format not in FORMATS:
+        raise TraceFileError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
+    stats = stats if stats is not None else ReadStats()
+    file_fmt = format
+    if format == "auto":
+        file_fmt = detect_file_format(p)
+    elif format in RECORD_READERS:
+        file_fmt = "jsonl"
+    ctx = Ctx(file=str(p), tags=tags, model=model, strategy=strategy)
+    rec_fmt = format if format in RECORD_READERS else "auto"
+    try:
+        yield from _FILE_READERS[file_fmt](p, str(p), rec_fmt, ctx, stats, batch_size)
+    except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as e:
+        raise TraceFileError(f"{p}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise TraceFileError(f"{p}: not UTF-8 text: {e}") from None
+
+
+def read_traces(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    errors: list[RecordError] | None = None,
+    tags: Sequence[TagPair] = DEFAULT_TAGS,
+    model: str | None = None,
+    strategy: str | None = None,
+) -> Iterator[Trace]:
+    """Stream :class:`Trace` objects out of a file of any supported format.
+
+    Args:
+        path: the file.
+        format: ``auto`` or one of :data:`FORMATS`.
+        errors: where bad records are collected; when ``None`` the first bad record raises.
+        tags: reasoning delimiter pairs used to split raw responses.
+        model: model name for records that do not name one.
+        strategy: strategy name for records that do not name one.
+
+    Raises:
+        RecordError: a record is malformed and ``errors`` is ``None``.
+        TraceFileError: the file is missing, unreadable, or of an unknown format.
+    """
+    stats = ReadStats()
+    seen = 0
+    for batch in iter_row_batches(path, format=format, stats=stats, tags=tags, model=model,
+                                  strategy=strategy, batch_size=256):
+        if len(stats.errors) > seen:
+            if errors is None:
+                raise stats.errors[seen]
+            errors.extend(stats.errors[seen:])
+            seen = len(stats.errors)
+        for row in batch:
+            yield row_to_trace(row)
+    if len(stats.errors) > seen:
+        if errors is None:
+            raise stats.errors[seen]
+        errors.extend(stats.errors[seen:])
+
+
+

@@ -1,0 +1,137 @@
+"""The Trace data model: one model response to one prompt, reasoning kept apart from the answer."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+StepKind = Literal["paragraph", "header", "reflection"]
+
+
+class Message(BaseModel):
+    """One chat message of a prompt."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str
+
+
+class Step(BaseModel):
+    """One step of the reasoning with its character span ``reasoning[start:end]``."""
+
+    index: int
+    start: int
+    end: int
+    kind: StepKind = "paragraph"
+    text: str = ""
+
+
+class Action(BaseModel):
+    """One action of an agent trajectory (a tool call or a shell command) and what it returned."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = "tool_call"
+    name: str | None = None
+    arguments: Any = None
+    output: str | None = None
+    step: int | None = Field(default=None, description="index of the assistant turn that issued it")
+
+
+class Source(BaseModel):
+    """Where a trace came from: a file and line (or record), and the format it was read as."""
+
+    file: str | None = None
+    line: int | None = None
+    format: str | None = None
+
+
+class Trace(BaseModel):
+    """One model response to one prompt.
+
+    Reasoning and answer are kept apart and never merged back together. ``reasoning_closed`` is
+    false when the model opened a reasoning block and never closed it (the budget ran out).
+    """
+
+    id: str = ""
+    prompt: list[Message] = Field(default_factory=list)
+    reasoning: str = ""
+    answer: str = ""
+    reasoning_closed: bool = True
+    steps: list[Step] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    model: str | None = None
+    strategy: str | None = None
+    group_id: str | None = None
+    sample_index: int = 0
+    source: Source | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.group_id:
+            self.group_id = group_id_for(
+                [m.model_dump() for m in self.prompt], self.model, self.strategy
+            )
+        if not self.id:
+            self.id = trace_id_for(
+                [m.model_dump() for m in self.prompt],
+                self.reasoning,
+                self.answer,
+                self.model,
+                self.strategy,
+                self.group_id,
+                self.sample_index,
+            )
+        if not self.steps and self.reasoning:
+            from cotscope.traces._steps import segment_steps
+
+            self.steps = segment_steps(self.reasoning)
+
+    @property
+    def prompt_text(self) -> str:
+        """The last user message, or all prompt messages joined when there is no user turn."""
+        for m in reversed(self.prompt):
+            if m.role == "user":
+                return m.content
+        return "\n\n".join(m.content for m in self.prompt)
+
+    def part(self, part: Literal["reasoning", "answer", "both"]) -> str:
+        """The text of one part of the trace: ``reasoning``, ``answer`` or ``both``."""
+        if part == "reasoning":
+            return self.reasoning
+        if part == "answer":
+            return self.answer
+        if part == "both":
+            if self.reasoning and self.answer:
+                return f"{self.reasoning}\n\n{self.answer}"
+            return self.reasoning or self.answer
+        raise ValueError(f"unknown trace part {part!r}: expected reasoning, answer or both")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(obj), digest_size=12).hexdigest()
+
+
+def group_id_for(prompt: list[dict[str, Any]], model: str | None, strategy: str | None) -> str:
+    """Content-derived id of the group of samples answering one prompt with one model and strategy."""
+    return "g-" + _digest([[[m.get("role"), m.get("content")] for m in prompt], model, strategy])
+
+
+def trace_id_for(
+    prompt: list[dict[str, Any]],
+    reasoning: str,
+    answer: str,
+    model: str | None,
+    strategy: str | None,
+    group_id: str | None,
+    sample_index: int,
+) -> str:
+    """Stable content-derived trace id: the same response to the same prompt gets the same id."""
+    return _digest(
+        [[[m.get("role"), m.get("content")] for m in prompt], reasoning, answer, model, strategy,
+         group_id, sample_index]
+    )
