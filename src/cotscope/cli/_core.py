@@ -127,16 +127,17 @@ def list_traces(
             {"id": r["id"], "model": r["model"], "strategy": r["strategy"], "group_id": r["group_id"],
              "sample_index": r["sample_index"], "reasoning_chars": len(r["reasoning"] or ""),
              "answer_chars": len(r["answer"] or ""), "reasoning_closed": r["reasoning_closed"],
-             "steps": len(r["steps"] or []), "prompt": _prompt_preview(r["prompt"], 10_000)} for r in rows]})
+             "steps": _n_steps(r), "prompt": _prompt_preview(r["prompt"], 10_000)} for r in rows]})
         return
     t = Table(title=f"{len(rows)} of {total:,} traces in {store}")
     for c in ("id", "model", "strategy", "#", "prompt", "reasoning", "answer", "closed", "steps"):
-        t.add_column(c, overflow="fold" if c == "prompt" else "ellipsis", no_wrap=c != "prompt")
+        t.add_column(c, overflow="ellipsis", no_wrap=True, min_width=24 if c == "prompt" else None,
+                     ratio=1 if c == "prompt" else None)
     for r in rows:
         t.add_row(r["id"][:12], r["model"] or "-", r["strategy"] or "-", str(r["sample_index"]),
                   Text(_prompt_preview(r["prompt"], 60)), f"{len(r['reasoning'] or ''):,} ch",
                   f"{len(r['answer'] or ''):,} ch", "yes" if r["reasoning_closed"] else "[red]no[/]",
-                  str(len(r["steps"] or [])))
+                  str(_n_steps(r)))
     out.print(t)
 
 
@@ -204,3 +205,9 @@ def _prompt_preview(prompt: list[dict[str, str]] | None, width: int) -> str:
             break
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _n_steps(row: dict) -> int:  # type: ignore[type-arg]
+    from cotscope.traces import segment_spans
+
+    return len(row["steps"] if row["steps"] is not None else segment_spans(row["reasoning"] or ""))

@@ -9,6 +9,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from cotscope.traces import segment_spans
+
 if TYPE_CHECKING:
     from cotscope.store._store import Store
 
@@ -18,6 +20,7 @@ EXPORT_FORMATS = ("jsonl", "parquet")
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """The export form of a stored trace row."""
     reasoning = row["reasoning"] or ""
+    spans = row["steps"] if row["steps"] is not None else segment_spans(reasoning)
     return {
         "id": row["id"],
         "prompt": row["prompt"] or [],
@@ -26,7 +29,7 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
         "reasoning_closed": bool(row["reasoning_closed"]),
         "steps": [
             {"index": i, "start": s, "end": e, "kind": k, "text": reasoning[s:e]}
-            for i, (s, e, k) in enumerate(row["steps"] or [])
+            for i, (s, e, k) in enumerate(spans)
         ],
         "actions": row["actions"] or [],
         "model": row["model"],

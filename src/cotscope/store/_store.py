@@ -126,7 +126,7 @@ class Store:
         for r in rows:
             for c in ROW_FIELDS:
                 v = r[c]
-                if c in _JSON_COLS:
+                if c in _JSON_COLS and v is not None:
                     v = dumps(v).decode()
                 cols[c].append(v)
             cols["run_id"].append(run_id)

@@ -63,7 +63,8 @@ def make_row(
         "reasoning": reasoning,
         "answer": answer,
         "reasoning_closed": reasoning_closed,
-        "steps": segment_spans(reasoning) if steps is None else steps,
+        # Steps are derived from the reasoning; None means "derive on read" and keeps ingest fast.
+        "steps": steps,
         "actions": actions or [],
         "model": model,
         "strategy": strategy,
@@ -79,10 +80,8 @@ def make_row(
 def row_to_trace(row: Row) -> Trace:
     """Turn a row into a :class:`Trace` without re-deriving anything."""
     reasoning = row["reasoning"] or ""
-    steps = [
-        Step(index=i, start=s, end=e, kind=k, text=reasoning[s:e])
-        for i, (s, e, k) in enumerate(row["steps"] or [])
-    ]
+    spans = row["steps"] if row["steps"] is not None else segment_spans(reasoning)
+    steps = [Step(index=i, start=s, end=e, kind=k, text=reasoning[s:e]) for i, (s, e, k) in enumerate(spans)]
     source = None
     if row.get("source_file") is not None or row.get("source_format") is not None:
         source = Source(file=row.get("source_file"), line=row.get("source_line"), format=row.get("source_format"))

@@ -67,17 +67,14 @@ def split_reasoning(
         j = text.find(close_tag)
         if i < 0 and j < 0:
             continue
-        if i >= 0 and (j < 0 or j < i):
-            # Open tag with no close tag after it: the model never stopped thinking.
-            j2 = text.find(close_tag, i + len(open_tag)) if j >= 0 else -1
-            if j2 < 0:
-                return SplitResult(
-                    reasoning=text[i + len(open_tag) :].strip(),
-                    answer="",
-                    reasoning_closed=False,
-                    kind="unclosed",
-                )
-            j = j2
+        if i >= 0 and j < 0:
+            # An open tag and no close tag: the model never stopped thinking.
+            return SplitResult(
+                reasoning=text[i + len(open_tag) :].strip(),
+                answer="",
+                reasoning_closed=False,
+                kind="unclosed",
+            )
         start = i + len(open_tag) if 0 <= i < j else 0
         kind: SplitKind = "tagged" if 0 <= i < j else "close-only"
         reasoning = text[start:j].strip()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 StepKind = Literal["paragraph", "header", "reflection"]
@@ -112,13 +111,22 @@ class Trace(BaseModel):
         raise ValueError(f"unknown trace part {part!r}: expected reasoning, answer or both")
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.blake2b(orjson.dumps(obj), digest_size=12).hexdigest()
+def prompt_canon(prompt: list[dict[str, Any]]) -> str:
+    """The canonical text of a prompt used in ids: role and content of each message, separated."""
+    return "\x1e".join(f"{m.get('role') or ''}\x1d{m.get('content') or ''}" for m in prompt)
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[:24]
 
 
 def group_id_for(prompt: list[dict[str, Any]], model: str | None, strategy: str | None) -> str:
-    """Content-derived id of the group of samples answering one prompt with one model and strategy."""
-    return "g-" + _digest([[[m.get("role"), m.get("content")] for m in prompt], model, strategy])
+    """Content-derived id of the group of samples answering one prompt with one model and strategy.
+
+    Defined as ``"g-" + md5(model US strategy US prompt)[:24]`` (US = ``\x1f``) so that the store's
+    bulk SQL path computes the same value.
+    """
+    return "g-" + _md5(f"{model or ''}\x1f{strategy or ''}\x1f{prompt_canon(prompt)}")
 
 
 def trace_id_for(
@@ -130,8 +138,11 @@ def trace_id_for(
     group_id: str | None,
     sample_index: int,
 ) -> str:
-    """Stable content-derived trace id: the same response to the same prompt gets the same id."""
-    return _digest(
-        [[[m.get("role"), m.get("content")] for m in prompt], reasoning, answer, model, strategy,
-         group_id, sample_index]
+    """Stable content-derived trace id: the same response to the same prompt gets the same id.
+
+    ``md5(model US strategy US group_id US sample_index US prompt US reasoning US answer)[:24]``.
+    """
+    return _md5(
+        f"{model or ''}\x1f{strategy or ''}\x1f{group_id or ''}\x1f{sample_index}\x1f{prompt_canon(prompt)}"
+        f"\x1f{reasoning}\x1f{answer}"
     )

@@ -1,0 +1,114 @@
+"""Ingest throughput (JSONL on disk -> DuckDB) against the floor of just parsing the file.
+
+Usage: python bench/ingest_bench.py [--traces 100000] [--memory-gb 1.0]
+
+Prints MB/s and traces/s of `Store.ingest` end to end, the same for a bare loop that only parses each
+line with orjson (the fastest JSON parser available here), their ratio (target >= 0.5), and peak RSS of
+ingest on a small file and on a file of --memory-gb, each in a fresh process (target: flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = ("the user asks about this so I need to consider whether answering is safe and then compute the "
+         "result step by step carefully check each term again because it matters").split()
+
+
+def make_file(path: Path, n: int, seed: int = 0) -> int:
+    """Write n realistic traces (about 3 KB each: prompt, multi-paragraph reasoning, answer)."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            paras = []
+            for _ in range(rng.randint(4, 9)):
+                sent = " ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 60)))
+                if rng.random() < 0.3:
+                    sent = "Wait, " + sent
+                paras.append(sent + ".")
+            reasoning = "\n\n".join(paras)
+            answer = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 120)))
+            rec = {"prompt": f"Question {i}: " + " ".join(rng.choice(WORDS) for _ in range(30)),
+                   "response": f"<think>\n{reasoning}\n</think>\n\n{answer}", "model": "bench-model"}
+            f.write(json.dumps(rec) + "\n")
+    return path.stat().st_size
+
+
+def floor_parse(path: Path) -> float:
+    import orjson
+
+    t0 = time.perf_counter()
+    n = 0
+    with open(path, "rb", buffering=1 << 20) as f:
+        for line in f:
+            orjson.loads(line)
+            n += 1
+    return time.perf_counter() - t0
+
+
+def ingest(path: Path, store: Path) -> tuple[float, int]:
+    from cotscope import Store
+
+    t0 = time.perf_counter()
+    with Store(store) as st:
+        rep = st.ingest([path])
+    return time.perf_counter() - t0, rep.new
+
+
+def _child_rss(path: str) -> None:
+    from cotscope import Store
+
+    with tempfile.TemporaryDirectory() as d, Store(Path(d) / "s.duckdb") as st:
+        st.ingest([path])
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+
+def peak_rss_mb(path: Path) -> int:
+    out = subprocess.run([sys.executable, __file__, "--child-rss", str(path)], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", type=int, default=100_000)
+    ap.add_argument("--memory-gb", type=float, default=1.0)
+    ap.add_argument("--child-rss")
+    args = ap.parse_args()
+    if args.child_rss:
+        _child_rss(args.child_rss)
+        return
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
+        tmp = Path(d)
+        data = tmp / "traces.jsonl"
+        size = make_file(data, args.traces)
+        mb = size / 1e6
+        floor_parse(data)  # warm the page cache
+        t_floor = min(floor_parse(data) for _ in range(2))
+        t_ingest, new = ingest(data, tmp / "s.duckdb")
+        print(f"file: {args.traces:,} traces, {mb:.0f} MB")
+        print(f"floor (orjson parse only): {mb / t_floor:8.1f} MB/s  {args.traces / t_floor:10,.0f} traces/s")
+        print(f"cotscope ingest -> DuckDB: {mb / t_ingest:8.1f} MB/s  {new / t_ingest:10,.0f} traces/s")
+        print(f"ratio ingest/floor: {t_floor / t_ingest:.2f}x (target >= 0.5x)")
+        if args.memory_gb > 0:
+            small = tmp / "small.jsonl"
+            make_file(small, max(1000, args.traces // 10), seed=1)
+            big = tmp / "big.jsonl"
+            per = size / args.traces
+            make_file(big, int(args.memory_gb * 1e9 / per), seed=2)
+            rss_small, rss_big = peak_rss_mb(small), peak_rss_mb(big)
+            print(f"peak RSS: {rss_small} MB on {small.stat().st_size / 1e6:.0f} MB, "
+                  f"{rss_big} MB on {big.stat().st_size / 1e6:.0f} MB (ratio {rss_big / rss_small:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cotscope import Store, Trace
+from cotscope.store import export_traces
+from cotscope.traces import Message
+
+
+def _write(path: Path, n: int, bad_every: int = 0) -> Path:
+    lines = []
+    for i in range(n):
+        if bad_every and i % bad_every == 0:
+            lines.append("{broken")
+        else:
+            lines.append(json.dumps({"prompt": f"q{i}", "response": f"<think>step {i}\n\nWait, {i}</think>a{i}"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ingest_counts_reconcile_and_reingest_adds_nothing(tmp_path: Path) -> None:
+    f = _write(tmp_path / "t.jsonl", 100, bad_every=10)
+    with Store(tmp_path / "s.duckdb") as st:
+        r1 = st.ingest([f])
+        assert (r1.records, r1.accepted, r1.rejected, r1.new) == (100, 90, 10, 90)
+        assert r1.records == r1.accepted + r1.rejected
+        r2 = st.ingest([f])
+        assert (r2.new, r2.duplicates, r2.rejected) == (0, 90, 10)
+        assert st.count() == 90
+        assert [e["line"] for e in r1.errors] == list(range(1, 101, 10))
+
+
+def test_traces_roundtrip_and_get_by_prefix(tmp_path: Path) -> None:
+    t = Trace(prompt=[Message(role="user", content="hi")], reasoning="a\n\nb", answer="c", model="m",
+              strategy="normal", metadata={"k": [1, 2]})
+    with Store(tmp_path / "s.duckdb") as st:
+        assert st.add_traces([t, t]) == 1
+        got = st.get(t.id[:6])
+        assert got is not None
+        assert got.model_dump() == t.model_dump()
+        assert [s.text for s in got.steps] == ["a", "b"]
+        assert st.get("zzz") is None
+        assert st.count(model="m") == 1 and st.count(model="other") == 0
+
+
+def test_store_persists_between_connections(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as st:
+        st.add_traces([Trace(prompt=[Message(role="user", content="x")], answer="y")])
+    with Store(path) as st:
+        assert st.count() == 1
+        assert [r["kind"] for r in st.runs()] == []
+
+
+def test_results_keyed_and_skipped(tmp_path: Path) -> None:
+    t = Trace(prompt=[Message(role="user", content="q")], answer="a")
+    with Store(tmp_path / "s.duckdb") as st:
+        st.add_traces([t])
+        res = {"trace_id": t.id, "evaluator": "refusal-strings", "config_hash": "h", "part": "answer",
+               "label": True, "score": 1.0, "evidence": [{"text": "a"}]}
+        assert st.add_results([res, res]) == 1
+        assert st.add_results([res | {"label": False}]) == 0  # an existing key is kept
+        assert st.done_trace_ids("refusal-strings", "h", "answer") == {t.id}
+        assert st.done_trace_ids("refusal-strings", "other", "answer") == set()
+        (r,) = st.results("refusal-strings")
+        assert r["label"] is True and r["evidence"] == [{"text": "a"}]
+
+
+def test_export_jsonl_and_parquet(tmp_path: Path) -> None:
+    f = _write(tmp_path / "t.jsonl", 5)
+    with Store(tmp_path / "s.duckdb") as st:
+        st.ingest([f])
+        out = tmp_path / "e.jsonl"
+        assert export_traces(st, out, "jsonl") == 5
+        recs = [json.loads(x) for x in out.read_text().splitlines()]
+        assert set(recs[0]) == {"id", "prompt", "reasoning", "answer", "reasoning_closed", "steps", "actions",
+                                "model", "strategy", "group_id", "sample_index", "source", "metadata"}
+        assert recs[0]["steps"][1]["text"] == "Wait, 0" and recs[0]["steps"][1]["kind"] == "reflection"
+        assert recs[0]["source"]["line"] == 1
+        pq_out = tmp_path / "e.parquet"
+        assert export_traces(st, pq_out, "parquet") == 5
+        table = pq.read_table(pq_out)
+        assert table.num_rows == 5 and table.column("reasoning")[0].as_py() == "step 0\n\nWait, 0"
+        # An exported file ingests back to the same traces (ids kept).
+        with Store(tmp_path / "s2.duckdb") as st2:
+            st2.ingest([out])
+            assert st2.trace_ids() == st.trace_ids()
+
+
+def test_unknown_filter_rejected(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as st, pytest.raises(TypeError, match="unknown trace filter"):
+        st.count(colour="red")
