@@ -210,6 +210,16 @@ class Store:
         where, params = _where(filters)
         return {r[0] for r in self.con.execute(f"SELECT id FROM traces {where}", params).fetchall()}
 
+    def existing_samples(self, **filters: Any) -> set[tuple[str, int]]:
+        """``(group_id, sample_index)`` pairs already stored: what a resumed generation skips.
+
+        A group id is known before generating (it derives from prompt, model and strategy), so a
+        killed generation run resumes by generating only the pairs missing here.
+        """
+        where, params = _where(filters)
+        return {(g, int(i)) for g, i in self.con.execute(
+            f"SELECT group_id, sample_index FROM traces {where}", params).fetchall()}
+
     def iter_rows(
         self, *, limit: int | None = None, ids: Iterable[str] | None = None, chunk: int = 2000, **filters: Any
     ) -> Iterator[Row]:
