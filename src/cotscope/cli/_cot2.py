@@ -104,8 +104,9 @@ def train_cmd(
 
         result = run_train(cfg, out, on_step=on_step, on_epoch=on_epoch)
     m = result.metrics
-    summary = {k: m[k] for k in ("task", "method", "budget", "dim", "layers", "num_parameters", "test_accuracy",
-                                 "train_accuracy", "per_step_entropy", "train_steps_per_second") if k in m}
+    keys = ("task", "method", "budget", "dim", "layers", "num_parameters", "test_accuracy", "train_accuracy",
+            "per_step_entropy", "train_steps_per_second")
+    summary: dict[str, Any] = {k: m[k] for k in keys if k in m}
     summary["budget"] = summary.get("budget") or "all"
     summary.update(_pass_rows(m.get("pass_at_k")))
     if json:
@@ -156,7 +157,8 @@ def grpo_cmd(
 
         m = run_grpo(init, cfg, out, on_step=on_step)
     if json:
-        print_json({"out": str(out), **{a: b for a, b in m.items() if a not in ("grpo_config", "train_config")}})
+        skip = ("grpo_config", "train_config")
+        print_json({"out": str(out), **{a: b for a, b in m.items() if a not in skip}})
         return
     keys = ("sampling", "k", "init_test_accuracy", "test_accuracy", "init_greedy_accuracy", "greedy_accuracy",
             "init_continuous_accuracy", "continuous_accuracy", "rollouts_per_second")

@@ -29,12 +29,12 @@ class MNNSConfig(_Strict):
         max_test: Optional cap on the number of test sequences (sub-sampled).
     """
 
-    num_digits: int = Field(4, ge=1, le=8)
-    digit_min: int = Field(1, ge=0)
-    digit_max: int = Field(9, ge=1)
-    test_frac: float = Field(0.2, gt=0.0, lt=1.0)
-    max_train: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
+    num_digits: int = Field(default=4, ge=1, le=8)
+    digit_min: int = Field(default=1, ge=0)
+    digit_max: int = Field(default=9, ge=1)
+    test_frac: float = Field(default=0.2, gt=0.0, lt=1.0)
+    max_train: int | None = Field(default=None, ge=1)
+    max_test: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _check_range(self) -> MNNSConfig:
@@ -54,11 +54,11 @@ class GraphConfig(_Strict):
         num_test: Test examples.
     """
 
-    depth: int = Field(3, ge=2, le=8)
-    width: int = Field(4, ge=2, le=16)
-    out_degree: int = Field(2, ge=1)
-    num_train: int = Field(4000, ge=1)
-    num_test: int = Field(500, ge=1)
+    depth: int = Field(default=3, ge=2, le=8)
+    width: int = Field(default=4, ge=2, le=16)
+    out_degree: int = Field(default=2, ge=1)
+    num_train: int = Field(default=4000, ge=1)
+    num_test: int = Field(default=500, ge=1)
 
     @model_validator(mode="after")
     def _check_degree(self) -> GraphConfig:
@@ -87,12 +87,12 @@ class ModelConfig(_Strict):
         dropout: Dropout probability (0 for these small synthetic tasks).
     """
 
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    dim: int = Field(24, ge=2)
-    mlp_ratio: int = Field(4, ge=1)
+    layers: int = Field(default=2, ge=1)
+    heads: int = Field(default=2, ge=1)
+    dim: int = Field(default=24, ge=2)
+    mlp_ratio: int = Field(default=4, ge=1)
     tie_embeddings: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
@@ -127,19 +127,19 @@ class TrainConfig(_Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: Literal["csft", "discrete"] = "csft"
-    budget: int | None = Field(None, ge=1)
+    budget: int | None = Field(default=None, ge=1)
     feed: Literal["teacher", "self", "curriculum"] = "teacher"
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_frac: float = Field(0.05, ge=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
+    epochs: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_frac: float = Field(default=0.05, ge=0, lt=1)
+    grad_clip: float = Field(default=1.0, gt=0)
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    threads: int = Field(1, ge=1)
-    pass_k: int = Field(16, ge=1)
-    eval_every: int = Field(5, ge=1)
+    threads: int = Field(default=1, ge=1)
+    pass_k: int = Field(default=16, ge=1)
+    eval_every: int = Field(default=5, ge=1)
 
 
 class GRPOConfig(_Strict):
@@ -164,20 +164,20 @@ class GRPOConfig(_Strict):
     """
 
     sampling: Literal["mts", "dirichlet"] = "mts"
-    k: int = Field(3, ge=1)
-    gamma: float = Field(20.0, gt=0)
-    group_size: int = Field(8, ge=2)
-    prompts_per_step: int = Field(32, ge=1)
-    steps: int = Field(200, ge=1)
-    inner_epochs: int = Field(2, ge=1)
-    clip_eps: float = Field(0.1, gt=0, lt=1)
-    kl_coef: float = Field(0.0, ge=0)
-    lr: float = Field(1e-4, gt=0)
-    grad_clip: float = Field(1.0, gt=0)
-    eval_samples: int = Field(4, ge=1)
+    k: int = Field(default=3, ge=1)
+    gamma: float = Field(default=20.0, gt=0)
+    group_size: int = Field(default=8, ge=2)
+    prompts_per_step: int = Field(default=32, ge=1)
+    steps: int = Field(default=200, ge=1)
+    inner_epochs: int = Field(default=2, ge=1)
+    clip_eps: float = Field(default=0.1, gt=0, lt=1)
+    kl_coef: float = Field(default=0.0, ge=0)
+    lr: float = Field(default=1e-4, gt=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    eval_samples: int = Field(default=4, ge=1)
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    threads: int = Field(1, ge=1)
+    threads: int = Field(default=1, ge=1)
 
 
 def load_config(path: str | Path, cls: type[_M]) -> _M:

@@ -77,7 +77,7 @@ def fed_logits(
         return teacher_forced_logits(model, prompts, targets)
     b, t, _ = targets.shape
     fed: list[torch.Tensor] = []
-    step_logits = []
+    step_logits: list[torch.Tensor] = []
     for i in range(t + 1):
         steps = torch.stack(fed, 1) if fed else targets[:, :0]
         z = model.forward_mixed(prompts, steps)[:, -1]

@@ -34,7 +34,8 @@ def decode_discrete(
     """
     v = model.vocab_size
     fed = torch.zeros(prompts.shape[0], 0, v, device=prompts.device)
-    toks, ents = [], []
+    toks: list[torch.Tensor] = []
+    ents: list[torch.Tensor] = []
     for i in range(num_steps + 1):
         z = model.forward_mixed(prompts, fed)[:, -1].float()
         if greedy:

@@ -76,6 +76,8 @@ def eval_sampling(
     ans = data.answers.repeat_interleave(samples, 0)
     hits = []
     for sl in _chunks(rep.shape[0], chunk):
-        ro = sample_rollouts(model, rep[sl], data.num_steps, sampling, k, gamma, generator, greedy_answer=True)
+        ro = sample_rollouts(
+            model, rep[sl], data.num_steps, sampling, k, gamma, generator, greedy_answer=True
+        )
         hits.append(ro.answer == ans[sl])
     return float(torch.cat(hits).float().mean())

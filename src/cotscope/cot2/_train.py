@@ -247,7 +247,9 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", pass_k: int | None =
     if gcfg is not None:
         gen = torch.Generator(dev).manual_seed(gcfg.seed + 7)
         m["sampling"] = gcfg.sampling
-        m["test_accuracy"] = eval_sampling(model, test, gcfg.sampling, gcfg.k, gcfg.gamma, gcfg.eval_samples, gen)
+        m["test_accuracy"] = eval_sampling(
+            model, test, gcfg.sampling, gcfg.k, gcfg.gamma, gcfg.eval_samples, gen
+        )
         m["per_step_entropy"] = cont["per_step_entropy"]
     elif cfg.method == "csft":
         m["test_accuracy"] = cont["accuracy"]
@@ -257,7 +259,8 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", pass_k: int | None =
         m["per_step_entropy"] = greedy["per_step_entropy"]
     if cfg.method == "discrete" or gcfg is not None:
         gen = torch.Generator(dev).manual_seed(cfg.seed + 1)
-        m["pass_at_k"] = {str(k): v for k, v in eval_pass_at_k(model, test, pass_k or cfg.pass_k, gen).items()}
+        curve = eval_pass_at_k(model, test, pass_k or cfg.pass_k, gen)
+        m["pass_at_k"] = {str(k): v for k, v in curve.items()}
     return m
 
 
@@ -282,7 +285,9 @@ def run_grpo(
     def scores(tag: str) -> dict[str, float]:
         gen = torch.Generator(dev).manual_seed(cfg.seed + 7)
         return {
-            f"{tag}test_accuracy": eval_sampling(model, test, cfg.sampling, cfg.k, cfg.gamma, cfg.eval_samples, gen),
+            f"{tag}test_accuracy": eval_sampling(
+                model, test, cfg.sampling, cfg.k, cfg.gamma, cfg.eval_samples, gen
+            ),
             f"{tag}greedy_accuracy": eval_greedy(model, test)["accuracy"],
             f"{tag}continuous_accuracy": eval_continuous(model, test)["accuracy"],
         }
