@@ -1,7 +1,7 @@
 """The ``cotscope`` command line."""
 
 from cotscope.cli._app import app
-from cotscope.cli import _core  # noqa: F401  (registers commands)
+from cotscope.cli import _core, _demo  # noqa: F401  (registers commands)
 from cotscope.cli._cot2 import cot2_app; app.add_typer(cot2_app, name="cot2")  # noqa: E702
 
 

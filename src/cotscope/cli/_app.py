@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -35,7 +36,7 @@ out = Console()
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

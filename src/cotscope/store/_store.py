@@ -13,6 +13,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from cotscope.store._bulk import bulk_eligible, bulk_ingest_jsonl
 from cotscope.store._schema import SCHEMA, SCHEMA_VERSION
 from cotscope.traces import Trace
 from cotscope.traces._read import ReadStats, iter_row_batches
@@ -160,6 +161,7 @@ class Store:
         model: str | None = None,
         strategy: str | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        bulk: bool = True,
     ) -> IngestReport:
         """Read files of any supported format into the store.
 
@@ -171,6 +173,7 @@ class Store:
             model: model name for records that do not name one.
             strategy: strategy name for records that do not name one.
             on_batch: called with ``(records_so_far, bytes_of_file_done)`` after each batch.
+            bulk: let DuckDB parse plain prompt/response JSONL (same results, much faster).
 
         Raises:
             TraceFileError: a file is missing, unreadable or of an unknown format.
@@ -184,10 +187,14 @@ class Store:
             stats = ReadStats()
             report.files.append(str(p))
             report.bytes += Path(p).stat().st_size if Path(p).exists() else 0
-            for batch in iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy):
-                report.new += self.add_rows(batch, run_id)
-                if on_batch is not None:
-                    on_batch(stats.records, 0)
+            if bulk and bulk_eligible(Path(p), format) and Path(p).is_file():
+                report.new += bulk_ingest_jsonl(self, Path(p), stats, run_id=run_id, model=model,
+                                                strategy=strategy, format=format, on_batch=on_batch)
+            else:
+                for batch in iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy):
+                    report.new += self.add_rows(batch, run_id)
+                    if on_batch is not None:
+                        on_batch(stats.records, 0)
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected

@@ -1,0 +1,92 @@
+"""End-to-end tests of the core commands: ingest, traces, show, export, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cotscope.cli import app
+
+runner = CliRunner()
+
+
+def _file(tmp_path: Path) -> Path:
+    p = tmp_path / "t.jsonl"
+    p.write_text(
+        json.dumps({"prompt": "<script>alert(1)</script> how?", "response":
+                    "<think>First.\n\nWait, second.</think>Answer.", "model": "m"}) + "\n"
+        + "not json\n"
+        + json.dumps({"prompt": "q2", "response": "plain", "model": "m2"}) + "\n"
+    )
+    return p
+
+
+def test_ingest_json_reports_and_reconciles(tmp_path: Path) -> None:
+    f, store = _file(tmp_path), tmp_path / "s.duckdb"
+    r = runner.invoke(app, ["ingest", str(f), "--store", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["traces"], out["rejected"], out["records"], out["new"]) == (2, 1, 3, 2)
+    assert out["errors"] == [{"source": str(f), "line": 2, "error": out["errors"][0]["error"]}]
+    assert "invalid JSON" in out["errors"][0]["error"]
+    r2 = runner.invoke(app, ["ingest", str(f), "--store", str(store), "--json"])
+    assert json.loads(r2.stdout)["new"] == 0
+
+
+def test_missing_file_is_clear_error(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["ingest", str(tmp_path / "nope.jsonl"), "--store", str(tmp_path / "s.duckdb")])
+    assert r.exit_code != 0
+    assert "no such file" in r.output
+
+
+def test_unknown_format_is_clear_error(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["ingest", str(_file(tmp_path)), "--store", str(tmp_path / "s.duckdb"), "-f", "xml"])
+    assert r.exit_code != 0 and "unknown format 'xml'" in r.output
+
+
+def test_traces_show_export(tmp_path: Path) -> None:
+    f, store = _file(tmp_path), tmp_path / "s.duckdb"
+    runner.invoke(app, ["ingest", str(f), "--store", str(store)])
+    r = runner.invoke(app, ["traces", "--store", str(store), "--json", "--model", "m"])
+    listing = json.loads(r.stdout)
+    assert listing["total"] == 1 and listing["traces"][0]["steps"] == 2
+    tid = listing["traces"][0]["id"]
+    r = runner.invoke(app, ["show", tid[:8], "--store", str(store)])
+    assert r.exit_code == 0
+    text = r.stdout
+    assert "reasoning: 2 steps" in text and "[1] First." in text and "Wait, second." in text
+    assert text.index("reasoning") < text.index("Answer.")
+    assert "<script>alert(1)</script>" in text  # shown as text, not interpreted as markup
+    r = runner.invoke(app, ["show", "ffffffff", "--store", str(store)])
+    assert r.exit_code != 0 and "no trace" in r.output
+    outp = tmp_path / "out.jsonl"
+    r = runner.invoke(app, ["export", "--store", str(store), "--out", str(outp)])
+    assert r.exit_code == 0
+    assert len(outp.read_text().splitlines()) == 2
+    r = runner.invoke(app, ["export", "--store", str(store), "--format", "parquet"])
+    assert r.exit_code != 0 and "--out" in r.output
+
+
+def test_show_on_missing_store(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["traces", "--store", str(tmp_path / "none.duckdb")])
+    assert r.exit_code != 0 and "no such store" in r.output
+
+
+def test_demo_ingests_every_sample_format(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["demo", "--store", str(tmp_path / "d.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out["formats"]) == {"chat", "inspect", "openai-batch", "pair", "safechain"}
+    assert len(out["errors"]) == 2  # the two deliberately bad sample records
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "cotscope"
+    r = subprocess.run([str(exe), "ingest", str(_file(tmp_path)), "--store", str(tmp_path / "s.duckdb"), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["traces"] == 2
