@@ -12,8 +12,8 @@ from cotscope.traces import ReadStats, iter_row_batches
 GOOD = [
     {"prompt": "p", "response": "<think>r</think>a"},
     {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x", "reasoning_content": "y"}]},
-    {"object": "chat.completion", "model": "m", "choices": [{"index": 0, "message": {"role": "assistant",
-                                                                                      "content": "<think>t</think>o"}}]},
+    {"object": "chat.completion", "model": "m",
+     "choices": [{"index": 0, "message": {"role": "assistant", "content": "<think>t</think>o"}}]},
     {"custom_id": "c", "response": {"status_code": 200, "body": {"choices": [{"message": {"content": "z"}}]}}},
     {"prompt": "p", "response": ["a", "<think>b</think>c"]},
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cotscope.cli._app import app, console, fail, out, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from cotscope.store import Store
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="DuckDB store file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -42,6 +45,7 @@ def ingest(
     except OSError as e:
         fail(str(e))
     total_bytes = sum(f.stat().st_size for f in files)
+    file_error: str | None = None
     try:
         with progress_bar(quiet=json) as prog:
             task = prog.add_task("ingest", total=len(files), info="")
@@ -63,9 +67,11 @@ def ingest(
                 report.seconds += r.seconds
                 prog.advance(task)
     except TraceFileError as e:
-        fail(str(e))
+        file_error = str(e)
     finally:
         st.close()
+    if file_error is not None:
+        fail(file_error)
     if json:
         print_json(report.to_dict())
         return
@@ -76,8 +82,9 @@ def ingest(
     t.add_row(str(len(files)), f"{report.records:,}", f"{report.traces:,}", f"{report.new:,}",
               f"{report.duplicates:,}", f"{report.rejected:,}", f"{mbs:.1f}")
     console.print(t)
-    for e in report.errors[:20]:
-        console.print(f"[red]rejected[/] {escape(str(e['source']))}:{e['line']}: {escape(e['error'])}", highlight=False)
+    for err in report.errors[:20]:
+        console.print(f"[red]rejected[/] {escape(str(err['source']))}:{err['line']}: {escape(err['error'])}",
+                      highlight=False, soft_wrap=True)
     if len(report.errors) > 20:
         console.print(f"... and {report.rejected - 20} more (use --json for all)")
 
@@ -92,7 +99,7 @@ def export(
     strategy: Annotated[str | None, typer.Option(help="Only traces of this strategy.")] = None,
 ) -> None:
     """Write stored traces as JSONL or Parquet, one record per trace."""
-    from cotscope.store import Store, export_traces
+    from cotscope.store import export_traces
 
     st = _open(store)
     try:
@@ -186,7 +193,7 @@ def show(
     out.print(Panel(Text(trace.answer or "(empty answer)"), title="answer", title_align="left", border_style="green"))
 
 
-def _open(store: Path):  # type: ignore[no-untyped-def]
+def _open(store: Path) -> Store:
     from cotscope.store import Store
 
     if not store.exists():
@@ -207,7 +214,7 @@ def _prompt_preview(prompt: list[dict[str, str]] | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _n_steps(row: dict) -> int:  # type: ignore[type-arg]
+def _n_steps(row: dict[str, Any]) -> int:
     from cotscope.traces import segment_spans
 
     return len(row["steps"] if row["steps"] is not None else segment_spans(row["reasoning"] or ""))

@@ -32,28 +32,27 @@ def demo(
     files = sample_files()
     summary: dict[str, dict[str, float]] = {}
     errors = []
-    with Store(store) as st:
-        with progress_bar(quiet=json) as prog:
-            task = prog.add_task("ingest samples", total=len(files), info="")
-            for f in files:
-                prog.update(task, info=f.name)
-                rep = st.ingest([f])
-                errors.extend(rep.errors)
-                prog.advance(task)
-            rows = list(st.iter_rows())
-            task2 = prog.add_task("summarise", total=len(rows), info="")
-            for r in rows:
-                key = r["source_format"] or "?"
-                s = summary.setdefault(key, {"traces": 0, "closed": 0, "steps": 0, "reflections": 0,
-                                             "reasoning_chars": 0, "actions": 0})
-                spans = r["steps"] if r["steps"] is not None else segment_spans(r["reasoning"] or "")
-                s["traces"] += 1
-                s["closed"] += bool(r["reasoning_closed"])
-                s["steps"] += len(spans)
-                s["reflections"] += sum(1 for _, _, k in spans if k == "reflection")
-                s["reasoning_chars"] += len(r["reasoning"] or "")
-                s["actions"] += len(r["actions"] or [])
-                prog.advance(task2)
+    with Store(store) as st, progress_bar(quiet=json) as prog:
+        task = prog.add_task("ingest samples", total=len(files), info="")
+        for f in files:
+            prog.update(task, info=f.name)
+            rep = st.ingest([f])
+            errors.extend(rep.errors)
+            prog.advance(task)
+        rows = list(st.iter_rows())
+        task2 = prog.add_task("summarise", total=len(rows), info="")
+        for r in rows:
+            key = r["source_format"] or "?"
+            s = summary.setdefault(key, {"traces": 0, "closed": 0, "steps": 0, "reflections": 0,
+                                         "reasoning_chars": 0, "actions": 0})
+            spans = r["steps"] if r["steps"] is not None else segment_spans(r["reasoning"] or "")
+            s["traces"] += 1
+            s["closed"] += bool(r["reasoning_closed"])
+            s["steps"] += len(spans)
+            s["reflections"] += sum(1 for _, _, k in spans if k == "reflection")
+            s["reasoning_chars"] += len(r["reasoning"] or "")
+            s["actions"] += len(r["actions"] or [])
+            prog.advance(task2)
     if json:
         print_json({"store": str(store), "formats": summary, "errors": errors})
         return

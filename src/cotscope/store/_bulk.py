@@ -18,7 +18,14 @@ import orjson
 import pyarrow as pa
 
 from cotscope.traces._errors import RecordError
-from cotscope.traces._formats import _KNOWN_PAIR_KEYS, PROMPT_KEYS, RESPONSE_KEYS, Ctx, RecordFormatError, read_record
+from cotscope.traces._formats import (
+    _KNOWN_PAIR_KEYS,
+    PROMPT_KEYS,
+    RESPONSE_KEYS,
+    Ctx,
+    RecordFormatError,
+    read_record,
+)
 from cotscope.traces._read import ReadStats
 
 if TYPE_CHECKING:

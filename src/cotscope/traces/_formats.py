@@ -236,7 +236,7 @@ def read_pair(rec: dict[str, Any], ctx: Ctx) -> list[Row]:
     if rkey is None:
         raise RecordFormatError(
             "no recognisable response: expected one of "
-            + ", ".join(RESPONSE_KEYS + ("answer", "messages", "choices"))
+            + ", ".join((*RESPONSE_KEYS, "answer", "messages", "choices"))
             + f"; keys present: {', '.join(sorted(rec)) or 'none'}"
         )
     value = rec[rkey]
@@ -311,14 +311,17 @@ def conversation_rows(
     prompt_msgs = messages if first is None else messages[:first]
     prompt = [_message(m, f"messages[{i}]") for i, m in enumerate(prompt_msgs)]
     turns = [] if first is None else messages[first:]
-    if final is not None and not any(m is final for m in turns):
-        if not turns or turns[-1].get("role") != "assistant" or content_text(turns[-1].get("content")) != \
-                content_text(final.get("content")):
-            turns = [*turns, final]
+    if final is not None and not any(m is final for m in turns) and (
+        not turns
+        or turns[-1].get("role") != "assistant"
+        or content_text(turns[-1].get("content")) != content_text(final.get("content"))
+    ):
+        turns = [*turns, final]
     reasonings: list[str] = []
     actions: list[dict[str, Any]] = []
     by_id: dict[str, dict[str, Any]] = {}
-    answer, closed, meta = "", True, {}
+    answer, closed = "", True
+    meta: dict[str, Any] = {}
     assistant_turn = -1
     for m in turns:
         role = m.get("role")
@@ -347,9 +350,10 @@ def conversation_rows(
                     target = by_id.get(str(block.get("tool_use_id")))
                     if target is not None:
                         target["output"] = content_text(block.get("content"))
-    for a in actions:
-        a.pop("id", None) if a.get("id") is None else None
-    metadata = {**kw.pop("metadata", {}), **meta}
+    for act in actions:
+        if act.get("id") is None:
+            act.pop("id", None)
+    metadata: dict[str, Any] = {**kw.pop("metadata", {}), **meta}
     if len(turns) > 1:
         metadata["assistant_turns"] = assistant_turn + 1
     return [_row(ctx, fmt, prompt, "\n\n".join(reasonings), answer, closed, actions=actions,
@@ -455,7 +459,7 @@ def detect_record(rec: dict[str, Any]) -> str:
         return "openai-chat"
     if rec.get("type") == "message" and rec.get("role") == "assistant" and isinstance(rec.get("content"), list):
         return "anthropic"
-    if "messages" in rec and not any(k in rec for k in RESPONSE_KEYS + ("answer",)):
+    if "messages" in rec and not any(k in rec for k in (*RESPONSE_KEYS, "answer")):
         return "chat"
     return "pair"
 

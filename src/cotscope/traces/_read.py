@@ -19,7 +19,6 @@ from cotscope.traces._formats import (
     Ctx,
     RecordFormatError,
     conversation_rows,
-    content_text,
     read_record,
 )
 from cotscope.traces._rows import Row, row_to_trace
@@ -65,7 +64,7 @@ class ReadStats:
 
 def _open_binary(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb", buffering=1 << 20)
 
 
@@ -194,8 +193,11 @@ def _iter_json(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch
 
 def _iter_csv(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     b = _Batcher(stats, src)
-    opener = gzip.open(path, "rt", newline="", encoding="utf-8") if path.suffix == ".gz" else open(
-        path, newline="", encoding="utf-8")
+    opener: IO[str] = (
+        gzip.open(path, "rt", newline="", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+        if path.suffix == ".gz"
+        else open(path, newline="", encoding="utf-8")  # noqa: SIM115
+    )
     with opener as f:
         reader = csv.DictReader(f)
         try:
@@ -226,11 +228,11 @@ def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx, index: int) -> li
         responses = [responses]
     if not isinstance(responses, list) or not responses:
         raise RecordFormatError(f"data[{index}].response must be a non-empty list of strings")
-    rec = {"prompt": inst, "response": responses,
-           "metadata": {k: v for k, v in item.items() if k not in ("instruction", "response")}}
+    item_meta: dict[str, Any] = {k: v for k, v in item.items() if k not in ("instruction", "response", "prompt")}
     if isinstance(item.get("prompt"), str):
-        rec["metadata"]["rendered_prompt"] = item["prompt"]
-    rec["metadata"]["safechain_index"] = index - 1
+        item_meta["rendered_prompt"] = item["prompt"]
+    item_meta["safechain_index"] = index - 1
+    rec = {"prompt": inst, "response": responses, "metadata": item_meta}
     rows = RECORD_READERS["pair"](rec, ctx)
     for r in rows:
         r["source_format"] = "safechain"
