@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = (
+_TEXT = (
     "the user asks about this so I need to consider whether answering is safe and then compute the "
     "result step by step carefully check each term again because it matters"
-).split()
+)
+WORDS = _TEXT.split(" ")
 
 
 def make_file(path: Path, n: int, seed: int = 0) -> int:
