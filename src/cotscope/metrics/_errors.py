@@ -50,7 +50,7 @@ def as_labels(values: Any, name: str, fn: str) -> NDArray[np.bool_]:
         bad = np.flatnonzero((arr != 0) & (arr != 1))
         if bad.size:
             i = int(bad[0])
-            raise MetricError(f"{fn}: {name} must be booleans or 0/1 ints; got {arr[i]!r} at index {i}")
+            raise MetricError(f"{fn}: {name} must be booleans or 0/1 ints; got {arr[i].item()!r} at index {i}")
         return arr.astype(np.bool_)
     if arr.dtype == object:
         out = np.empty(arr.size, dtype=np.bool_)
@@ -62,9 +62,7 @@ def as_labels(values: Any, name: str, fn: str) -> NDArray[np.bool_]:
             else:
                 raise MetricError(f"{fn}: {name} must be booleans or 0/1 ints; got {v!r} at index {i}")
         return out
-    raise MetricError(
-        f"{fn}: {name} must be booleans or 0/1 ints; got {arr[0]!r} ({arr.dtype}) at index 0"
-    )
+    raise MetricError(f"{fn}: {name} must be booleans or 0/1 ints; got {arr[0].item()!r} ({arr.dtype}) at index 0")
 
 
 def as_scores(values: Any, name: str, fn: str) -> NDArray[np.float64]:

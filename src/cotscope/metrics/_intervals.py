@@ -81,9 +81,7 @@ def proportion_ci(k: int, n: int, alpha: float = 0.05) -> Interval:
     return Interval(p, low, high)
 
 
-def _resample_indices(
-    n: int, n_boot: int, rng: np.random.Generator, strata: NDArray[Any] | None
-) -> NDArray[np.intp]:
+def _resample_indices(n: int, n_boot: int, rng: np.random.Generator, strata: NDArray[Any] | None) -> NDArray[np.intp]:
     """``(n_boot, n)`` row indices, drawn with replacement, within each stratum if given."""
     if strata is None:
         return rng.integers(0, n, size=(n_boot, n))
@@ -167,10 +165,11 @@ def bootstrap_ci(
     stats = np.empty(int(n_boot), dtype=np.float64)
     for b in range(int(n_boot)):
         try:
-            stats[b] = _finite(metric_fn(*(x[idx[b]] for x in data)), f"resample {b}")
+            value = metric_fn(*(x[idx[b]] for x in data))
         except MetricError as exc:
             hint = "" if strata is not None else "; pass stratify=labels so every resample keeps both classes"
             raise MetricError(f"{fn}: the metric failed on resample {b}: {exc}{hint}") from exc
+        stats[b] = _finite(value, f"resample {b}")
     low, high = np.percentile(stats, [100.0 * a / 2.0, 100.0 * (1.0 - a / 2.0)])
     return Interval(point, float(low), float(high))
 

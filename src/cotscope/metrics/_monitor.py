@@ -36,8 +36,7 @@ def _binary(scores: ArrayLike, labels: ArrayLike, fn: str) -> tuple[NDArray[np.f
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise MetricError(
-            f"{fn} needs at least one positive and one negative label; "
-            f"got {n_pos} positives and {n_neg} negatives"
+            f"{fn} needs at least one positive and one negative label; got {n_pos} positives and {n_neg} negatives"
         )
     return s, y
 
@@ -212,4 +211,3 @@ def catch_rate(attack_scores: ArrayLike, threshold: float) -> float:
     t = as_real(threshold, "threshold", "catch_rate", low=-np.inf, high=np.inf)
     attack = as_scores(attack_scores, "attack_scores", "catch_rate")
     return float(np.mean(attack > t))
-

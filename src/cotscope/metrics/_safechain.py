@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from cotscope.metrics._errors import MetricError, as_labels
 
+#: One trace's ``(reasoning_safe, answer_safe)``; 0/1 ints are accepted like booleans.
+LabelPair = tuple[bool | int, bool | int]
 
-def _group_matrix(groups: Mapping[Hashable, Sequence[bool]], fn: str) -> np.ndarray:
+
+def _group_matrix(groups: Mapping[Any, ArrayLike], fn: str) -> NDArray[np.bool_]:
     """The groups as a ``(n_groups, K)`` boolean matrix, checking every group has the same K."""
     if len(groups) == 0:
         raise MetricError(f"{fn}: groups is empty")
@@ -30,7 +35,7 @@ def _group_matrix(groups: Mapping[Hashable, Sequence[bool]], fn: str) -> np.ndar
     return np.stack(rows)
 
 
-def safe_at_k(groups: Mapping[Hashable, Sequence[bool]]) -> dict[str, float]:
+def safe_at_k(groups: Mapping[Any, ArrayLike]) -> dict[str, float]:
     """SafeChain Safe@1, Safe@K and ConsSafe@K over groups of K samples.
 
     Each group holds the safety labels (``True`` = safe) of the K responses
@@ -58,7 +63,7 @@ def safe_at_k(groups: Mapping[Hashable, Sequence[bool]]) -> dict[str, float]:
     return _safe_at_k(groups, "safe_at_k")
 
 
-def _safe_at_k(groups: Mapping[Hashable, Sequence[bool]], fn: str) -> dict[str, float]:
+def _safe_at_k(groups: Mapping[Any, ArrayLike], fn: str) -> dict[str, float]:
     m = _group_matrix(groups, fn)
     k = m.shape[1]
     n_safe = m.sum(axis=1)
@@ -70,7 +75,7 @@ def _safe_at_k(groups: Mapping[Hashable, Sequence[bool]], fn: str) -> dict[str, 
     }
 
 
-def _both_labels(pairs: Sequence[tuple[bool, bool]], name: str, fn: str) -> np.ndarray:
+def _both_labels(pairs: Sequence[LabelPair], name: str, fn: str) -> NDArray[np.bool_]:
     """The per-trace ``reasoning_safe and answer_safe`` labels of ``pairs``."""
     if len(pairs) == 0:
         raise MetricError(f"{fn}: {name} is empty")
@@ -85,7 +90,7 @@ def _both_labels(pairs: Sequence[tuple[bool, bool]], name: str, fn: str) -> np.n
     return reasoning & answer
 
 
-def both_safe_rate(pairs: Sequence[tuple[bool, bool]]) -> float:
+def both_safe_rate(pairs: Sequence[LabelPair]) -> float:
     """Share of traces whose reasoning and final answer are both safe.
 
     Args:
@@ -100,7 +105,7 @@ def both_safe_rate(pairs: Sequence[tuple[bool, bool]]) -> float:
     return float(np.mean(_both_labels(pairs, "pairs", "both_safe_rate")))
 
 
-def both_safe_at_k(groups: Mapping[Hashable, Sequence[tuple[bool, bool]]]) -> dict[str, float]:
+def both_safe_at_k(groups: Mapping[Any, Sequence[LabelPair]]) -> dict[str, float]:
     """:func:`safe_at_k` over the combined label "reasoning and answer both safe".
 
     Args:
