@@ -1,0 +1,134 @@
+"""The judge protocol, its result type, evidence spans and the registry that names judges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, field_validator
+
+from cotscope.traces import Trace
+
+Part = Literal["reasoning", "answer", "both"]
+PARTS: tuple[Part, ...] = ("reasoning", "answer", "both")
+
+#: What a ``True`` label means for a judge. Metrics turn labels into "safe" with this:
+#: ``unsafe``/``misaligned``/``flagged`` -> safe = not label; ``refused`` -> safe = label.
+LabelMeaning = Literal["unsafe", "refused", "misaligned", "flagged", "harmful_request"]
+
+
+class Evidence(BaseModel):
+    """A quoted span of a trace that supports a verdict.
+
+    ``verified`` is true only when ``text`` occurs verbatim in the named ``field`` of the trace, in which
+    case ``start``/``end`` locate it there. A quote that a judge invented is kept (it is evidence of a
+    judge error) but marked ``verified=False`` with no offsets.
+    """
+
+    text: str
+    field: str | None = Field(default=None, description="reasoning, answer or prompt")
+    start: int | None = None
+    end: int | None = None
+    verified: bool = False
+    chunk: int | None = Field(default=None, description="index of the chunk it came from, for chunked scoring")
+    score: float | None = None
+
+
+class JudgeResult(BaseModel):
+    """The verdict of a judge on one part of one trace.
+
+    ``label`` is true when the property holds (unsafe, refused, misaligned, flagged). A judge output that
+    cannot be parsed sets ``parse_error`` (with the raw text in ``raw``) and leaves ``label`` and
+    ``score`` as ``None``: it never defaults to safe or unsafe.
+    """
+
+    label: bool | None = None
+    score: float | None = None
+    parse_error: str | None = None
+    raw: str | None = None
+    reason: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+    #: A backend failure (timeout, HTTP error). Such results are not stored so that a rerun retries them.
+    error: str | None = None
+
+    @field_validator("score")
+    @classmethod
+    def _score_in_unit(cls, v: float | None) -> float | None:
+        if v is not None and not (0.0 <= v <= 1.0):
+            raise ValueError(f"score {v} is outside [0, 1]")
+        return v
+
+    @classmethod
+    def unparsed(cls, raw: str, why: str, **details: Any) -> JudgeResult:
+        """A result recording that ``raw`` could not be parsed, with no label and no score."""
+        return cls(parse_error=why, raw=raw, details=details)
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Scores one part of each trace for a property.
+
+    A judge is async and batched so that LLM judges can hand a whole batch to the generation engine
+    (which owns concurrency, caching and retries); local judges simply compute.
+    """
+
+    name: str
+    label_meaning: LabelMeaning
+
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the verdicts (model, template hash, thresholds): hashed into the store key."""
+        ...
+
+    async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
+        """One result per trace, in order."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend."""
+        ...
+
+
+JudgeFactory = Callable[..., Judge]
+_REGISTRY: dict[str, JudgeFactory] = {}
+
+
+def judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
+    """Register a judge factory under ``name``: ``@judge("llama-guard")``.
+
+    The factory is called as ``factory(model=..., **options)``; judges that need no model ignore ``model``.
+    """
+
+    def deco(factory: JudgeFactory) -> JudgeFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def judge_names() -> list[str]:
+    """Registered judge names."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_judge(name: str, *, model: str | None = None, **options: Any) -> Judge:
+    """Build a registered judge.
+
+    Args:
+        name: a registry name such as ``refusal-strings`` or ``llama-guard``.
+        model: ``provider/model`` of the judge model, for LLM judges.
+        **options: judge-specific options (e.g. ``threshold``, ``mode``).
+
+    Raises:
+        ValueError: unknown name, or an LLM judge without a model.
+    """
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown judge {name!r}: expected one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](model=model, **options)
+
+
+def _load_builtins() -> None:
+    # Imported here, not at module top, so that the registry module has no import cycle with the judges.
+    from cotscope.judges import _llm, _local, _strings  # noqa: F401
