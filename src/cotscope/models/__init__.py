@@ -1,4 +1,9 @@
-"""Model backends: one protocol, a registry by provider, reasoning and answer split on the way out."""
+"""Model backends: one protocol, a registry by provider, reasoning and answer split on the way out.
+
+Providers: ``openai`` (and the alias ``openai-api``) for any OpenAI-compatible server, ``local``
+(transformers), ``llamacpp`` (llama-cpp-python in-process) and ``vllm`` (a managed ``vllm serve``).
+Heavy libraries (torch, transformers, llama_cpp) are imported only when a backend is built.
+"""
 
 from cotscope.models._protocol import (
     GenerateConfig,
@@ -9,13 +14,25 @@ from cotscope.models._protocol import (
     model_providers,
     modelapi,
 )
+from cotscope.models import _llamacpp, _local, _openai, _vllm  # noqa: F401, I001  (register the providers)
+from cotscope.models._cache import CachedModel, RequestCache, default_cache_dir, request_key
+from cotscope.models._engine import Engine, EngineStats, generate_all
+from cotscope.models._openai import OpenAIModel
 
 __all__ = [
+    "CachedModel",
+    "Engine",
+    "EngineStats",
     "GenerateConfig",
     "GenerateRequest",
     "Model",
     "ModelOutput",
+    "OpenAIModel",
+    "RequestCache",
+    "default_cache_dir",
+    "generate_all",
     "get_model",
     "model_providers",
     "modelapi",
+    "request_key",
 ]

@@ -34,6 +34,9 @@ class GenerateRequest(BaseModel):
     prefill: str = ""
     config: GenerateConfig = Field(default_factory=GenerateConfig)
     sample_index: int = 0
+    template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra chat-template variables, e.g. enable_thinking=False"
+    )
 
 
 class ModelOutput(BaseModel):

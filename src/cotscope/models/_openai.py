@@ -1,0 +1,346 @@
+"""The OpenAI-compatible HTTP backend (vLLM, SGLang, llama.cpp server, Ollama, OpenAI, DeepSeek, OpenRouter).
+
+Requests go through the async ``openai`` SDK with its own retries switched off: this module retries
+429s, 5xx, timeouts, dropped connections and unparseable bodies with exponential backoff and jitter,
+honouring ``Retry-After``/``retry-after-ms``, and every request ends either as an output or as an output
+whose ``error`` names the cause and the number of attempts.
+
+Prefill (the strategies need the assistant turn to start with given text) is done one of two ways:
+
+* ``tokenizer=PATH_OR_HUB_ID`` model arg: the chat template is rendered locally with that transformers
+  tokenizer, the prefill appended (without doubling a template's ``<think>``), and the text sent to the
+  raw ``/v1/completions`` endpoint. Works with any server that has a completions endpoint.
+* otherwise: the chat endpoint with the prefill as a final assistant message and vLLM/SGLang's
+  ``continue_final_message=true, add_generation_prompt=false`` request extension. Plain OpenAI does not
+  support continuing a message.
+
+Reasoning comes from the ``reasoning_content`` or ``reasoning`` message fields (servers run with a
+reasoning parser) or from ``<think>`` tags in the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import openai
+
+from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
+from cotscope.thinking._strategies import finish_output, merge_prefill
+from cotscope.traces import split_reasoning
+
+#: HTTP statuses worth retrying: rate limits, server errors, request timeouts, conflicts.
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+
+
+def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+    """The wait a response asks for: ``retry-after-ms``, or ``retry-after`` in seconds or as an HTTP date."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(
+    attempt: int, retry_after: float | None, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based).
+
+    A server's ``Retry-After`` is honoured (plus up to 10% jitter so that clients told the same time do
+    not return together); without one, exponential backoff ``base * 2**attempt`` capped at ``cap`` with
+    jitter in [50%, 100%].
+    """
+    r = rng or random
+    if retry_after is not None:
+        return retry_after * (1.0 + 0.1 * r.random())
+    return min(cap, base * (2**attempt)) * (0.5 + 0.5 * r.random())
+
+
+class _Retryable(Exception):
+    def __init__(self, cause: str, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+class OpenAIModel:
+    """An OpenAI-compatible server.
+
+    Args:
+        model: the model name the server knows.
+        base_url: the server's ``/v1`` URL; default OpenAI's.
+        api_key: default ``$OPENAI_API_KEY``, or ``EMPTY`` for local servers.
+        max_connections: requests in flight at once (and HTTP connections kept open).
+        timeout: seconds per request attempt.
+        max_retries: retries after the first attempt.
+        backoff_base: first backoff in seconds.
+        backoff_max: longest backoff in seconds.
+        endpoint: ``chat`` or ``completions`` (raw text; needs ``tokenizer`` for a chat template).
+        tokenizer: a transformers tokenizer path or Hub id to render chat templates locally for prefill.
+        name: the name recorded on outputs and cache keys (default ``openai/<model>``).
+    """
+
+    batch_size = 1
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        max_connections: int = 32,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        endpoint: str = "chat",
+        tokenizer: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if endpoint not in ("chat", "completions"):
+            raise ValueError(f"endpoint must be chat or completions, got {endpoint!r}")
+        self.model = model
+        self.name = name or f"openai/{model}"
+        # Two servers may serve different weights under one model name; cache entries stay apart.
+        self.cache_id = f"{self.name}@{base_url or 'https://api.openai.com/v1'}"
+        self.base_url = base_url
+        self.max_connections = max(1, int(max_connections))
+        self.max_concurrency = self.max_connections
+        self.timeout = float(timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.endpoint = endpoint
+        self.tokenizer_id = tokenizer
+        self._tokenizer: Any = None
+        key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
+        if key is None:
+            raise ValueError("no API key: set OPENAI_API_KEY, pass --model-arg api_key=..., or --model-base-url")
+        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
+        self.client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=base_url,
+            max_retries=0,  # retried here, with the causes recorded
+            timeout=self.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
+        )
+        self._sem: asyncio.Semaphore | None = None
+        self._rng = random.Random()
+
+    # -- protocol ----------------------------------------------------------------------------------
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """One output per request, concurrently up to ``max_connections``; failures as error outputs."""
+        if len(requests) == 1:
+            return [await self.generate_one(requests[0])]
+        return list(await asyncio.gather(*(self.generate_one(r) for r in requests)))
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self.client.close()
+
+    # -- one request -------------------------------------------------------------------------------
+    async def generate_one(self, request: GenerateRequest) -> ModelOutput:
+        """Send one request with retries; never raises for request failures."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_connections)
+        t0 = time.perf_counter()
+        cause = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self._sem:
+                    out = await self._attempt(request)
+                out.latency_s = time.perf_counter() - t0
+                return out
+            except _Retryable as e:
+                cause = e.cause
+                if attempt == self.max_retries:
+                    break
+                await asyncio.sleep(
+                    backoff_delay(attempt, e.retry_after, self.backoff_base, self.backoff_max, self._rng)
+                )
+            except openai.APIStatusError as e:
+                # 4xx other than the retryable ones: the request itself is wrong; retrying cannot help.
+                return ModelOutput(
+                    error=f"HTTP {e.status_code}: {_short(e.message)} (not retried)",
+                    latency_s=time.perf_counter() - t0,
+                )
+            except Exception as e:  # a bug or an unexpected reply must not lose the request
+                return ModelOutput(error=f"{type(e).__name__}: {_short(str(e))}", latency_s=time.perf_counter() - t0)
+        n = self.max_retries + 1
+        return ModelOutput(
+            error=f"{cause} (gave up after {n} attempt{'s' if n > 1 else ''})", latency_s=time.perf_counter() - t0
+        )
+
+    def _params(self, request: GenerateRequest) -> dict[str, Any]:
+        cfg = request.config
+        p: dict[str, Any] = {
+            "model": self.model,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": cfg.max_tokens,
+        }
+        if cfg.seed is not None:
+            p["seed"] = cfg.seed
+        if cfg.stop:
+            p["stop"] = cfg.stop
+        extra = dict(cfg.extra)
+        body = dict(extra.pop("extra_body", None) or {})
+        p.update(extra)
+        if body:
+            p["extra_body"] = body
+        return p
+
+    def _uses_completions(self, request: GenerateRequest) -> bool:
+        if self.endpoint == "completions":
+            return True
+        return self.tokenizer_id is not None and bool(request.prefill or request.template_kwargs)
+
+    def _render(self, request: GenerateRequest) -> tuple[str, str]:
+        from cotscope.models._render import fallback_prompt, render_chat
+
+        if self.tokenizer_id is None:
+            rendered = fallback_prompt(request.messages)
+        else:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_id)
+            rendered = render_chat(self._tokenizer, request.messages, request.template_kwargs)
+        return merge_prefill(rendered, request.prefill)
+
+    async def _attempt(self, request: GenerateRequest) -> ModelOutput:
+        params = self._params(request)
+        try:
+            if self._uses_completions(request):
+                prompt, prefix = self._render(request)
+                resp: Any = await self.client.completions.create(prompt=prompt, **params)
+                choice = resp.choices[0]
+                out = ModelOutput(text=choice.text or "", finish_reason=choice.finish_reason, model=resp.model)
+                _usage(out, resp)
+                return finish_output(prefix, out)
+            messages = list(request.messages)
+            body = dict(params.pop("extra_body", None) or {})
+            if request.prefill:
+                messages.append({"role": "assistant", "content": request.prefill})
+                body.update(continue_final_message=True, add_generation_prompt=False)
+            if request.template_kwargs:
+                body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), **request.template_kwargs}
+            if body:
+                params["extra_body"] = body
+            resp = await self.client.chat.completions.create(messages=messages, **params)
+        except (openai.APITimeoutError, asyncio.TimeoutError):
+            raise _Retryable(f"timeout after {self.timeout:g}s") from None
+        except openai.APIConnectionError as e:
+            raise _Retryable(f"connection error: {_short(str(e.__cause__ or e))}") from None
+        except openai.APIStatusError as e:
+            if e.status_code in RETRY_STATUSES or e.status_code >= 500:
+                raise _Retryable(
+                    f"HTTP {e.status_code}: {_short(e.message)}", retry_after_seconds(e.response.headers)
+                ) from None
+            raise
+        except (json.JSONDecodeError, openai.APIResponseValidationError, UnicodeDecodeError) as e:
+            raise _Retryable(f"unparseable response: {_short(str(e))}") from None
+        return _chat_output(request.prefill, resp)
+
+
+def _usage(out: ModelOutput, resp: Any) -> None:
+    u = getattr(resp, "usage", None)
+    if u is not None:
+        out.prompt_tokens = getattr(u, "prompt_tokens", None)
+        out.completion_tokens = getattr(u, "completion_tokens", None)
+
+
+def _field(obj: Any, name: str) -> Any:
+    v = getattr(obj, name, None)
+    if v is None and getattr(obj, "model_extra", None):
+        v = obj.model_extra.get(name)
+    return v
+
+
+def _chat_output(prefix: str, resp: Any) -> ModelOutput:
+    if not getattr(resp, "choices", None):
+        raise _Retryable("response without choices")
+    choice = resp.choices[0]
+    msg = choice.message
+    content = msg.content or ""
+    reasoning = _field(msg, "reasoning_content")
+    if reasoning is None:
+        reasoning = _field(msg, "reasoning")
+    out = ModelOutput(text=content, finish_reason=choice.finish_reason, model=resp.model)
+    _usage(out, resp)
+    if not reasoning:
+        # No reasoning parser on the server: the text carries <think> tags, if any.
+        return finish_output(prefix, out)
+    reasoning = str(reasoning)
+    if "<think>" in prefix and "</think>" not in prefix:
+        # The prefill opened the block; the server's parser returned the rest of it separately.
+        text = prefix + reasoning + (f"\n</think>\n\n{content}" if content else "")
+    elif prefix:
+        # The prefill already closed the block (ZeroThink, LessThink): everything generated is answer,
+        # whatever the parser guessed.
+        text = prefix + reasoning + content
+    else:
+        closed = bool(content) or choice.finish_reason != "length"
+        text = f"<think>\n{reasoning}" + (f"\n</think>\n\n{content}" if closed else "")
+    s = split_reasoning(text)
+    return out.model_copy(
+        update={"text": text, "reasoning": s.reasoning, "answer": s.answer, "reasoning_closed": s.reasoning_closed}
+    )
+
+
+def _short(text: str, n: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+_INT_ARGS = ("max_connections", "max_retries")
+_FLOAT_ARGS = ("timeout", "backoff_base", "backoff_max")
+
+
+def coerce_openai_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Model args given as strings on the command line, converted to the types the backend takes."""
+    out = dict(args)
+    for k in _INT_ARGS:
+        if k in out and out[k] is not None:
+            out[k] = int(out[k])
+    for k in _FLOAT_ARGS:
+        if k in out and out[k] is not None:
+            out[k] = float(out[k])
+    return out
+
+
+@modelapi("openai")
+def openai_model(model: str, base_url: str | None = None, **model_args: Any) -> OpenAIModel:
+    """``openai/MODEL``: OpenAI, or any OpenAI-compatible server with ``--model-base-url``."""
+    return OpenAIModel(model, base_url, **coerce_openai_args(model_args))
+
+
+@modelapi("openai-api")
+def openai_api_model(model: str, base_url: str | None = None, **model_args: Any) -> OpenAIModel:
+    """``openai-api/MODEL``: an alias of ``openai/`` for OpenAI-compatible servers (Inspect's spelling)."""
+    args = coerce_openai_args(model_args)
+    args.setdefault("name", f"openai-api/{model}")
+    return OpenAIModel(model, base_url, **args)

@@ -1,0 +1,310 @@
+"""Decoding strategies that act on the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, prefill.
+
+The exact strings come from ``data/strategies.json`` (SafeChain's ``input_proc`` and ``RETHINK_STRING``;
+the no-think block of Thought Crime's CoT-disabled data). A strategy turns prompt requests into model
+requests (an assistant-turn prefill, sometimes several rounds) and returns one output per request whose
+``text``/``reasoning``/``answer`` include the prefill where the prefill is reasoning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from cotscope.models._protocol import GenerateRequest, Model, ModelOutput
+from cotscope.traces import split_reasoning
+
+
+@cache
+def strategy_strings() -> dict[str, Any]:
+    """The verbatim strategy strings of the papers (``thinking/data/strategies.json``)."""
+    text = resources.files("cotscope.thinking").joinpath("data/strategies.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+# A think block the chat template already opened (or opened and closed, as Qwen3 does with
+# enable_thinking=False) at the very end of the rendered prompt.
+_TEMPLATE_THINK_TAIL = re.compile(r"<think>\s*(?:</think>\s*)?\Z")
+
+
+def merge_prefill(rendered_prompt: str, prefill: str) -> tuple[str, str]:
+    """Append a prefill to a locally rendered chat prompt without doubling a template's ``<think>``.
+
+    SafeChain appends ``<think>\\n`` only when the template has not already done so; this generalises
+    that check: when the rendered prompt ends with a think block opener (or a blank closed block) that the
+    prefill also starts with, only the rest of the prefill is appended.
+
+    Args:
+        rendered_prompt: the chat template's output with the generation prompt.
+        prefill: the strategy's assistant-turn prefix.
+
+    Returns:
+        ``(prompt_to_send, recorded_prefix)``: the text the model continues from, and the text to put in
+        front of the generated continuation so that reasoning and answer split correctly (it includes a
+        think opener inserted by the template even when the prefill has none).
+    """
+    m = _TEMPLATE_THINK_TAIL.search(rendered_prompt)
+    if m is None:
+        return rendered_prompt + prefill, prefill
+    tail = m.group(0)
+    if prefill.startswith(tail):
+        return rendered_prompt + prefill[len(tail) :], prefill
+    stripped = prefill.lstrip()
+    if prefill and stripped.startswith("<think>"):
+        # The prefill opens its own block; keep the template's opener and continue inside it.
+        body = stripped[len("<think>") :].lstrip("\n")
+        return rendered_prompt + body, tail + body
+    return rendered_prompt + prefill, tail + prefill
+
+
+def finish_output(prefix: str, out: ModelOutput) -> ModelOutput:
+    """Put the recorded prefix in front of a raw continuation and split it into reasoning and answer.
+
+    Backends that continue text call this so that the prefill counts as reasoning where it is reasoning
+    (LessThink's fake thought is recorded reasoning; ZeroThink's blank block gives empty reasoning).
+    """
+    if out.error is not None:
+        return out
+    text = prefix + out.text
+    s = split_reasoning(text)
+    return out.model_copy(
+        update={"text": text, "reasoning": s.reasoning, "answer": s.answer, "reasoning_closed": s.reasoning_closed}
+    )
+
+
+class Strategy:
+    """A decoding strategy. Subclasses override :meth:`generate` for multi-round control.
+
+    Attributes:
+        name: the name recorded on every trace (``prefill:TEXT`` keeps its text).
+        prefill: the assistant-turn prefix of the first request.
+        template_kwargs: extra chat-template variables (e.g. ``enable_thinking=False``).
+    """
+
+    def __init__(self, name: str, prefill: str = "", template_kwargs: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.prefill = prefill
+        self.template_kwargs = dict(template_kwargs or {})
+
+    def prepare(self, request: GenerateRequest) -> GenerateRequest:
+        """The model request for one prompt request: the strategy's prefill put in front of any given one."""
+        update: dict[str, Any] = {"prefill": self.prefill + request.prefill}
+        if self.template_kwargs:
+            update["template_kwargs"] = {**self.template_kwargs, **request.template_kwargs}
+        return request.model_copy(update=update)
+
+    async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """Generate one output per prompt request with this strategy."""
+        return await model.generate([self.prepare(r) for r in requests])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+@dataclass
+class _Round:
+    request: GenerateRequest
+    text: str  # the assistant turn so far, starting with the think opener
+    used: int = 0
+    rounds: int = 0
+    prompt_tokens: int | None = None
+    latency: float = 0.0
+    error: str | None = None
+    last: ModelOutput | None = None
+
+
+class MoreThink(Strategy):
+    """MoreThink (SafeChain): stop at ``</think>``, append a rethink string, continue, then answer.
+
+    Generation stops at ``</think>``; while fewer than ``enforce_num`` rethinks were made and thinking
+    tokens remain within ``think_budget``, one of ``Wait`` / ``Let me think again`` is appended and
+    generation continues. Then the block is closed with ``</think>\\n\\n`` and the answer is generated with
+    the request's ``max_tokens``. The rethink string is drawn from a generator seeded by the request
+    (prompt, sample index, round) so a rerun (and the request cache) sees the same requests.
+
+    Args:
+        think_budget: thinking tokens in all rounds together.
+        enforce_num: how many times at most a rethink string is appended.
+    """
+
+    def __init__(self, think_budget: int | None = None, enforce_num: int | None = None) -> None:
+        s = strategy_strings()
+        self.think_budget = int(think_budget if think_budget is not None else s["morethink_think_budget"])
+        self.enforce_num = int(enforce_num if enforce_num is not None else s["morethink_enforce_num"])
+        # Non-default settings are part of the name so that their traces form groups of their own.
+        default = (self.think_budget, self.enforce_num) == (s["morethink_think_budget"], s["morethink_enforce_num"])
+        super().__init__("morethink" if default else f"morethink:{self.think_budget},{self.enforce_num}",
+                         s["think_open"])
+        self.rethink = list(s["morethink_rethink_strings"])
+        self.stop = s["think_close"]
+        self.close = s["think_close_block"]
+
+    def _rng(self, st: _Round) -> random.Random:
+        key = json.dumps([st.request.messages, st.request.sample_index, st.rounds], sort_keys=True, default=str)
+        return random.Random(hashlib.blake2b(key.encode(), digest_size=8).digest())
+
+    async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """Run the think rounds in lockstep over the batch, then the answer round."""
+        states = [_Round(request=r, text=self.prefill + r.prefill) for r in requests]
+
+        def sub(st: _Round, prefill: str, max_tokens: int, stop: list[str]) -> GenerateRequest:
+            cfg = st.request.config.model_copy(update={"max_tokens": max_tokens, "stop": stop})
+            return st.request.model_copy(update={"prefill": prefill, "config": cfg})
+
+        active = list(states)
+        while active:
+            outs = await model.generate(
+                [sub(st, st.text, self.think_budget - st.used, [*st.request.config.stop, self.stop]) for st in active]
+            )
+            nxt = []
+            for st, o in zip(active, outs, strict=True):
+                if not self._absorb(st, o, prefix=st.text):
+                    continue
+                if st.rounds < self.enforce_num and st.used < self.think_budget:
+                    st.text += self._rng(st).choice(self.rethink)
+                    st.rounds += 1
+                    nxt.append(st)
+            active = nxt
+        live = [st for st in states if st.error is None]
+        if live:
+            outs = await model.generate(
+                [sub(st, st.text + self.close, st.request.config.max_tokens, list(st.request.config.stop))
+                 for st in live]
+            )
+            for st, o in zip(live, outs, strict=True):
+                self._absorb(st, o, prefix=st.text + self.close, final=True)
+        return [self._result(st) for st in states]
+
+    def _absorb(self, st: _Round, o: ModelOutput, prefix: str, final: bool = False) -> bool:
+        if o.error is not None:
+            st.error = o.error
+            st.last = o
+            return False
+        # The raw continuation is what the backend generated after the prefill we sent.
+        cont = o.text[len(prefix) :] if o.text.startswith(prefix) else o.text
+        n = o.completion_tokens if o.completion_tokens is not None else max(1, len(cont) // 4)
+        if st.prompt_tokens is None:
+            st.prompt_tokens = o.prompt_tokens
+        st.latency += o.latency_s or 0.0
+        st.last = o
+        if final:
+            st.text = prefix + cont
+        else:
+            st.used += n
+            # A model may emit the closing tag itself when the backend ignores stop strings.
+            st.text = prefix + cont.split(self.stop, 1)[0]
+        return True
+
+    def _result(self, st: _Round) -> ModelOutput:
+        if st.error is not None:
+            return ModelOutput(error=st.error, model=st.last.model if st.last else None)
+        s = split_reasoning(st.text)
+        last = st.last or ModelOutput()
+        return ModelOutput(
+            text=st.text,
+            reasoning=s.reasoning,
+            answer=s.answer,
+            reasoning_closed=s.reasoning_closed,
+            finish_reason=last.finish_reason,
+            prompt_tokens=st.prompt_tokens,
+            completion_tokens=st.used + (last.completion_tokens or 0),
+            model=last.model,
+            cached=False,
+            latency_s=st.latency,
+        )
+
+
+StrategyFactory = Callable[[str], Strategy]
+_STRATEGIES: dict[str, StrategyFactory] = {}
+
+
+def strategy(name: str) -> Callable[[StrategyFactory], StrategyFactory]:
+    """Register a strategy factory by name; the factory gets the text after ``name:`` (or ``""``)."""
+
+    def deco(factory: StrategyFactory) -> StrategyFactory:
+        _STRATEGIES[name] = factory
+        return factory
+
+    return deco
+
+
+def strategy_names() -> list[str]:
+    """Registered strategy names."""
+    return sorted(_STRATEGIES)
+
+
+def _no_arg(name: str, arg: str) -> None:
+    if arg:
+        raise ValueError(f"strategy {name!r} takes no argument, got {name}:{arg}")
+
+
+@strategy("normal")
+def _normal(arg: str) -> Strategy:
+    _no_arg("normal", arg)
+    return Strategy("normal")
+
+
+@strategy("zerothink")
+def _zerothink(arg: str) -> Strategy:
+    _no_arg("zerothink", arg)
+    return Strategy("zerothink", strategy_strings()["zerothink_prefill"])
+
+
+@strategy("lessthink")
+def _lessthink(arg: str) -> Strategy:
+    _no_arg("lessthink", arg)
+    return Strategy("lessthink", strategy_strings()["lessthink_prefill"])
+
+
+@strategy("nothink")
+def _nothink(arg: str) -> Strategy:
+    _no_arg("nothink", arg)
+    # Templates with a thinking switch (Qwen3) render the same blank block themselves; merge_prefill
+    # then appends nothing.
+    return Strategy("nothink", strategy_strings()["nothink_prefill"], {"enable_thinking": False})
+
+
+@strategy("morethink")
+def _morethink(arg: str) -> Strategy:
+    # ``morethink`` or ``morethink:BUDGET`` or ``morethink:BUDGET,ENFORCE``.
+    if not arg:
+        return MoreThink()
+    parts = arg.split(",")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"morethink takes BUDGET[,ENFORCE_NUM] integers, got {arg!r}") from None
+    if len(nums) > 2 or any(n < 0 for n in nums):
+        raise ValueError(f"morethink takes BUDGET[,ENFORCE_NUM] non-negative integers, got {arg!r}")
+    return MoreThink(think_budget=nums[0], enforce_num=nums[1] if len(nums) > 1 else None)
+
+
+@strategy("prefill")
+def _prefill(arg: str) -> Strategy:
+    if not arg:
+        raise ValueError("strategy prefill needs a text: prefill:TEXT, e.g. 'prefill:<think>\\nOkay.'")
+    # Shells make a literal newline awkward, so a backslash-n in the text means a newline.
+    text = arg.replace("\\n", "\n")
+    return Strategy(f"prefill:{text}", text)
+
+
+def get_strategy(spec: str) -> Strategy:
+    """Build a strategy from its name: ``normal``, ``zerothink``, ``lessthink``, ``morethink[:BUDGET]``,
+    ``nothink`` or ``prefill:TEXT``.
+
+    Raises:
+        ValueError: unknown name or bad argument.
+    """
+    name, _, arg = spec.partition(":")
+    factory = _STRATEGIES.get(name.strip().lower())
+    if factory is None:
+        raise ValueError(f"unknown strategy {spec!r}: expected one of {', '.join(strategy_names())}")
+    return factory(arg)
