@@ -65,6 +65,7 @@ def _build_sql(default_model: str | None, default_strategy: str | None) -> str:
         return f"regexp_replace({expr}, {_lit('^' + ws_class + '+|' + ws_class + '+$')}, '', 'g')"
 
     null_patch = _lit(orjson.dumps(dict.fromkeys(sorted(_KNOWN_PAIR_KEYS))).decode())
+    known = sqllist(tuple(sorted(_KNOWN_PAIR_KEYS)))
     other_tags = " OR ".join(f"contains(resp, {_lit(t)})" for t in _OTHER_TAGS)
     dm = _lit(default_model) if default_model else "NULL"
     ds = _lit(default_strategy) if default_strategy else "NULL"
@@ -72,14 +73,15 @@ def _build_sql(default_model: str | None, default_strategy: str | None) -> str:
 WITH parsed AS (
     SELECT line, raw, try(json_keys(raw)) AS k FROM _lines
 ), shaped0 AS (
-    SELECT line, raw, json_transform(raw, {struct}) AS v
+    SELECT line, raw, len(list_filter(k, lambda x: NOT list_contains({known}, x))) > 0 AS extra,
+        json_transform(raw, {struct}) AS v
     FROM parsed
     WHERE k IS NOT NULL AND len(list_intersect(k, {ck})) = 0
       AND len(list_intersect(k, {pk})) = 1 AND len(list_intersect(k, {rk})) = 1
 ), shaped AS (
-    SELECT line, raw, {first_p} AS pj, {first_r} AS rj, v.model AS mj, v.strategy AS sj FROM shaped0
+    SELECT line, raw, extra, {first_p} AS pj, {first_r} AS rj, v.model AS mj, v.strategy AS sj FROM shaped0
 ), simple AS (
-    SELECT line, raw,
+    SELECT line, raw, extra,
         json_extract_string(pj, '$') AS prompt,
         json_extract_string(rj, '$') AS resp,
         coalesce(nullif(json_extract_string(mj, '$'), ''), {dm}) AS model,
@@ -92,7 +94,7 @@ WITH parsed AS (
     SELECT *, strpos(resp, '<think>') AS i, strpos(resp, '</think>') AS j
     FROM simple WHERE NOT ({other_tags})
 ), split AS (
-    SELECT line, raw, prompt, model, strategy,
+    SELECT line, raw, extra, prompt, model, strategy,
         CASE
             WHEN i = 0 AND j = 0 THEN ''
             WHEN j = 0 THEN {strip('substr(resp, i + 7)')}
@@ -119,7 +121,7 @@ SELECT
     reasoning, answer, reasoning_closed,
     NULL::JSON AS steps, '[]'::JSON AS actions, model, strategy, group_id, 0 AS sample_index,
     $file AS source_file, line AS source_line, 'pair' AS source_format,
-    json_merge_patch(raw, {null_patch}) AS metadata, $run_id AS run_id
+    CASE WHEN extra THEN json_merge_patch(raw, {null_patch}) ELSE '{{}}'::JSON END AS metadata, $run_id AS run_id
 FROM ided
 """
 
