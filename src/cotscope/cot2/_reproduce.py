@@ -77,6 +77,50 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k not in ("history", "config", "grpo_config", "train_config")}
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def render_tables(results: dict[str, Any]) -> str:
+    """Markdown tables of a results dict (as stored in the results JSON)."""
+    lines = ["| layers | width d | CoT2 (CSFT, all paths) | discrete greedy | discrete pass@1 | pass@2 | pass@4 "
+             "| pass@8 | pass@10 | pass@16 | smallest k with pass@k >= CoT2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for layers in (1, 2):
+        for dim in (16, 24, 32):
+            c = results.get(f"mnns_csft_L{layers}_d{dim}_s0")
+            d = results.get(f"mnns_discrete_L{layers}_d{dim}_s0")
+            if not c or not d:
+                continue
+            pk = d["pass_at_k"]
+            match = next((k for k in range(1, 17) if pk[str(k)] >= c["test_accuracy"]), None)
+            lines.append(
+                f"| {layers} | {dim} | {_pct(c['test_accuracy'])} | {_pct(d['test_accuracy'])} | "
+                + " | ".join(_pct(pk[k]) for k in ("1", "2", "4", "8", "10", "16"))
+                + f" | {match if match else '>16'} |"
+            )
+    lines += ["", "| width d | B=1 | B=2 | B=4 | B=8 | B=16 (all) |", "|---|---|---|---|---|---|"]
+    for dim in (16, 24, 32):
+        row = [results.get(f"mnns_csft_B{b}_L2_d{dim}_s0") for b in (1, 2, 4, 8)]
+        row.append(results.get(f"mnns_csft_L2_d{dim}_s0"))
+        if any(row):
+            lines.append(f"| {dim} | " + " | ".join(_pct(r["test_accuracy"]) if r else "-" for r in row) + " |")
+    lines += ["", "| GRPO run | init greedy | init sampled | after: sampled | after: greedy | after: continuous |",
+              "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if name.startswith("grpo"):
+            lines.append(
+                f"| {name} | {_pct(r['init_greedy_accuracy'])} | {_pct(r['init_test_accuracy'])} | "
+                f"{_pct(r['test_accuracy'])} | {_pct(r['greedy_accuracy'])} | {_pct(r['continuous_accuracy'])} |"
+            )
+    lines += ["", "| graph | CoT2 (CSFT) | discrete greedy | discrete pass@2 |", "|---|---|---|---|"]
+    c, d = results.get("graph_csft_L2_d32_s0"), results.get("graph_discrete_L2_d32_s0")
+    if c and d:
+        lines.append(f"| depth 3, width 4 | {_pct(c['test_accuracy'])} | {_pct(d['test_accuracy'])} | "
+                     f"{_pct(d['pass_at_k']['2'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the grid (skipping finished runs) and write the results JSON."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -85,10 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", default="", help="Run only names containing this substring.")
+    ap.add_argument("--table", action="store_true", help="Only print the markdown tables of --results.")
     args = ap.parse_args(argv)
     results: dict[str, Any] = {}
     if args.results.exists():
         results = json.loads(args.results.read_text()).get("runs", {})
+    if args.table:
+        print(render_tables(results))
+        return
 
     def save() -> None:
         args.results.parent.mkdir(parents=True, exist_ok=True)
