@@ -139,14 +139,9 @@ class OpenAIModel:
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
         if key is None:
             raise ValueError("no API key: set OPENAI_API_KEY, pass --model-arg api_key=..., or --model-base-url")
-        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
-        self.client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=base_url,
-            max_retries=0,  # retried here, with the causes recorded
-            timeout=self.timeout,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
-        )
+        self._api_key = key
+        self.client: openai.AsyncOpenAI | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sem: asyncio.Semaphore | None = None
         self._rng = random.Random()
 
@@ -159,19 +154,40 @@ class OpenAIModel:
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
-        await self.client.close()
+        if self.client is not None and self._loop is asyncio.get_running_loop():
+            await self.client.close()
+        self.client, self._loop, self._sem = None, None, None
+
+    def _bind(self) -> openai.AsyncOpenAI:
+        # HTTP connections and semaphores belong to one event loop; a model used from a second
+        # asyncio.run() gets fresh ones instead of failing on the old loop's pooled sockets.
+        loop = asyncio.get_running_loop()
+        if self.client is None or self._loop is not loop:
+            limits = httpx.Limits(max_connections=self.max_connections,
+                                  max_keepalive_connections=self.max_connections)
+            self.client = openai.AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                max_retries=0,  # retried here, with the causes recorded
+                timeout=self.timeout,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
+            )
+            self._loop = loop
+            self._sem = asyncio.Semaphore(self.max_connections)
+        return self.client
 
     # -- one request -------------------------------------------------------------------------------
     async def generate_one(self, request: GenerateRequest) -> ModelOutput:
         """Send one request with retries; never raises for request failures."""
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.max_connections)
+        client = self._bind()
+        sem = self._sem
+        assert sem is not None
         t0 = time.perf_counter()
         cause = "no attempt made"
         for attempt in range(self.max_retries + 1):
             try:
-                async with self._sem:
-                    out = await self._attempt(request)
+                async with sem:
+                    out = await self._attempt(client, request)
                 out.latency_s = time.perf_counter() - t0
                 return out
             except _Retryable as e:
@@ -231,12 +247,12 @@ class OpenAIModel:
             rendered = render_chat(self._tokenizer, request.messages, request.template_kwargs)
         return merge_prefill(rendered, request.prefill)
 
-    async def _attempt(self, request: GenerateRequest) -> ModelOutput:
+    async def _attempt(self, client: openai.AsyncOpenAI, request: GenerateRequest) -> ModelOutput:
         params = self._params(request)
         try:
             if self._uses_completions(request):
                 prompt, prefix = self._render(request)
-                resp: Any = await self.client.completions.create(prompt=prompt, **params)
+                resp: Any = await client.completions.create(prompt=prompt, **params)
                 choice = resp.choices[0]
                 out = ModelOutput(text=choice.text or "", finish_reason=choice.finish_reason, model=resp.model)
                 _usage(out, resp)
@@ -250,7 +266,7 @@ class OpenAIModel:
                 body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), **request.template_kwargs}
             if body:
                 params["extra_body"] = body
-            resp = await self.client.chat.completions.create(messages=messages, **params)
+            resp = await client.chat.completions.create(messages=messages, **params)
         except (openai.APITimeoutError, asyncio.TimeoutError):
             raise _Retryable(f"timeout after {self.timeout:g}s") from None
         except openai.APIConnectionError as e:
