@@ -22,7 +22,7 @@ from cotscope.judges._parse import (
 )
 from cotscope.judges._prompts import load_json, load_prompt, prompt_hash, render
 from cotscope.judges._types import JudgeResult, LabelMeaning, Part, judge
-from cotscope.models import GenerateConfig, GenerateRequest, Model, ModelOutput, get_model
+from cotscope.models import Engine, GenerateConfig, GenerateRequest, Model, ModelOutput, RequestCache, get_model
 from cotscope.traces import Trace
 
 
@@ -38,6 +38,8 @@ class LLMJudge:
         base_url: an OpenAI-compatible server URL, passed to the backend.
         max_tokens: generation budget of the judge's answer.
         temperature: sampling temperature (0 for reproducible verdicts).
+        cache: keep judge outputs in the generation engine's request cache (default true), so a rerun under
+            a new store key (or another store) does not pay for the same judge call twice.
     """
 
     name = "llm-judge"
@@ -52,6 +54,7 @@ class LLMJudge:
         base_url: str | None = None,
         max_tokens: int | None = None,
         temperature: float = 0.0,
+        cache: bool = True,
         **options: Any,
     ) -> None:
         if not model:
@@ -60,6 +63,7 @@ class LLMJudge:
         self.base_url = base_url
         self.gen = GenerateConfig(temperature=temperature, max_tokens=max_tokens or self.default_max_tokens)
         self.options = self._check_options(options)
+        self.use_cache = bool(cache)
         self._model: Model | None = None
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +107,10 @@ class LLMJudge:
         if not todo:
             return results
         reqs = [GenerateRequest(messages=self.messages(traces[i], part), config=self.gen) for i in todo]
-        outs = await self.backend().generate(reqs)
+        # Through the generation engine: its concurrency limit, request cache and fault handling (a backend
+        # that raises becomes error outputs) apply to judge calls exactly as to generation.
+        engine = Engine(self.backend(), None, RequestCache() if self.use_cache else None)
+        outs = await engine.run(reqs)
         if len(outs) != len(reqs):
             raise RuntimeError(f"backend returned {len(outs)} outputs for {len(reqs)} requests")
         for i, o in zip(todo, outs, strict=True):

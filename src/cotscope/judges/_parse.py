@@ -65,17 +65,25 @@ def parse_llama_guard(text: str) -> GuardVerdict:
 
 
 # -- HarmBench classifier -----------------------------------------------------------------------------
-_YES_NO = re.compile(r"^(yes|no)\b[\s.!]*$", re.IGNORECASE)
+_YES_NO = re.compile(r"^(yes|no)\b", re.IGNORECASE)
+_YES_NO_ANY = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
 def parse_yes_no(text: str) -> bool:
-    """Parse the HarmBench classifier's ``yes`` / ``no`` (True for yes)."""
+    """Parse the HarmBench classifier's ``yes`` / ``no`` (True for yes).
+
+    The answer must open with the word; a short explanation may follow (``No, it does not``) unless it
+    contains the other answer word too.
+    """
     t = _clean(text)
     first = t.splitlines()[0].strip() if t else ""
     m = _YES_NO.match(first)
     if not m:
         raise ParseError(f"expected 'yes' or 'no', got {t[:40]!r}")
-    return m.group(1).lower() == "yes"
+    word = m.group(1).lower()
+    if any(w.lower() != word for w in _YES_NO_ANY.findall(t[m.end():])):
+        raise ParseError(f"both yes and no in {t[:60]!r}")
+    return word == "yes"
 
 
 # -- StrongREJECT rubric ------------------------------------------------------------------------------
