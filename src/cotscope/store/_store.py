@@ -13,7 +13,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from cotscope.store._bulk import bulk_eligible, bulk_ingest_jsonl
+from cotscope.store._prefetch import prefetch
 from cotscope.store._schema import SCHEMA, SCHEMA_VERSION
 from cotscope.traces import Trace
 from cotscope.traces._read import ReadStats, iter_row_batches
@@ -136,7 +136,7 @@ class Store:
         self.con.register("_batch", table)
         try:
             res = self.con.execute(
-                f"INSERT OR IGNORE INTO traces ({names}) SELECT DISTINCT ON (id) {names} FROM _batch"
+                f"INSERT OR IGNORE INTO traces ({names}) SELECT {names} FROM _batch"
             ).fetchone()
         finally:
             self.con.unregister("_batch")
@@ -161,7 +161,7 @@ class Store:
         model: str | None = None,
         strategy: str | None = None,
         on_batch: Callable[[int, int], None] | None = None,
-        bulk: bool = True,
+        prefetch_batches: bool = True,
     ) -> IngestReport:
         """Read files of any supported format into the store.
 
@@ -173,7 +173,8 @@ class Store:
             model: model name for records that do not name one.
             strategy: strategy name for records that do not name one.
             on_batch: called with ``(records_so_far, bytes_of_file_done)`` after each batch.
-            bulk: let DuckDB parse plain prompt/response JSONL (same results, much faster).
+            prefetch_batches: parse the next batch in a thread while DuckDB stores this one (DuckDB
+                releases the GIL while it inserts, so reading and storing overlap).
 
         Raises:
             TraceFileError: a file is missing, unreadable or of an unknown format.
@@ -187,14 +188,11 @@ class Store:
             stats = ReadStats()
             report.files.append(str(p))
             report.bytes += Path(p).stat().st_size if Path(p).exists() else 0
-            if bulk and bulk_eligible(Path(p), format) and Path(p).is_file():
-                report.new += bulk_ingest_jsonl(self, Path(p), stats, run_id=run_id, model=model,
-                                                strategy=strategy, format=format, on_batch=on_batch)
-            else:
-                for batch in iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy):
-                    report.new += self.add_rows(batch, run_id)
-                    if on_batch is not None:
-                        on_batch(stats.records, 0)
+            batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
+            for batch in prefetch(batches, depth=2) if prefetch_batches else batches:
+                report.new += self.add_rows(batch, run_id)
+                if on_batch is not None:
+                    on_batch(stats.records, 0)
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected
