@@ -146,6 +146,13 @@ class _Batcher:
         self.stats.records += 1
         self.stats.reject(RecordError(msg, self.source, loc))
 
+    def pop_full(self, batch: int) -> list[Row]:
+        """The collected rows once there are ``batch`` of them (emptying the buffer), else nothing."""
+        if len(self.rows) < batch:
+            return []
+        rows, self.rows = self.rows, []
+        return rows
+
 
 def _iter_jsonl(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     b = _Batcher(stats, src)
@@ -161,9 +168,8 @@ def _iter_jsonl(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batc
                 continue
             ctx.line = lineno
             b.take(lineno, read_record, rec, ctx, fmt)
-            if len(b.rows) >= batch:
-                yield b.rows
-                b.rows = []
+            if full := b.pop_full(batch):
+                yield full
     if b.rows:
         yield b.rows
 
@@ -173,20 +179,25 @@ def _iter_json_items(path: Path, prefix: str) -> Iterator[tuple[int, Any]]:
         yield from enumerate(ijson.items(f, prefix, use_float=True), 1)
 
 
+def _json_stream(path: Path, prefix: str, b: _Batcher, ctx: Ctx, batch: int, what: str, fn: Any,
+                 *args: Any) -> Iterator[list[Row]]:
+    """Feed every item under ``prefix`` of a (possibly huge) JSON file to ``fn(item, *args)``."""
+    try:
+        for idx, item in _iter_json_items(path, prefix):
+            ctx.line = idx
+            b.take(idx, fn, item, *args)
+            if full := b.pop_full(batch):
+                yield full
+    except ijson.JSONError as e:
+        b.reject(b.stats.records + 1, f"invalid JSON after {what} {b.stats.records}: {e}")
+
+
 def _iter_json(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     b = _Batcher(stats, src)
     kind = _sniff_json(path)
     prefix = "item" if kind == "json-array" else ""
     rec_fmt = "auto" if fmt in ("json", "auto") else fmt
-    try:
-        for idx, rec in _iter_json_items(path, prefix):
-            ctx.line = idx
-            b.take(idx, read_record, rec, ctx, rec_fmt)
-            if len(b.rows) >= batch:
-                yield b.rows
-                b.rows = []
-    except ijson.JSONError as e:
-        b.reject(stats.records + 1, f"invalid JSON after record {stats.records}: {e}")
+    yield from _json_stream(path, prefix, b, ctx, batch, "record", read_record, ctx, rec_fmt)
     if b.rows:
         yield b.rows
 
@@ -208,16 +219,16 @@ def _iter_csv(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch:
                     b.reject(line, f"row has {len(rec) - 1 + len(rec[None])} fields, header has {len(rec) - 1}")
                     continue
                 b.take(line, read_record, {k: v for k, v in rec.items() if v is not None}, ctx, "pair")
-                if len(b.rows) >= batch:
-                    yield b.rows
-                    b.rows = []
+                if full := b.pop_full(batch):
+                    yield full
         except (csv.Error, UnicodeDecodeError) as e:
             b.reject(reader.line_num, f"unreadable CSV: {e}")
     if b.rows:
         yield b.rows
 
 
-def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx, index: int) -> list[Row]:
+def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx) -> list[Row]:
+    index = (ctx.line or 1) - 1  # position in the data array (ctx.line counts from 1)
     if not isinstance(item, dict):
         raise RecordFormatError(f"data[{index}] must be an object, got {type(item).__name__}")
     inst = item.get("instruction")
@@ -231,7 +242,7 @@ def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx, index: int) -> li
     item_meta: dict[str, Any] = {k: v for k, v in item.items() if k not in ("instruction", "response", "prompt")}
     if isinstance(item.get("prompt"), str):
         item_meta["rendered_prompt"] = item["prompt"]
-    item_meta["safechain_index"] = index - 1
+    item_meta["safechain_index"] = index
     rec = {"prompt": inst, "response": responses, "metadata": item_meta}
     rows = RECORD_READERS["pair"](rec, ctx)
     for r in rows:
@@ -258,15 +269,7 @@ def _iter_safechain(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, 
                 ctx.strategy = meta[k]
                 break
     b = _Batcher(stats, src)
-    try:
-        for idx, item in _iter_json_items(path, "data.item"):
-            ctx.line = idx
-            b.take(idx, _safechain_item, item, meta, ctx, idx)
-            if len(b.rows) >= batch:
-                yield b.rows
-                b.rows = []
-    except ijson.JSONError as e:
-        b.reject(stats.records + 1, f"invalid JSON after data[{stats.records - 1}]: {e}")
+    yield from _json_stream(path, "data.item", b, ctx, batch, "data item", _safechain_item, meta, ctx)
     if b.rows:
         yield b.rows
 
@@ -332,24 +335,15 @@ def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, ba
                     b.reject(idx, f"{name}: invalid JSON: {e}")
                     continue
                 b.take(idx, _inspect_sample, sample, header, ctx)
-                if len(b.rows) >= batch:
-                    yield b.rows
-                    b.rows = []
+                if full := b.pop_full(batch):
+                    yield full
     else:
         header = {}
         with _open_binary(path) as f:
             for ev in ijson.items(f, "eval", use_float=True):
                 header = {"eval": ev}
                 break
-        try:
-            for idx, sample in _iter_json_items(path, "samples.item"):
-                ctx.line = idx
-                b.take(idx, _inspect_sample, sample, header, ctx)
-                if len(b.rows) >= batch:
-                    yield b.rows
-                    b.rows = []
-        except ijson.JSONError as e:
-            b.reject(stats.records + 1, f"invalid JSON after sample {stats.records}: {e}")
+        yield from _json_stream(path, "samples.item", b, ctx, batch, "sample", _inspect_sample, header, ctx)
     if b.rows:
         yield b.rows
 
