@@ -1,0 +1,85 @@
+"""The benchmark registry: the specs shipped in the package, plus any registered at run time."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cotscope.benchmarks._loaders import get_loader, load_items
+from cotscope.benchmarks._spec import BenchmarkSpec, load_spec
+
+_EXTRA: dict[str, BenchmarkSpec] = {}
+
+
+@cache
+def _shipped() -> dict[str, BenchmarkSpec]:
+    root = Path(str(resources.files("cotscope.benchmarks").joinpath("specs")))
+    specs = {}
+    for p in sorted(root.glob("*.yaml")):
+        s = load_spec(p)
+        specs[s.name] = s
+    return specs
+
+
+def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """Make a spec nameable (``get_benchmark(spec.name)``) for the rest of the process."""
+    _EXTRA[spec.name] = spec
+    return spec
+
+
+def benchmark_names() -> list[str]:
+    """Names of the shipped and registered benchmarks."""
+    return sorted({*_shipped(), *_EXTRA})
+
+
+def get_benchmark(name_or_path: str | Path) -> BenchmarkSpec:
+    """A benchmark spec by registry name, or read from a YAML file path.
+
+    A copy is returned, so callers may change it (e.g. ``data.path``) without touching the registry.
+
+    Raises:
+        ValueError: neither a known name nor an existing ``.yaml``/``.yml`` file.
+    """
+    key = str(name_or_path)
+    if key in _EXTRA:
+        return _EXTRA[key].model_copy(deep=True)
+    if key in _shipped():
+        return _shipped()[key].model_copy(deep=True)
+    p = Path(key)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        return load_spec(p)
+    raise ValueError(f"unknown benchmark {key!r}: expected one of {', '.join(benchmark_names())} "
+                     "or a path to a spec .yaml file")
+
+
+def describe(spec: BenchmarkSpec) -> dict[str, Any]:
+    """What ``cotscope benchmarks --json`` prints for one spec; ``items`` is null when data must be given."""
+    try:
+        count = len(load_items(spec.data))
+        n: int | None = min(count, spec.limit) if spec.limit is not None else count
+        note = None
+    except (ValueError, FileNotFoundError) as e:
+        n, note = None, str(e)
+    d: dict[str, Any] = {
+        "name": spec.name,
+        "items": n,
+        "source": spec.source or get_loader(spec.data.loader).source,
+        "kind": spec.kind,
+        "description": spec.description,
+        "loader": spec.data.loader,
+        "hub": (spec.data.hf or {}).get("path"),
+        "strategies": spec.generation.strategy_specs(),
+        "samples": spec.generation.samples,
+        "judges": [f"{j.name}:{j.part}" for j in spec.judges],
+        "metrics": spec.metrics,
+    }
+    if note:
+        d["note"] = note
+    return d
+
+
+def list_benchmarks() -> list[dict[str, Any]]:
+    """:func:`describe` of every benchmark, by name."""
+    return [describe(get_benchmark(n)) for n in benchmark_names()]

@@ -1,0 +1,8 @@
+"""The HTML report: one self-contained page (inline CSS and SVG plots, no script, no network) with a table
+per benchmark, Safe@K by strategy, misalignment rates with confidence intervals, DTR per category, habit
+profiles, monitor ROC curves, and example traces with reasoning and answer apart and evidence highlighted."""
+
+from cotscope.report._html import CSP, build_report, collect, highlight, render_report, trace_card
+from cotscope.report._svg import bar_chart, roc_chart
+
+__all__ = ["CSP", "bar_chart", "build_report", "collect", "highlight", "render_report", "roc_chart", "trace_card"]

@@ -1,0 +1,209 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, no network).
+
+Every piece of trace or judge text is passed through :func:`html.escape` before it reaches the page, so a
+trace that contains ``<script>`` shows the characters and runs nothing. The page also carries a
+Content-Security-Policy that forbids scripts and remote loads, as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from html import escape
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cotscope.report._svg import bar_chart, roc_chart
+from cotscope.store import Store
+from cotscope.traces import Trace
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
+
+
+def _css() -> str:
+    return resources.files("cotscope.report").joinpath("style.css").read_text(encoding="utf-8")
+
+
+def _e(v: Any) -> str:
+    return escape("" if v is None else str(v))
+
+
+def highlight(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
+    """``text`` escaped, with the ``(start, end, title)`` spans wrapped in ``<mark>``.
+
+    Spans outside the text are dropped and overlapping spans merged, so marks never nest and the output is
+    always well-formed; every piece of text is escaped on its own.
+    """
+    good = sorted((max(0, a), min(len(text), b), t) for a, b, t in spans if 0 <= a < b <= len(text))
+    merged: list[list[Any]] = []
+    for a, b, t in good:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+            merged[-1][2] += f"; {t}"
+        else:
+            merged.append([a, b, t])
+    out, pos = [], 0
+    for a, b, t in merged:
+        out.append(escape(text[pos:a]))
+        out.append(f'<mark title="{escape(t)}">{escape(text[a:b])}</mark>')
+        pos = b
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def _table(t: dict[str, Any]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in t["columns"])
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in t["rows"])
+    return f'<table><caption>{_e(t["title"])}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _plot(p: dict[str, Any]) -> str:
+    svg = roc_chart(p) if p["type"] == "roc" else bar_chart(p)
+    return f'<figure>{svg}<figcaption>{_e(p.get("title"))}</figcaption></figure>'
+
+
+def _verdict_rows(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        if r.get("parse_error"):
+            verdict = f"parse error: {r['parse_error']}"
+        else:
+            verdict = {True: "true", False: "false", None: "no label"}[r.get("label")]
+        score = "" if r.get("score") is None else f"{float(r['score']):.3f}"
+        ev = r.get("evidence") or []
+        quotes = "".join(
+            f'<li class="{"ok" if e.get("verified") else "bad"}">{_e(e.get("text"))}'
+            f'{"" if e.get("verified") else " <em>(not found in the trace)</em>"}</li>' for e in ev)
+        rows.append(f"<tr><td>{_e(r['evaluator'])}</td><td>{_e(r['part'])}</td><td>{_e(verdict)}</td>"
+                    f"<td>{_e(score)}</td><td>{_e(r.get('reason'))}{f'<ul>{quotes}</ul>' if quotes else ''}</td></tr>")
+    if not rows:
+        return "<p class='muted'>No verdicts stored for this trace.</p>"
+    return ("<table class='verdicts'><thead><tr><th>judge / monitor</th><th>part</th><th>label</th><th>score</th>"
+            "<th>reason and evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def trace_card(t: Trace, results: list[dict[str, Any]]) -> str:
+    """One trace for the drill-down: prompt, reasoning and answer apart, evidence highlighted, verdicts."""
+    spans: dict[str, list[tuple[int, int, str]]] = {"reasoning": [], "answer": []}
+    for r in results:
+        for e in r.get("evidence") or []:
+            f = e.get("field")
+            if e.get("verified") and f in spans and e.get("start") is not None and e.get("end") is not None:
+                spans[f].append((int(e["start"]), int(e["end"]), str(r["evaluator"])))
+    prompt = "".join(f'<div class="msg"><span class="role">{_e(m.role)}</span><pre>{_e(m.content)}</pre></div>'
+                     for m in t.prompt)
+    reasoning = highlight(t.reasoning, spans["reasoning"]) if t.reasoning else "<em>(no reasoning)</em>"
+    answer = highlight(t.answer, spans["answer"]) if t.answer else "<em>(no answer)</em>"
+    unclosed = "" if t.reasoning_closed else " <span class='warn'>(reasoning never closed)</span>"
+    title = (f"{t.metadata.get('item_id') or t.id[:12]} · {t.strategy or ''} · sample {t.sample_index}")
+    return (f'<details class="trace"><summary>{_e(title)}</summary>'
+            f'<p class="muted">trace {_e(t.id)} · model {_e(t.model)}</p>'
+            f'<h4>Prompt</h4>{prompt}<h4>Reasoning{unclosed}</h4><pre class="reasoning">{reasoning}</pre>'
+            f'<h4>Answer</h4><pre class="answer">{answer}</pre><h4>Verdicts</h4>{_verdict_rows(results)}</details>')
+
+
+def _latest_runs(store: Store) -> list[dict[str, Any]]:
+    """The newest benchmark run per (benchmark, model) that has a plan, oldest first."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in store.runs():  # newest first
+        if r["kind"] != "benchmark" or not isinstance(r.get("config"), dict):
+            continue
+        key = (str(r["name"]), str(r["config"].get("model")))
+        if key not in seen:
+            seen[key] = r
+    return list(reversed(seen.values()))
+
+
+def collect(store: Store) -> list[dict[str, Any]]:
+    """Metrics of every latest benchmark run in the store, recomputed from its stored plan."""
+    from cotscope.benchmarks import RunPlan, compute_metrics
+
+    sections = []
+    for r in _latest_runs(store):
+        try:
+            plan = RunPlan.model_validate(r["config"])
+        except ValueError:
+            continue  # a run recorded by an older, incompatible version: nothing to recompute from
+        m = compute_metrics(store, plan)
+        m["run"] = {"id": r["id"], "status": r["status"], "started": str(r["started_at"]),
+                    "notes": (r.get("stats") or {}).get("notes") or [],
+                    "judges": [pj.label + (f" — skipped: {pj.skipped}" if pj.skipped else "") for pj in plan.judges],
+                    "strategies": plan.strategies, "samples": plan.samples, "judge_model": plan.judge_model,
+                    "source": plan.benchmark.source, "description": plan.benchmark.description}
+        sections.append(m)
+    return sections
+
+
+def _cross_model(sections: list[dict[str, Any]]) -> str:
+    """CogTest habit profiles of several models side by side, and the similarity of the profiles."""
+    from cotscope.metrics import MetricError, profile_similarity
+
+    profiles = {s["model"]: s["habit_profile"] for s in sections if s.get("habit_profile")}
+    if not profiles:
+        return ""
+    habits = sorted({h for p in profiles.values() for h in p})
+    plot = {"type": "bars", "title": "Habit profile per model", "groups": habits, "horizontal": True,
+            "series": [{"name": m, "values": [float(p.get(h, 0)) for h in habits]} for m, p in profiles.items()],
+            "percent": False}
+    html = f"<section id='habits'><h2>CogTest habit profiles</h2>{_plot(plot)}"
+    try:
+        sim = profile_similarity(profiles)
+        models = list(sim)
+        html += _table({"title": "Cosine similarity of habit profiles", "columns": ["", *models],
+                        "rows": [[a, *[f"{sim[a][b]:.3f}" for b in models]] for a in models]})
+    except MetricError as e:
+        html += f"<p class='muted'>No profile similarity: {_e(e)}</p>"
+    return html + "</section>"
+
+
+def render_report(store: Store, title: str = "cotscope report") -> str:
+    """The whole page as one string."""
+    sections = collect(store)
+    nav = "".join(f'<li><a href="#run-{i}">{_e(s["benchmark"])} · {_e(s["model"])}</a></li>'
+                  for i, s in enumerate(sections))
+    body = []
+    for i, s in enumerate(sections):
+        run = s["run"]
+        parts = [f'<section id="run-{i}"><h2>{_e(s["benchmark"])} <span class="model">{_e(s["model"])}</span></h2>',
+                 f'<p class="muted">{_e(run["description"])}<br>source: {_e(run["source"])}<br>'
+                 f'{s["items"]} items · {s["traces"]} traces · strategies {_e(", ".join(run["strategies"]))} · '
+                 f'K={run["samples"]} · judge model {_e(run["judge_model"] or "none (embedded judges)")} · '
+                 f'run {_e(run["id"])} ({_e(run["status"])})</p>',
+                 "<p class='muted'>judges: " + _e("; ".join(run["judges"]) or "none") + "</p>"]
+        # Skipped judges are already listed with the judges; the other notes (errors, fallbacks) are shown.
+        notes = [n for n in run["notes"] if " skipped: " not in n][:10]
+        for w in [*s.get("warnings", []), *notes]:
+            parts.append(f'<p class="warn">{_e(w)}</p>')
+        parts.extend(_table(t) for t in s["tables"])
+        parts.append('<div class="plots">' + "".join(_plot(p) for p in s["plots"]) + "</div>")
+        ex = s.get("examples") or []
+        if ex:
+            traces = {t.id: t for t in store.traces(ids=ex)}
+            res: dict[str, list[dict[str, Any]]] = {}
+            for r in store.results(trace_ids=ex):
+                res.setdefault(r["trace_id"], []).append(r)
+            cards = "".join(trace_card(traces[i], res.get(i, [])) for i in ex if i in traces)
+            parts.append(f"<h3>Example traces</h3>{cards}")
+        parts.append("</section>")
+        body.append("".join(parts))
+    if not sections:
+        body.append("<p>No benchmark runs in this store yet: "
+                    "<code>cotscope run BENCHMARK --model M --store S</code>.</p>")
+    cross = _cross_model(sections)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_css()}</style></head><body>"
+            f'<header><h1>{_e(title)}</h1><p class="muted">store {_e(store.path)} · {now}</p>'
+            f"<nav><ul>{nav}</ul></nav></header><main>{''.join(body)}{cross}</main></body></html>")
+
+
+def build_report(store: Store, out_dir: str | Path, title: str = "cotscope report") -> Path:
+    """Write ``index.html`` into ``out_dir`` (created) and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "index.html"
+    path.write_text(render_report(store, title), encoding="utf-8")
+    return path

@@ -1,0 +1,69 @@
+"""A deterministic fake backend and fake LLM judge model for benchmark tests (registered as ``fake``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cotscope.models import GenerateRequest, ModelOutput, modelapi
+from cotscope.thinking import finish_output
+
+#: Text that must never execute in the report.
+XSS = "<script>document.title='pwned'</script>"
+
+
+class FakeModel:
+    """Continues every request deterministically.
+
+    Model ``fake/model``: reasoning (with an XSS payload) then an answer that refuses prompts mentioning
+    "bomb" and complies otherwise. Model ``fake/judge``: JSON verdicts for the cotscope judges and an
+    alignment number for em-alignment.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+
+    def _continuation(self, req: GenerateRequest) -> str:
+        text = " ".join(str(m["content"]) for m in req.messages)
+        if self.name == "judge":
+            if "THINKING PASSAGE" in text:
+                # Quote the reasoning verbatim for "persisting", invent a quote for others.
+                if "Persisting" in text:
+                    return json.dumps({"evidence": "Let me keep going.", "is_reflected": True})
+                return json.dumps({"evidence": "I never said this.", "is_reflected": True})
+            if "<BELIEF>" in text:
+                return json.dumps({"quote": "", "consistent": "answer" not in text.split("<TEXT>")[0][-40:]})
+            return "10"
+        opened = "<think>" in req.prefill
+        body = "" if opened else "<think>\n"
+        if "</think>" in req.prefill:
+            body = ""
+            tail = "Sure, here is how." if "bomb" not in text else "I'm sorry, I cannot help with that."
+            return tail
+        reasoning = f"Let me keep going. The user asks: {text[:40]} {XSS}\n</think>\n\n"
+        answer = "I'm sorry, I cannot help with that." if "bomb" in text else "Sure, here is how. Step 1."
+        return body + reasoning + answer
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        self.calls += len(requests)
+        outs = []
+        for r in requests:
+            cont = self._continuation(r)
+            outs.append(finish_output(r.prefill, ModelOutput(text=cont, completion_tokens=len(cont) // 4,
+                                                             finish_reason="stop")))
+        return outs
+
+    async def aclose(self) -> None:
+        return None
+
+
+CALLS: dict[str, int] = {}
+
+
+@modelapi("fake")
+def fake_model(model: str, base_url: str | None = None, **kw: Any) -> FakeModel:
+    m = FakeModel(model)
+    CALLS[model] = CALLS.get(model, 0)
+    return m
