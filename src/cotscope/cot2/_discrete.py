@@ -75,7 +75,6 @@ def pass_at_k_curve(
     Returns:
         ``{k: mean pass@k over prompts}``.
     """
-    correct = torch.zeros(prompts.shape[0], dtype=torch.long)
     rep = prompts.repeat_interleave(n, 0)
     ans = answers.repeat_interleave(n, 0)
     hits = []

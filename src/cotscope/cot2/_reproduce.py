@@ -83,19 +83,33 @@ def _pct(x: float | None) -> str:
 
 def render_tables(results: dict[str, Any]) -> str:
     """Markdown tables of a results dict (as stored in the results JSON)."""
-    lines = ["| layers | width d | CoT2 (CSFT, all paths) | discrete greedy | discrete pass@1 | pass@2 | pass@4 "
-             "| pass@8 | pass@10 | pass@16 | smallest k with pass@k >= CoT2 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| layers | width d | seeds | CoT2 (CSFT, all paths) | discrete greedy | discrete pass@1 | pass@2 "
+             "| pass@4 | pass@8 | pass@10 | pass@16 | smallest k with pass@k >= CoT2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for layers in (1, 2):
         for dim in (16, 24, 32):
-            c = results.get(f"mnns_csft_L{layers}_d{dim}_s0")
-            d = results.get(f"mnns_discrete_L{layers}_d{dim}_s0")
-            if not c or not d:
+            cs, ds = [], []
+            for seed in range(10):
+                c = results.get(f"mnns_csft_L{layers}_d{dim}_s{seed}")
+                d = results.get(f"mnns_discrete_L{layers}_d{dim}_s{seed}")
+                if c and d:
+                    cs.append(c)
+                    ds.append(d)
+            if not cs:
                 continue
-            pk = d["pass_at_k"]
-            match = next((k for k in range(1, 17) if pk[str(k)] >= c["test_accuracy"]), None)
+            n = len(cs)
+            acc = sum(c["test_accuracy"] for c in cs) / n
+            pk = {k: sum(d["pass_at_k"][k] for d in ds) / n for k in ds[0]["pass_at_k"]}
+            spread = ""
+            if n > 1:
+                spread = " (" + ", ".join(_pct(c["test_accuracy"]) for c in cs) + ")"
+            dspread = ""
+            if n > 1:
+                dspread = " (" + ", ".join(_pct(d["test_accuracy"]) for d in ds) + ")"
+            match = next((k for k in range(1, 17) if pk[str(k)] >= acc), None)
             lines.append(
-                f"| {layers} | {dim} | {_pct(c['test_accuracy'])} | {_pct(d['test_accuracy'])} | "
+                f"| {layers} | {dim} | {n} | {_pct(acc)}{spread} | "
+                f"{_pct(sum(d['test_accuracy'] for d in ds) / n)}{dspread} | "
                 + " | ".join(_pct(pk[k]) for k in ("1", "2", "4", "8", "10", "16"))
                 + f" | {match if match else '>16'} |"
             )
