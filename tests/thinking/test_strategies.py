@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -138,7 +139,7 @@ def test_morethink_rounds_stop_rethink_and_close() -> None:
     assert len(think_calls) == 4  # the first round plus enforce_num rethinks
     assert all("</think>" in c.config.stop for c in think_calls)
     assert think_calls[0].prefill == "<think>\n"
-    for prev, nxt in zip(think_calls, think_calls[1:], strict=False):
+    for prev, nxt in itertools.pairwise(think_calls):
         added = nxt.prefill[len(prev.prefill) + len(" a thought.\n\n"):]
         assert nxt.prefill.startswith(prev.prefill) and added in ("Wait", "Let me think again")
     assert final.prefill.endswith("</think>\n\n") and "</think>" not in final.config.stop

@@ -134,7 +134,7 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
 
 def _benchmark_prompts(name: str) -> list[PromptItem]:
     try:
-        from cotscope import benchmarks  # type: ignore[attr-defined]
+        from cotscope import benchmarks
     except ImportError:
         fail(f"--benchmark {name}: no benchmark registry in this install yet (cotscope.benchmarks); "
              "use --prompts FILE")

@@ -5,6 +5,10 @@ Providers: ``openai`` (and the alias ``openai-api``) for any OpenAI-compatible s
 Heavy libraries (torch, transformers, llama_cpp) are imported only when a backend is built.
 """
 
+from cotscope.models import _llamacpp, _local, _openai, _vllm  # noqa: F401  (register the providers)
+from cotscope.models._cache import CachedModel, RequestCache, default_cache_dir, request_key
+from cotscope.models._engine import Engine, EngineStats, generate_all
+from cotscope.models._openai import OpenAIModel
 from cotscope.models._protocol import (
     GenerateConfig,
     GenerateRequest,
@@ -14,10 +18,6 @@ from cotscope.models._protocol import (
     model_providers,
     modelapi,
 )
-from cotscope.models import _llamacpp, _local, _openai, _vllm  # noqa: F401, I001  (register the providers)
-from cotscope.models._cache import CachedModel, RequestCache, default_cache_dir, request_key
-from cotscope.models._engine import Engine, EngineStats, generate_all
-from cotscope.models._openai import OpenAIModel
 
 __all__ = [
     "CachedModel",

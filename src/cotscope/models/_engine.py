@@ -116,7 +116,9 @@ class Engine:
         self.description = description
         self.stats = EngineStats()
 
-    async def run(self, requests: Sequence[GenerateRequest], on_result: ResultCallback | None = None) -> list[ModelOutput]:
+    async def run(
+        self, requests: Sequence[GenerateRequest], on_result: ResultCallback | None = None
+    ) -> list[ModelOutput]:
         """Generate all requests; returns outputs in request order and calls ``on_result(i, out)`` as each ends."""
         n = len(requests)
         stats = self.stats = EngineStats(requests=n)
@@ -177,7 +179,8 @@ class Engine:
             if self.cache is not None:
                 self.cache.flush()
             if bar is not None:
-                bar.update(task, info=f"{stats.tokens_per_s:,.0f} tok/s · {stats.cached} cached · {stats.errors} errors")
+                bar.update(task, info=f"{stats.tokens_per_s:,.0f} tok/s · {stats.cached} cached"
+                           f" · {stats.errors} errors")
                 bar.stop()
         missing = [i for i, r in enumerate(results) if r is None]
         for i in missing:  # cannot happen unless a worker was cancelled; still never drop a request silently

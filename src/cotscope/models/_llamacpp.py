@@ -116,7 +116,8 @@ class LlamaCppModel:
             choice = res["choices"][0]
             usage = res.get("usage") or {}
             out = ModelOutput(text=choice.get("text") or "", finish_reason=choice.get("finish_reason"),
-                              prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                              prompt_tokens=usage.get("prompt_tokens"),
+                              completion_tokens=usage.get("completion_tokens"),
                               model=self.name, latency_s=time.perf_counter() - t0)
             return finish_output(prefix, out)
         except Exception as e:  # a context overflow or a template error ends this request, not the run

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import json
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 import openai
 
 from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
@@ -40,7 +40,13 @@ from cotscope.traces import split_reasoning
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
 
 
-def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+def _sdk_http_module() -> Any:
+    """The HTTP library the installed openai SDK is built on (httpx for 1.x, its fork httpx2 for 3.x)."""
+    base = openai.DefaultAsyncHttpxClient.__mro__[1]
+    return importlib.import_module(base.__module__.split(".")[0])
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """The wait a response asks for: ``retry-after-ms``, or ``retry-after`` in seconds or as an HTTP date."""
     if not headers:
         return None
@@ -163,8 +169,8 @@ class OpenAIModel:
         # asyncio.run() gets fresh ones instead of failing on the old loop's pooled sockets.
         loop = asyncio.get_running_loop()
         if self.client is None or self._loop is not loop:
-            limits = httpx.Limits(max_connections=self.max_connections,
-                                  max_keepalive_connections=self.max_connections)
+            limits = _sdk_http_module().Limits(max_connections=self.max_connections,
+                                               max_keepalive_connections=self.max_connections)
             self.client = openai.AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self.base_url,
@@ -266,8 +272,8 @@ class OpenAIModel:
                 body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), **request.template_kwargs}
             if body:
                 params["extra_body"] = body
-            resp = await client.chat.completions.create(messages=messages, **params)
-        except (openai.APITimeoutError, asyncio.TimeoutError):
+            resp = await client.chat.completions.create(messages=messages, **params)  # type: ignore[arg-type]
+        except (openai.APITimeoutError, TimeoutError):
             raise _Retryable(f"timeout after {self.timeout:g}s") from None
         except openai.APIConnectionError as e:
             raise _Retryable(f"connection error: {_short(str(e.__cause__ or e))}") from None

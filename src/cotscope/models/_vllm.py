@@ -10,6 +10,7 @@ go through :class:`~cotscope.models._openai.OpenAIModel`. With ``--model-base-ur
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -130,10 +131,8 @@ class VLLMServer:
         try:
             p.wait(grace)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             p.wait(5)
 
 
