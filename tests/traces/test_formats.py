@@ -247,3 +247,26 @@ def test_first_error_raises_without_error_list(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TraceFileError, match="no such file"):
         list(read_traces(tmp_path / "nope.jsonl"))
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["inspect_real.eval", "inspect_real.json"])
+def test_real_inspect_logs(name: str) -> None:
+    """Logs written by inspect_ai itself (scripts/make_inspect_fixtures.py); .eval members are zstd."""
+    traces, errors = _read(FIXTURES / name)
+    assert not errors
+    got = {t.prompt[0].content: (t.reasoning, t.answer) for t in traces}
+    assert got == {"What is 2+2?": ("Two plus two is four.", "4"),
+                   "Capital of France?": ("The capital of France is Paris.", "Paris")}
+    assert all(t.model == "mockllm/model" and t.metadata["scores"]["match"]["value"] == "C" for t in traces)
+
+
+def test_inspect_errored_sample_reports_cause(tmp_path: Path) -> None:
+    sample = {"id": "s1", "epoch": 1, "input": "q", "messages": [{"role": "user", "content": "q"}],
+              "output": {"model": "m", "choices": []}, "error": {"message": "ConnectionError(boom)"}}
+    p = tmp_path / "log.json"
+    p.write_text(json.dumps({"eval": {"task": "t"}, "samples": [sample]}))
+    traces, errors = _read(p)
+    assert not traces and "failed in Inspect: ConnectionError(boom)" in errors[0].error

@@ -297,6 +297,9 @@ def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
         else:
             raise RecordFormatError("sample has neither 'messages' nor 'input'")
     if final is None and not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        err = sample.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            raise RecordFormatError(f"sample {sample.get('id')!r} failed in Inspect: {str(err['message'])[:300]}")
         raise RecordFormatError(f"sample {sample.get('id')!r} has no assistant output")
     model = (output.get("model") if isinstance(output, dict) else None) or eval_info.get("model")
     sid = sample.get("id")
@@ -316,6 +319,31 @@ def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
     return rows
 
 
+_ZIP_ZSTD = 93  # Inspect AI writes .eval archives with Zstandard members, which zipfile cannot read
+
+
+def _zip_member(z: zipfile.ZipFile, name: str) -> bytes:
+    """Read one member of a zip archive, including Zstandard-compressed ones."""
+    info = z.getinfo(name)
+    if info.compress_type != _ZIP_ZSTD:
+        return z.read(name)
+    import struct
+
+    import zstandard
+
+    fp = z.fp
+    if fp is None:
+        raise zipfile.BadZipFile("archive is closed")
+    fp.seek(info.header_offset)
+    header = fp.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"{name}: bad local file header")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    fp.seek(info.header_offset + 30 + name_len + extra_len)
+    data = fp.read(info.compress_size)
+    return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(info.file_size, 1))
+
+
 def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     b = _Batcher(stats, src)
     if zipfile.is_zipfile(path):
@@ -324,14 +352,14 @@ def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, ba
             header: dict[str, Any] = {}
             for hname in ("header.json", "_journal/start.json"):
                 if hname in names:
-                    header = orjson.loads(z.read(hname))
+                    header = orjson.loads(_zip_member(z, hname))
                     break
             sample_names = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
             for idx, name in enumerate(sample_names, 1):
                 ctx.line = idx
                 try:
-                    sample = orjson.loads(z.read(name))
-                except orjson.JSONDecodeError as e:
+                    sample = orjson.loads(_zip_member(z, name))
+                except (orjson.JSONDecodeError, zipfile.BadZipFile) as e:
                     b.reject(idx, f"{name}: invalid JSON: {e}")
                     continue
                 b.take(idx, _inspect_sample, sample, header, ctx)
