@@ -22,6 +22,7 @@ from cotscope.traces._formats import (
     read_record,
 )
 from cotscope.traces._rows import Row, row_to_trace
+from cotscope.traces._safechain import safechain_context, safechain_rows
 from cotscope.traces._split import DEFAULT_TAGS, TagPair
 from cotscope.traces._trace import Trace
 
@@ -227,49 +228,15 @@ def _iter_csv(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch:
         yield b.rows
 
 
-def _safechain_item(item: Any, meta: dict[str, Any], ctx: Ctx) -> list[Row]:
-    index = (ctx.line or 1) - 1  # position in the data array (ctx.line counts from 1)
-    if not isinstance(item, dict):
-        raise RecordFormatError(f"data[{index}] must be an object, got {type(item).__name__}")
-    inst = item.get("instruction")
-    if not isinstance(inst, str):
-        raise RecordFormatError(f"data[{index}].instruction must be a string, got {type(inst).__name__}")
-    responses = item.get("response")
-    if isinstance(responses, str):
-        responses = [responses]
-    if not isinstance(responses, list) or not responses:
-        raise RecordFormatError(f"data[{index}].response must be a non-empty list of strings")
-    item_meta: dict[str, Any] = {k: v for k, v in item.items() if k not in ("instruction", "response", "prompt")}
-    if isinstance(item.get("prompt"), str):
-        item_meta["rendered_prompt"] = item["prompt"]
-    item_meta["safechain_index"] = index
-    rec = {"prompt": inst, "response": responses, "metadata": item_meta}
-    rows = RECORD_READERS["pair"](rec, ctx)
-    for r in rows:
-        r["source_format"] = "safechain"
-        if meta:
-            r["metadata"]["meta_info"] = meta
-    return rows
-
-
 def _iter_safechain(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     meta: dict[str, Any] = {}
     with _open_binary(path) as f:
         for m in ijson.items(f, "meta_info", use_float=True):
             meta = m if isinstance(m, dict) else {"value": m}
             break
-    if ctx.model is None:
-        for k in ("model", "model_name", "model_path", "model_id"):
-            if isinstance(meta.get(k), str):
-                ctx.model = meta[k]
-                break
-    if ctx.strategy is None:
-        for k in ("strategy", "decoding", "decode_mode", "mode"):
-            if isinstance(meta.get(k), str):
-                ctx.strategy = meta[k]
-                break
+    safechain_context(meta, ctx)
     b = _Batcher(stats, src)
-    yield from _json_stream(path, "data.item", b, ctx, batch, "data item", _safechain_item, meta, ctx)
+    yield from _json_stream(path, "data.item", b, ctx, batch, "data item", safechain_rows, meta, ctx)
     if b.rows:
         yield b.rows
 
