@@ -147,7 +147,8 @@ def test_safechain_output_json(tmp_path: Path) -> None:
     assert detect_file_format(p) == "safechain"
     traces, errors = _read(p)
     assert len(traces) == 3
-    assert (traces[0].reasoning, traces[0].answer, traces[0].reasoning_closed) == ("I should not.", "I can't help.", True)
+    first = (traces[0].reasoning, traces[0].answer, traces[0].reasoning_closed)
+    assert first == ("I should not.", "I can't help.", True)
     # The template opened the think block, so a completion that never closes it is all (unclosed) reasoning.
     assert (traces[1].reasoning, traces[1].answer, traces[1].reasoning_closed) == (
         "Hmm, tension wrench and then the pins", "", False)
