@@ -233,7 +233,7 @@ class Store:
         sql = f"SELECT {', '.join(ROW_FIELDS)} FROM traces {where}"
         if ids is not None:
             id_list = list(ids)
-            sql += (" AND " if where else " WHERE ") + "list_contains(?, id)"
+            sql += (" AND " if where else " WHERE ") + "id IN (SELECT unnest(?::VARCHAR[]))"
             params.append(id_list)
         sql += " ORDER BY created_at, source_file, source_line, id"
         if limit is not None:
@@ -351,7 +351,7 @@ class Store:
             sql += " AND evaluator = ?"
             params.append(evaluator)
         if trace_ids is not None:
-            sql += " AND list_contains(?, trace_id)"
+            sql += " AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
             params.append(list(trace_ids))
         cur = self.con.execute(sql + " ORDER BY created_at", params)
         cols = [d[0] for d in cur.description]
@@ -373,7 +373,7 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
         if k not in allowed:
             raise TypeError(f"unknown trace filter {k!r}: expected one of {', '.join(sorted(allowed))}")
         if isinstance(v, list | tuple | set):
-            clauses.append(f"list_contains(?, {k})")
+            clauses.append(f"{k} IN (SELECT unnest(?::VARCHAR[]))")
             params.append(list(v))
         else:
             clauses.append(f"{k} = ?")
