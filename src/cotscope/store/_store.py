@@ -11,7 +11,6 @@ from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from cotscope.store._prefetch import prefetch
 from cotscope.store._schema import SCHEMA, SCHEMA_VERSION
@@ -21,26 +20,31 @@ from cotscope.traces._rows import ROW_FIELDS, Row, row_to_trace, trace_to_row
 
 _JSON_COLS = ("prompt", "steps", "actions", "metadata")
 _TRACE_COLS = (*ROW_FIELDS, "run_id")
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("prompt", pa.string()),
-        ("reasoning", pa.string()),
-        ("answer", pa.string()),
-        ("reasoning_closed", pa.bool_()),
-        ("steps", pa.string()),
-        ("actions", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
-        ("group_id", pa.string()),
-        ("sample_index", pa.int32()),
-        ("source_file", pa.string()),
-        ("source_line", pa.int64()),
-        ("source_format", pa.string()),
-        ("metadata", pa.string()),
-        ("run_id", pa.string()),
-    ]
-)
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", pa.string()),
+            ("reasoning", pa.string()),
+            ("answer", pa.string()),
+            ("reasoning_closed", pa.bool_()),
+            ("steps", pa.string()),
+            ("actions", pa.string()),
+            ("model", pa.string()),
+            ("strategy", pa.string()),
+            ("group_id", pa.string()),
+            ("sample_index", pa.int32()),
+            ("source_file", pa.string()),
+            ("source_line", pa.int64()),
+            ("source_format", pa.string()),
+            ("metadata", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    )
 
 
 def config_hash(config: Any) -> str:
@@ -102,9 +106,7 @@ class Store:
             raise OSError(f"{self.path}: cannot open store: {e}") from None
         if not read_only:
             self.con.execute(SCHEMA)
-            self.con.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-            )
+            self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -131,13 +133,13 @@ class Store:
                     v = dumps(v).decode()
                 cols[c].append(v)
             cols["run_id"].append(run_id)
-        table = pa.table(cols, schema=_ARROW_SCHEMA)
+        import pyarrow as pa
+
+        table = pa.table(cols, schema=_arrow_schema())
         names = ", ".join(_TRACE_COLS)
         self.con.register("_batch", table)
         try:
-            res = self.con.execute(
-                f"INSERT OR IGNORE INTO traces ({names}) SELECT {names} FROM _batch"
-            ).fetchone()
+            res = self.con.execute(f"INSERT OR IGNORE INTO traces ({names}) SELECT {names} FROM _batch").fetchone()
         finally:
             self.con.unregister("_batch")
         return int(res[0]) if res else 0
@@ -222,8 +224,10 @@ class Store:
         killed generation run resumes by generating only the pairs missing here.
         """
         where, params = _where(filters)
-        return {(g, int(i)) for g, i in self.con.execute(
-            f"SELECT group_id, sample_index FROM traces {where}", params).fetchall()}
+        return {
+            (g, int(i))
+            for g, i in self.con.execute(f"SELECT group_id, sample_index FROM traces {where}", params).fetchall()
+        }
 
     def iter_rows(
         self, *, limit: int | None = None, ids: Iterable[str] | None = None, chunk: int = 2000, **filters: Any
@@ -263,8 +267,10 @@ class Store:
         Raises:
             KeyError: the prefix matches more than one trace.
         """
-        ids = [r[0] for r in self.con.execute(
-            "SELECT id FROM traces WHERE starts_with(id, ?) LIMIT 3", [trace_id]).fetchall()]
+        ids = [
+            r[0]
+            for r in self.con.execute("SELECT id FROM traces WHERE starts_with(id, ?) LIMIT 3", [trace_id]).fetchall()
+        ]
         if trace_id in ids:
             ids = [trace_id]
         if not ids:
@@ -314,8 +320,21 @@ class Store:
         """
         if not results:
             return 0
-        cols = ("trace_id", "evaluator", "config_hash", "part", "kind", "label", "score", "parse_error",
-                "raw", "reason", "evidence", "details", "run_id")
+        cols = (
+            "trace_id",
+            "evaluator",
+            "config_hash",
+            "part",
+            "kind",
+            "label",
+            "score",
+            "parse_error",
+            "raw",
+            "reason",
+            "evidence",
+            "details",
+            "run_id",
+        )
         data: dict[str, list[Any]] = {c: [] for c in cols}
         for r in results:
             for c in cols:
@@ -323,8 +342,11 @@ class Store:
                 if c in ("evidence", "details"):
                     v = orjson.dumps(v).decode() if v is not None else None
                 data[c].append(v)
-        schema = pa.schema([(c, pa.bool_() if c == "label" else pa.float64() if c == "score" else pa.string())
-                            for c in cols])
+        import pyarrow as pa
+
+        schema = pa.schema(
+            [(c, pa.bool_() if c == "label" else pa.float64() if c == "score" else pa.string()) for c in cols]
+        )
         self.con.register("_res", pa.table(data, schema=schema))
         try:
             names = ", ".join(cols)
@@ -338,14 +360,20 @@ class Store:
 
     def done_trace_ids(self, evaluator: str, config_hash: str, part: str) -> set[str]:
         """Ids of traces that already have a result for this evaluator, configuration and part."""
-        return {r[0] for r in self.con.execute(
-            "SELECT trace_id FROM results WHERE evaluator = ? AND config_hash = ? AND part = ?",
-            [evaluator, config_hash, part]).fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT trace_id FROM results WHERE evaluator = ? AND config_hash = ? AND part = ?",
+                [evaluator, config_hash, part],
+            ).fetchall()
+        }
 
     def results(self, evaluator: str | None = None, trace_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Stored results, optionally for one evaluator or some traces."""
-        sql = ("SELECT trace_id, evaluator, config_hash, part, kind, label, score, parse_error, raw, reason,"
-               " evidence, details, run_id FROM results WHERE 1=1")
+        sql = (
+            "SELECT trace_id, evaluator, config_hash, part, kind, label, score, parse_error, raw, reason,"
+            " evidence, details, run_id FROM results WHERE 1=1"
+        )
         params: list[Any] = []
         if evaluator is not None:
             sql += " AND evaluator = ?"
