@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from importlib import resources
 
 import pytest
@@ -19,7 +20,7 @@ from cotscope.traces import Message, Trace
 def test_chunks_cover_text_without_truncation(text: str, size: int) -> None:
     spans = chunk_spans(text, size=size, overlap=size // 5)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    for (s0, e0), (s1, e1) in zip(spans, spans[1:], strict=False):
+    for (s0, e0), (s1, e1) in itertools.pairwise(spans):
         assert s0 < s1 <= e0 < e1  # moves forward, overlaps or touches: nothing is skipped
     assert all(e - s <= size for s, e in spans)
 
