@@ -72,7 +72,7 @@ def test_managed_server_starts_serves_is_shared_and_stops(fake_vllm: Path) -> No
 
 def test_server_that_exits_reports_its_log(fake_vllm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_VLLM_CRASH", "1")
-    with pytest.raises(RuntimeError, match="exited with code 3(?s:.*)CUDA out of memory"):
+    with pytest.raises(RuntimeError, match=r"exited with code 3(?s:.*)CUDA out of memory"):
         VLLMServer("m", startup_timeout=30).start()
 
 
