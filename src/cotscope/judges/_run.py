@@ -13,6 +13,9 @@ from cotscope.traces import Trace
 if TYPE_CHECKING:
     from cotscope.store import Store
 
+#: Largest remainder fetched with an id list rather than by scanning the store.
+_ID_FETCH_MAX = 5000
+
 ScoreBatch = Callable[[Sequence[Trace]], Awaitable[list[JudgeResult]]]
 
 
@@ -121,9 +124,11 @@ async def run_evaluator(
                 on_batch(len(batch), stats)
             batch.clear()
 
-        # Streams in store order; ``ids=`` keeps only the traces still to do.
+        # Streams in store order. A small remainder is fetched by id; a large one is filtered here, because an
+        # id-list predicate over a big store costs more than reading the rows.
         if todo:
-            for t in store.traces(ids=todo, **filters) if len(todo) < len(ids) else store.traces(**filters):
+            by_id = len(todo) < len(ids) and len(todo) <= _ID_FETCH_MAX
+            for t in store.traces(ids=todo, **filters) if by_id else store.traces(**filters):
                 if t.id not in todo_set:
                     continue
                 batch.append(t)
