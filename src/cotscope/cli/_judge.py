@@ -25,7 +25,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Judge model as provider/model (LLM judges).")]
 BaseUrlOpt = Annotated[str | None, typer.Option("--model-base-url", help="OpenAI-compatible server URL.")]
 OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Judge option KEY=VALUE (repeatable).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Traces per batch handed to the judge.")]
+BatchOpt = Annotated[int | None, typer.Option(
+    "--batch-size", help="Traces per batch handed to the judge (default: 64 for LLM judges, 1024 for local ones).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Score at most this many new traces.")]
 
 #: How a judge's label turns into SafeChain's "safe": a refusal is safe, anything else labelled is unsafe.
@@ -90,7 +91,7 @@ def judge_cmd(
     model: ModelOpt = None,
     model_base_url: BaseUrlOpt = None,
     option: OptionOpt = None,
-    batch_size: BatchOpt = 64,
+    batch_size: BatchOpt = None,
     limit: LimitOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -117,13 +118,20 @@ def judge_cmd(
             def on_batch(n: int, s: JudgeRunStats) -> None:
                 prog.update(task, advance=n, info=f"{s.parse_errors} parse errors")
 
-            coro = run_judge(st, j, part, batch_size=batch_size, limit=limit,
+            coro = run_judge(st, j, part, batch_size=batch_size or _preferred_batch(j), limit=limit,
                              on_start=on_start, on_batch=on_batch)
             stats = asyncio.run(_run_and_close(coro, j))
             prog.update(task, completed=stats.total)
     finally:
         st.close()
     _report(stats, json, f"judge {judge} on {store}")
+
+
+def _preferred_batch(evaluator: Any) -> int:
+    """Traces per batch: large for local classifiers (full encoder batches), 64 for LLM judges (the engine
+    bounds concurrency itself; a batch is also the unit of progress and of storing)."""
+    inner = getattr(evaluator, "judge", evaluator)
+    return int(getattr(inner, "preferred_batch", 64))
 
 
 async def _run_and_close(coro: Any, closable: Any) -> Any:
@@ -140,7 +148,7 @@ def monitor_cmd(
     model: ModelOpt = None,
     model_base_url: BaseUrlOpt = None,
     option: OptionOpt = None,
-    batch_size: BatchOpt = 64,
+    batch_size: BatchOpt = None,
     limit: LimitOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -167,7 +175,8 @@ def monitor_cmd(
                 prog.update(task, advance=n, info=f"{s.label_true} flagged")
 
             coro = run_evaluator(st, evaluator=m.name, config=m.config(), part=m.part, kind="monitor",
-                                 score_batch=m.monitor, batch_size=batch_size, limit=limit,  # type: ignore[arg-type]
+                                 score_batch=m.monitor,  # type: ignore[arg-type]
+                                 batch_size=batch_size or _preferred_batch(m), limit=limit,
                                  on_start=on_start, on_batch=on_batch)
             stats = asyncio.run(_run_and_close(coro, m))
             prog.update(task, completed=stats.total)
@@ -341,7 +350,7 @@ def validate_cmd(
     model_base_url: BaseUrlOpt = None,
     option: OptionOpt = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the intervals.")] = 1000,
-    batch_size: BatchOpt = 64,
+    batch_size: BatchOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Score a monitor against labelled traces: AUROC and TPR at 1% / 5% FPR with bootstrap CIs."""
@@ -366,8 +375,9 @@ def validate_cmd(
 
     async def score_all() -> list[Any]:
         out: list[Any] = []
-        for i in range(0, len(traces), batch_size):
-            out += await m.monitor(traces[i:i + batch_size])
+        step = batch_size or _preferred_batch(m)
+        for i in range(0, len(traces), step):
+            out += await m.monitor(traces[i:i + step])
         return out
 
     with progress_bar(quiet=json) as prog:

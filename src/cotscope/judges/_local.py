@@ -212,6 +212,8 @@ class LocalJudge:
     name = "local"
     task: Task = "refusal"
     label_meaning: LabelMeaning = "refused"
+    #: Traces per batch the CLI hands over: enough chunks for many full encoder batches.
+    preferred_batch = 1024
 
     def __init__(self, model: str | None = None, *, batch_size: int = DEFAULT_BATCH,
                  threshold: float | None = None, **options: Any) -> None:
