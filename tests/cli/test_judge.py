@@ -111,15 +111,15 @@ def test_validate(tmp_path: Path) -> None:
 
 
 def test_local_monitor_cli(store: Path) -> None:
-    r = invoke("monitor", "--monitor", "local-refusal", "--store", str(store), "--json")
+    r = invoke("monitor", "--monitor", "local-refusal", "--option", "part=answer", "--store", str(store), "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["stored"] == 5
     with Store(store) as st:
         rows = {x["trace_id"]: x for x in st.results("local-refusal")}
         answers = {t.id: t.answer for t in st.traces()}
-    assert all(0 <= x["score"] <= 1 and x["kind"] == "monitor" and x["part"] == "both" for x in rows.values())
+    assert all(0 <= x["score"] <= 1 and x["kind"] == "monitor" and x["part"] == "answer" for x in rows.values())
     assert all(x["evidence"][0]["verified"] for x in rows.values())
     by_answer = {answers[k]: v["score"] for k, v in rows.items()}
     assert by_answer["I apologize, but no."] > by_answer["Sure, here are the steps."]
-    r = invoke("monitor", "--monitor", "local-refusal", "--store", str(store), "--json")
+    r = invoke("monitor", "--monitor", "local-refusal", "-o", "part=answer", "--store", str(store), "--json")
     assert json.loads(r.stdout)["skipped"] == 5
