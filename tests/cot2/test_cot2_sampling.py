@@ -15,6 +15,7 @@ from cotscope.cot2 import (
     dirichlet_log_prob,
     mts_log_prob,
     rollout_log_probs,
+    sample_log_dirichlet,
     sample_rollouts,
 )
 
@@ -69,7 +70,17 @@ def test_dirichlet_samples_on_simplex_and_log_prob_matches_torch() -> None:
     z = torch.randn(4, 6)
     x = torch.distributions.Dirichlet(torch.full((6,), 2.0)).sample((4,))
     ref = torch.distributions.Dirichlet(dirichlet_concentration(z, 3.0)).log_prob(x)
-    assert torch.allclose(dirichlet_log_prob(z, x, 3.0), ref, atol=1e-4)
+    assert torch.allclose(dirichlet_log_prob(z, x.log(), 3.0), ref, atol=1e-4)
+    assert ro.log_fed is not None and torch.allclose(ro.log_fed.exp(), ro.fed)
+
+
+def test_log_space_dirichlet_matches_moments_and_does_not_underflow() -> None:
+    conc = torch.tensor([0.001, 0.01, 2.0, 5.0])
+    log_a = sample_log_dirichlet(conc.expand(20000, 4).contiguous(), torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(log_a).all())
+    assert float(log_a[:, 0].min()) < -200  # far below float32's smallest positive number
+    mean = log_a.exp().mean(0)
+    assert torch.allclose(mean, conc / conc.sum(), atol=0.01)
 
 
 def test_dirichlet_sampling_is_seeded() -> None:

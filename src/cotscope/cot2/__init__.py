@@ -26,6 +26,7 @@ from cotscope.cot2._sampling import (
     dirichlet_log_prob,
     mts_log_prob,
     rollout_log_probs,
+    sample_log_dirichlet,
     sample_rollouts,
 )
 from cotscope.cot2._tasks import (
@@ -101,6 +102,7 @@ __all__ = [
     "resolve_device",
     "rollout_log_probs",
     "run_grpo",
+    "sample_log_dirichlet",
     "sample_rollouts",
     "save_checkpoint",
     "teacher_forced_logits",

@@ -27,8 +27,6 @@ Sampling = Literal["mts", "dirichlet"]
 #: Added to Dirichlet concentrations: gamma * softmax underflows for unlikely tokens and Dir(0) is
 #: undefined.
 DIRICHLET_FLOOR = 1e-3
-#: Dirichlet draws are clamped away from 0 so that their log-density stays finite.
-SIMPLEX_EPS = 1e-20
 
 
 @dataclass
@@ -38,9 +36,11 @@ class Rollout:
     Attributes:
         prompts: ``(B, P)`` ids.
         fed: ``(B, T, V)`` distributions fed at the reasoning positions.
-        actions: ``(B, T, K)`` sampled token ids (MTS) or None (Dirichlet, whose action is ``fed``).
+        actions: ``(B, T, K)`` sampled token ids (MTS) or None (Dirichlet).
         answer: ``(B,)`` sampled answer ids.
         logp: ``(B, T + 1)`` log-probability of each action under the sampling policy.
+        log_fed: ``(B, T, V)`` log of the Dirichlet draws (exact even where ``fed`` underflows to 0);
+            None for MTS.
     """
 
     prompts: torch.Tensor
@@ -48,6 +48,7 @@ class Rollout:
     actions: torch.Tensor | None
     answer: torch.Tensor
     logp: torch.Tensor
+    log_fed: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -83,28 +84,39 @@ def dirichlet_concentration(logits: torch.Tensor, gamma: float) -> torch.Tensor:
     return gamma * torch.softmax(logits.float(), -1) + DIRICHLET_FLOOR
 
 
-def dirichlet_log_prob(logits: torch.Tensor, alpha_hat: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Log-density of ``alpha_hat`` under Dir(gamma * softmax(z)): ``(..., V) -> (...)``."""
+def dirichlet_log_prob(logits: torch.Tensor, log_alpha_hat: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Log-density of alpha-hat under Dir(gamma * softmax(z)): ``(..., V) -> (...)``.
+
+    Takes ``log alpha-hat``: with small concentrations most coordinates of a draw are far below the
+    smallest float, and clamping them would bias the log-density (and hence the policy gradient).
+    """
     conc = dirichlet_concentration(logits, gamma)
-    return (
-        torch.xlogy(conc - 1.0, alpha_hat).sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1)
-    )
+    return ((conc - 1.0) * log_alpha_hat).sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1)
+
+
+def sample_log_dirichlet(conc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``log`` of a draw from Dir(conc), computed in log space so that no coordinate underflows.
+
+    Uses Gamma(c) = Gamma(c + 1) * U^(1/c): ``log G = log Gamma(c + 1) + log(U) / c``, then normalises
+    with logsumexp.
+    """
+    g1 = torch._standard_gamma(conc + 1.0) if generator is None else _gamma_with(conc + 1.0, generator)
+    u = torch.rand(conc.shape, generator=generator, device=conc.device, dtype=conc.dtype)
+    log_g = torch.log(g1) + torch.log(u.clamp_min(torch.finfo(conc.dtype).tiny)) / conc
+    return log_g - torch.logsumexp(log_g, -1, keepdim=True)
 
 
 def _draw_step(
     z: torch.Tensor, sampling: Sampling, k: int, gamma: float, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Sample one reasoning step: ``(fed (B, V), actions (B, K) or None, logp (B,))``."""
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """Sample one reasoning step: ``(fed (B, V), actions (B, K) or None, logp (B,), log_fed or None)``."""
     if sampling == "mts":
         acts = torch.multinomial(torch.softmax(z, -1), k, replacement=True, generator=generator)
         fed = F.one_hot(acts, z.shape[-1]).float().mean(1)
-        return fed, acts, mts_log_prob(z, acts)
-    conc = dirichlet_concentration(z, gamma)
-    # Dirichlet via normalised Gamma draws; torch's Dirichlet.sample takes no generator.
-    g = torch._standard_gamma(conc) if generator is None else _gamma_with(conc, generator)
-    g = g.clamp_min(SIMPLEX_EPS)
-    alpha_hat = g / g.sum(-1, keepdim=True)
-    return alpha_hat, None, dirichlet_log_prob(z, alpha_hat, gamma)
+        return fed, acts, mts_log_prob(z, acts), None
+    # torch's Dirichlet.sample takes no generator and underflows for small concentrations.
+    log_a = sample_log_dirichlet(dirichlet_concentration(z, gamma), generator)
+    return log_a.exp(), None, dirichlet_log_prob(z, log_a, gamma), log_a
 
 
 def _gamma_with(conc: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -140,13 +152,15 @@ def sample_rollouts(
     """
     b = prompts.shape[0]
     fed = torch.zeros(b, 0, model.vocab_size, device=prompts.device)
-    acts, logps = [], []
+    acts, logps, logs = [], [], []
     for _ in range(num_steps):
         z = model.forward_mixed(prompts, fed)[:, -1].float()
-        f, a, lp = _draw_step(z, sampling, k, gamma, generator)
+        f, a, lp, log_f = _draw_step(z, sampling, k, gamma, generator)
         fed = torch.cat([fed, f[:, None]], 1)
         if a is not None:
             acts.append(a)
+        if log_f is not None:
+            logs.append(log_f)
         logps.append(lp)
     z = model.forward_mixed(prompts, fed)[:, -1].float()
     if greedy_answer:
@@ -155,7 +169,8 @@ def sample_rollouts(
         answer = torch.multinomial(torch.softmax(z, -1), 1, generator=generator).squeeze(1)
     logps.append(F.log_softmax(z, -1).gather(-1, answer[:, None]).squeeze(1))
     actions = torch.stack(acts, 1) if acts else None
-    return Rollout(prompts, fed, actions, answer, torch.stack(logps, 1))
+    log_fed = torch.stack(logs, 1) if logs else None
+    return Rollout(prompts, fed, actions, answer, torch.stack(logps, 1), log_fed)
 
 
 def rollout_log_probs(
@@ -174,6 +189,7 @@ def rollout_log_probs(
         assert rollout.actions is not None
         lp = mts_log_prob(steps, rollout.actions)
     else:
-        lp = dirichlet_log_prob(steps, rollout.fed, gamma)
+        log_fed = rollout.log_fed if rollout.log_fed is not None else torch.log(rollout.fed)
+        lp = dirichlet_log_prob(steps, log_fed, gamma)
     ans = F.log_softmax(last, -1).gather(-1, rollout.answer[:, None])
     return torch.cat([lp, ans], 1), logits
