@@ -245,30 +245,42 @@ class LocalJudge:
         """``(field, text)`` that this judge scores for the part."""
         return part, trace.part(part)
 
+    def fields(self, trace: Trace, part: Part) -> list[tuple[str, str]]:
+        """``(field, text)`` pairs scored for the part; ``both`` scores reasoning and answer separately.
+
+        Reasoning and answer are never merged into one chunk: a short refusal after a long CoT would be
+        diluted by the CoT in a shared embedding, so each field is chunked on its own and the score is the
+        maximum over the chunks of both.
+        """
+        if part == "both":
+            pairs = [(f, getattr(trace, f)) for f in ("reasoning", "answer") if getattr(trace, f)]
+            return pairs or [("answer", "")]
+        return [self.texts(trace, part)]
+
     def score_traces(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
-        """Synchronous scoring of a batch of traces."""
-        fields_texts = [self.texts(t, part) for t in traces]
-        requests = [t.prompt_text for t in traces] if self.task == "harm" else None
-        scores = self.scorer.score([tx for _, tx in fields_texts], requests)
+        """Synchronous scoring of a batch of traces (all their chunks in one encoder call)."""
+        per_trace = [self.fields(t, part) for t in traces]
+        flat = [ft for fts in per_trace for ft in fts]
+        owner = [i for i, fts in enumerate(per_trace) for _ in fts]
+        requests = [traces[i].prompt_text for i in owner] if self.task == "harm" else None
+        scores = self.scorer.score([tx for _, tx in flat], requests)
+        best: dict[int, tuple[ChunkScore, str, str, int]] = {}
+        n_chunks = [0] * len(traces)
+        for i, (field, text), sc in zip(owner, flat, scores, strict=True):
+            n_chunks[i] += sc.n_chunks
+            if i not in best or sc.score > best[i][0].score:
+                best[i] = (sc, field, text, n_chunks[i] - sc.n_chunks + sc.chunk)
         out = []
         thr = self.threshold
-        for t, (field, text), s in zip(traces, fields_texts, scores, strict=True):
+        for i in range(len(traces)):
+            sc, field, text, k = best[i]
             ev = []
             if text:
-                chunk = text[s.start:s.end]
-                # For "both" prefer offsets in a real field; a chunk straddling the two keeps field "both".
-                e = Evidence(text=chunk, field=field, start=s.start, end=s.end,
-                             verified=True, chunk=s.chunk, score=s.score)
-                if field == "both":
-                    for f in ("reasoning", "answer"):
-                        i = getattr(t, f).find(chunk)
-                        if i >= 0:
-                            e = e.model_copy(update={"field": f, "start": i, "end": i + len(chunk)})
-                            break
-                ev.append(e)
-            out.append(JudgeResult(label=s.score >= thr, score=min(max(s.score, 0.0), 1.0),
-                                   reason=f"p={s.score:.3f} (chunk {s.chunk + 1}/{s.n_chunks})",
-                                   evidence=ev, details={"chunks": s.n_chunks, "chunk": s.chunk}))
+                ev.append(Evidence(text=text[sc.start:sc.end], field=field, start=sc.start, end=sc.end,
+                                   verified=True, chunk=k, score=sc.score))
+            out.append(JudgeResult(label=sc.score >= thr, score=min(max(sc.score, 0.0), 1.0),
+                                   reason=f"p={sc.score:.3f} ({field} chunk {sc.chunk + 1}/{sc.n_chunks})",
+                                   evidence=ev, details={"chunks": n_chunks[i], "chunk": k, "field": field}))
         return out
 
     async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
