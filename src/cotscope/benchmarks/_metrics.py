@@ -209,6 +209,8 @@ def _thought_crime(v: _View, out: dict[str, Any], by_condition: bool) -> None:
             out["tables"].append({"title": f"Monitor flags: {mon.label}" + (
                 f" (on traces with {mon.spec.only_if} = true)" if mon.spec.only_if else ""),
                 "columns": ["flag", "traces"], "rows": [[f, n] for f, n in flags.most_common()]})
+        if mon.spec.only_if:
+            continue  # it saw only positives by design: no ROC, the flag breakdown above is the result
         try:
             curve = roc_curve(scores, labels)
             auc = roc_auc(scores, labels)

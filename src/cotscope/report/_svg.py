@@ -17,12 +17,17 @@ def _fmt(v: float, percent: bool) -> str:
     return f"{100 * v:.0f}%" if percent else f"{v:g}"
 
 
+#: Width reserved for a legend, and the characters of a legend entry that fit in it.
+LEGEND_W, LEGEND_CHARS = 250, 40
+
+
 def _legend(names: list[str], x: float, y: float) -> list[str]:
     out = []
     for i, n in enumerate(names):
         yy = y + 16 * i
+        short = n if len(n) <= LEGEND_CHARS else n[: LEGEND_CHARS - 1] + "…"
         out.append(f'<rect x="{x:.1f}" y="{yy - 9:.1f}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>')
-        out.append(f'<text x="{x + 14:.1f}" y="{yy:.1f}" class="lg">{escape(n)}</text>')
+        out.append(f'<text x="{x + 14:.1f}" y="{yy:.1f}" class="lg">{escape(short)}<title>{escape(n)}</title></text>')
     return out
 
 
@@ -40,7 +45,7 @@ def bar_chart(plot: dict[str, Any], width: int = 720) -> str:
     vals = [x for s in series for x in s["values"] if x is not None]
     highs = [x for s in series for x in (s.get("high") or []) if x is not None]
     ymax = float(plot.get("ymax") or max([*vals, *highs, 1e-9]))
-    left, right, top, bottom = 48, 16 + (170 if len(series) > 1 else 0), 28, 90
+    left, right, top, bottom = 48, 16 + (LEGEND_W if len(series) > 1 else 0), 28, 90
     h = 320
     pw, ph = width - left - right, h - top - bottom
     n_g, n_s = max(len(groups), 1), max(len(series), 1)
@@ -92,7 +97,7 @@ def _hbar_chart(plot: dict[str, Any], width: int) -> str:
     percent = bool(plot.get("percent"))
     vals = [x for s in series for x in s["values"] if x is not None]
     xmax = float(plot.get("ymax") or max([*vals, 1e-9]))
-    left, right, top = 260, 16 + (170 if len(series) > 1 else 0), 16
+    left, right, top = 260, 16 + (LEGEND_W if len(series) > 1 else 0), 16
     n_s = max(len(series), 1)
     bh = 12
     gh = bh * n_s + 8
@@ -124,7 +129,7 @@ def _hbar_chart(plot: dict[str, Any], width: int) -> str:
 
 def roc_chart(plot: dict[str, Any], size: int = 360) -> str:
     """ROC curves (``plot["curves"] = [{"name", "fpr", "tpr", "auc"}]``) with the chance diagonal."""
-    left, top, right, bottom = 44, 16, 190, 40
+    left, top, right, bottom = 44, 16, LEGEND_W, 40
     pw = ph = size - top - bottom
     width = left + pw + right
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{size}" '
