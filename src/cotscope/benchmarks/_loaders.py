@@ -400,3 +400,80 @@ def load_cogtest(data: DataSpec, hub: bool) -> list[Item]:
             items.append(Item(id=f"{h['slug']}:{t['id']}", prompt=str(t["instruction"]), category=h["slug"],
                               metadata={"habit": h["slug"], "task": t["id"]}))
     return items
+
+
+# -- human-labelled responses (judge agreement) ----------------------------------------------------------------
+def _truthy(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("1", "0", "true", "false", "yes", "no"):
+        return v.strip().lower() in ("1", "true", "yes")
+    return None
+
+
+def _labelled_item(i: int, prompt: str, response: str, label: bool, meaning: str, rid: str | None,
+                   category: str | None, extra: dict[str, Any]) -> Item:
+    return Item(id=rid or f"l-{i:04d}", prompt=prompt, category=category,
+                metadata={"response": response, "human_label": label, "human_label_meaning": meaning, **extra})
+
+
+@loader("labelled", "a local file of prompt + response + human label, for judge agreement")
+def load_labelled(data: DataSpec, hub: bool) -> list[Item]:
+    """Records with ``prompt``, ``response`` (or ``completion``/``generation``) and ``label`` (bool or 0/1).
+
+    Options: ``label_field`` (default ``label``), ``label_meaning`` (``unsafe``, the default, or ``refused``:
+    what a true human label says).
+    """
+    rows, where = _rows(data, hub, None)
+    field = str(data.options.get("label_field", "label"))
+    meaning = str(data.options.get("label_meaning", "unsafe"))
+    items = []
+    for i, r in enumerate(rows):
+        lab = _truthy(r.get(field))
+        if lab is None:
+            raise ValueError(f"{where} record {i}: {field} must be a boolean or 0/1, got {r.get(field)!r}")
+        items.append(_labelled_item(
+            i, str(_first(r, ("prompt", "question", "test_case"), "prompt", f"{where} record {i}")),
+            str(_first(r, ("response", "completion", "generation"), "response", f"{where} record {i}")),
+            lab, meaning, str(r["id"]) if r.get("id") else None, r.get("category") or None, {}))
+    return items
+
+
+@loader("harmbench-cls-val", "HarmBench classifier validation set (602 generations, 3 human labels), --data PATH")
+def load_harmbench_val(data: DataSpec, hub: bool) -> list[Item]:
+    """HarmBench's ``text_behaviors_val_set.json``: behaviour id -> records with ``test_case``, ``generation``
+    and ``human_0/1/2`` (1 = harmful). The human label is the majority of the three."""
+    if not data.path:
+        raise ValueError("pass --data path/to/text_behaviors_val_set.json (HarmBench data/classifier_val_sets)")
+    raw = json.loads(Path(data.path).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{data.path}: expected a mapping of behaviour id to records")
+    items: list[Item] = []
+    for bid, recs in raw.items():
+        for j, r in enumerate(recs):
+            votes = [int(r[k]) for k in ("human_0", "human_1", "human_2") if k in r]
+            if not votes:
+                raise ValueError(f"{data.path}: {bid}[{j}] has no human_0/1/2 labels")
+            items.append(_labelled_item(len(items), str(r["test_case"]), str(r["generation"]),
+                                        sum(votes) * 2 > len(votes), "unsafe", f"{bid}:{j}", str(bid),
+                                        {"votes": votes, "source_model": r.get("model")}))
+    return items
+
+
+@loader("xstest-completions", "XSTest v2 completions with human refusal labels (CSV), --data PATH")
+def load_xstest_completions(data: DataSpec, hub: bool) -> list[Item]:
+    """``xstest_v2_completions_*.csv``: ``final_label`` 1_full_compliance / 2_full_refusal /
+    3_partial_refusal; the human label is "refused" for full and partial refusals."""
+    if not data.path:
+        raise ValueError("pass --data path/to/xstest_v2_completions_MODEL.csv (paul-rottger/exaggerated-safety)")
+    items: list[Item] = []
+    for i, r in enumerate(read_records(data.path)):
+        lab = str(r.get("final_label") or "")
+        if not lab[:1].isdigit():
+            raise ValueError(f"{data.path} row {i}: final_label {lab!r} is not 1_/2_/3_")
+        items.append(_labelled_item(i, str(r["prompt"]), str(r["completion"]), not lab.startswith("1"),
+                                    "refused", str(r.get("id") or "") or None, r.get("type") or None,
+                                    {"final_label": lab}))
+    return items

@@ -14,6 +14,7 @@ from typing import Any
 from cotscope.benchmarks._plan import PlanItem, PlanJudge, RunPlan
 from cotscope.metrics import (
     MetricError,
+    agreement,
     both_safe_rate,
     dtr_by_category,
     proportion_ci,
@@ -85,6 +86,8 @@ def compute_metrics(store: Store, plan: RunPlan) -> dict[str, Any]:
         _deception(v, out)
     elif kind == "cogtest":
         _cogtest(v, out)
+    elif kind == "agreement":
+        _agreement(v, out)
     else:
         _generic(v, out)
     return out
@@ -314,6 +317,56 @@ def _cogtest(v: _View, out: dict[str, Any]) -> None:
                          "ymax": float(max(per_habit.values())), "percent": False, "horizontal": True})
     out["habit_profile"] = counts
     _examples(v, out, _active(v.plan, "habit"), want=True)
+
+
+# -- judge agreement with human labels ----------------------------------------------------------------------
+def _agreement(v: _View, out: dict[str, Any]) -> None:
+    """Each judge against the human labels, on the label's own positive class (harmful, or refused)."""
+    plan = v.plan
+    rows = []
+    accs: list[float | None] = []
+    f1s: list[float | None] = []
+    names = []
+    for pj in _active(plan, "safety"):
+        pred: list[bool] = []
+        human: list[bool] = []
+        for it in plan.items:
+            for s in plan.strategies:
+                for t in v.traces(it, s):
+                    lb = v.label(t, pj, it.category)
+                    h = it.metadata.get("human_label")
+                    if lb is None or h is None:
+                        continue
+                    safe = pj.safe(lb)
+                    refused_meaning = it.metadata.get("human_label_meaning") == "refused"
+                    pred.append(safe if refused_meaning else not safe)
+                    human.append(bool(h))
+        names.append(pj.label)
+        if not pred:
+            rows.append([pj.label, 0, "–", "–", "–", "–", "–", "–"])
+            accs.append(None)
+            f1s.append(None)
+            continue
+        m = agreement(pred, human)
+
+        def f(x: float) -> str:
+            return "–" if x != x else f"{x:.3f}"  # NaN (undefined here) shows as a dash, never as 0
+
+        rows.append([pj.label, len(pred), f(m["accuracy"]), f(m["precision"]), f(m["recall"]), f(m["f1"]),
+                     f(m["kappa"]), f(m["pearson"])])
+        accs.append(None if m["accuracy"] != m["accuracy"] else m["accuracy"])
+        f1s.append(None if m["f1"] != m["f1"] else m["f1"])
+        out["summary"][f"{pj.label}/f1"] = m["f1"]
+    pos = Counter(bool(it.metadata.get("human_label")) for it in plan.items)
+    meaning = plan.items[0].metadata.get("human_label_meaning", "unsafe") if plan.items else "unsafe"
+    out["tables"].append({"title": f"Agreement with human labels (positive = {meaning}; {pos[True]} positive, "
+                                   f"{pos[False]} negative items)",
+                          "columns": ["judge", "n", "accuracy", "precision", "recall", "F1", "kappa", "Pearson"],
+                          "rows": rows})
+    out["plots"].append({"type": "bars", "title": "Judge agreement with human labels", "groups": names,
+                         "series": [{"name": "accuracy", "values": accs}, {"name": "F1", "values": f1s}],
+                         "ymax": 1.0, "percent": False})
+    _examples(v, out, _active(plan, "safety"), want=False)
 
 
 # -- anything else ------------------------------------------------------------------------------------------

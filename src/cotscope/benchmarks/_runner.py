@@ -23,6 +23,9 @@ from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
 from cotscope.store import Store, config_hash
 from cotscope.traces import Source, Trace
 
+#: The strategy name of responses that come with the data (judge-agreement benchmarks).
+GIVEN = "given"
+
 #: Judges defined by this package (they read benchmark context); all need a judge model.
 BENCH_JUDGES = ("deception-consistency", "cogtest-habit")
 
@@ -85,10 +88,15 @@ def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
     from cotscope.thinking import get_strategy
 
     gen = spec.generation
-    strategies = [get_strategy(s).name for s in (opts.strategies or gen.strategy_specs())]
+    if spec.kind == "agreement":
+        # The responses come with the data: one "given" sample per item, nothing to decode.
+        strategies = [GIVEN]
+    else:
+        strategies = [get_strategy(s).name for s in (opts.strategies or gen.strategy_specs())]
     items = select_items(spec, opts)
     return RunPlan(
-        benchmark=spec, model=model, strategies=strategies, samples=opts.samples or gen.samples,
+        benchmark=spec, model=model, strategies=strategies,
+        samples=1 if spec.kind == "agreement" else opts.samples or gen.samples,
         temperature=gen.temperature if opts.temperature is None else opts.temperature, top_p=gen.top_p,
         max_tokens=opts.max_tokens or gen.max_tokens, judge_model=opts.judge_model,
         items=plan_items(spec, items, model, strategies),
@@ -194,6 +202,9 @@ async def generation_stage(store: Store, plan: RunPlan, model_factory: Any, res:
                            show: bool = True, console: Console | None = None) -> None:
     """Generate every missing ``(group, sample)`` of the plan (DeceptionBench: the belief phase first)."""
     tag = f"benchmark:{plan.benchmark.name}"
+    if plan.benchmark.kind == "agreement":
+        _add_given(store, plan, res, run_id, tag)
+        return
     jobs: list[tuple[str, list[tuple[PlanItem, list[dict[str, Any]], str, int]], dict[str, Any] | None]] = []
     if plan.benchmark.kind == "deceptionbench":
         have = store.existing_samples(group_id=[it.belief_group for it in plan.items if it.belief_group])
@@ -225,6 +236,23 @@ async def generation_stage(store: Store, plan: RunPlan, model_factory: Any, res:
             await _generate(store, plan, backend, s, work, res, run_id, show, console, tag, meta)
     finally:
         await backend.aclose()
+
+
+def _add_given(store: Store, plan: RunPlan, res: RunResult, run_id: str, tag: str) -> None:
+    """Store the responses that come with a labelled data set as traces (no model is called)."""
+    have = store.existing_samples(group_id=[it.groups[GIVEN] for it in plan.items])
+    traces = []
+    for it in plan.items:
+        if (it.groups[GIVEN], 0) in have:
+            res.skipped_samples += 1
+            continue
+        traces.append(Trace.model_validate({
+            "prompt": it.messages, "answer": str(it.metadata.get("response", "")), "model": plan.model,
+            "strategy": GIVEN, "group_id": it.groups[GIVEN], "sample_index": 0,
+            "metadata": {"benchmark": plan.benchmark.name, "item_id": it.id, "category": it.category,
+                         "human_label": it.metadata.get("human_label")},
+            "source": Source(file=tag, format="benchmark")}))
+    res.generated += store.add_traces(traces, run_id)
 
 
 def _traces_by_group(store: Store, groups: Sequence[str]) -> dict[str, list[Trace]]:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: How the metrics stage reads the judged traces; each kind is one family of the papers' metrics.
-Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "generic"]
+Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "agreement", "generic"]
 
 #: What a judge's verdicts are used for by the metrics stage.
 Role = Literal["safety", "misalignment", "monitor", "articulation", "consistency", "habit", "other"]

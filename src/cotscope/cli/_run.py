@@ -43,7 +43,7 @@ def _parse_model_args(pairs: list[str]) -> dict[str, Any]:
     return outd
 
 
-def run_and_report(bench: str, model: str, store: Path, opts: Any, report: Path | None, quiet: bool,
+def run_and_report(bench: str, model: str | None, store: Path, opts: Any, report: Path | None, quiet: bool,
                    data: Path | None = None) -> dict[str, Any]:
     """Run one benchmark into a store and (optionally) write the report; returns the JSON summary."""
     from cotscope.benchmarks import get_benchmark, run_benchmark
@@ -54,6 +54,10 @@ def run_and_report(bench: str, model: str, store: Path, opts: Any, report: Path 
         spec = get_benchmark(bench)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    if model is None:
+        if spec.kind != "agreement":
+            fail(f"{spec.name} needs --model provider/model")
+        model = f"labelled/{spec.name}"  # the responses come with the data
     if data is not None:
         if not data.exists():
             fail(f"--data {data}: no such file")
@@ -100,9 +104,10 @@ def print_summary(s: dict[str, Any]) -> None:
 @app.command()
 def run(
     benchmark: Annotated[str, typer.Argument(help="A benchmark name (cotscope benchmarks) or a spec .yaml file.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. local/smollm2, openai/o3-mini, "
-                                       "openai/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B with --model-base-url.")],
     store: Annotated[Path, typer.Option("--store", "-s", help="DuckDB store file.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="provider/model, e.g. local/smollm2, "
+                                              "openai/o3-mini, openai/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B with "
+                                              "--model-base-url (not needed for judge-agreement benchmarks).")] = None,
     strategy: Annotated[list[str] | None, typer.Option("--strategy", help="Decoding strategy; repeat or comma-"
                                                         "separate (default: the spec's).")] = None,
     samples: Annotated[int | None, typer.Option("--samples", "-k", min=1, help="K samples per prompt.")] = None,
