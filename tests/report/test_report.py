@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 import shutil
 import subprocess
+from html import unescape
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cotscope.benchmarks import RunOptions, get_benchmark, run_benchmark
 from cotscope.report import bar_chart, build_report, highlight, roc_chart, trace_card
@@ -109,3 +113,14 @@ def test_chromium_renders_and_runs_no_trace_script(tmp_path: Path) -> None:
     r = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and shot.stat().st_size > 10_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab<>&\"' \n/script")), max_size=60),
+       st.lists(st.tuples(st.integers(-5, 70), st.integers(-5, 70)), max_size=5))
+def test_highlight_never_lets_markup_through(text: str, spans: list[tuple[int, int]]) -> None:
+    html = highlight(text, [(a, b, "<t>") for a, b in spans])
+    stripped = html.replace("</mark>", "")
+    stripped = re.sub(r'<mark title="[^"<>]*">', "", stripped)
+    assert "<" not in stripped and ">" not in stripped
+    assert unescape(stripped) == text
