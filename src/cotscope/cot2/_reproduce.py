@@ -119,19 +119,20 @@ def render_tables(results: dict[str, Any]) -> str:
         row.append(results.get(f"mnns_csft_L2_d{dim}_s0"))
         if any(row):
             lines.append(f"| {dim} | " + " | ".join(_pct(r["test_accuracy"]) if r else "-" for r in row) + " |")
-    lines += ["", "| GRPO run | init greedy | init sampled | after: sampled | after: greedy | after: continuous |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| GRPO run | sampled: before -> after | greedy: before -> after "
+              "| continuous: before -> after |", "|---|---|---|---|"]
     for name, r in results.items():
         if name.startswith("grpo"):
-            lines.append(
-                f"| {name} | {_pct(r['init_greedy_accuracy'])} | {_pct(r['init_test_accuracy'])} | "
-                f"{_pct(r['test_accuracy'])} | {_pct(r['greedy_accuracy'])} | {_pct(r['continuous_accuracy'])} |"
-            )
-    lines += ["", "| graph | CoT2 (CSFT) | discrete greedy | discrete pass@2 |", "|---|---|---|---|"]
+            cells = [f"{_pct(r['init_' + k])} -> {_pct(r[k])}"
+                     for k in ("test_accuracy", "greedy_accuracy", "continuous_accuracy")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| graph | CoT2 (CSFT) | discrete greedy | discrete pass@1 | pass@2 | pass@4 | pass@16 |",
+              "|---|---|---|---|---|---|---|"]
     c, d = results.get("graph_csft_L2_d32_s0"), results.get("graph_discrete_L2_d32_s0")
     if c and d:
-        lines.append(f"| depth 3, width 4 | {_pct(c['test_accuracy'])} | {_pct(d['test_accuracy'])} | "
-                     f"{_pct(d['pass_at_k']['2'])} |")
+        pk = d["pass_at_k"]
+        lines.append(f"| depth 3, width 4, 2 layers, d 32 | {_pct(c['test_accuracy'])} | {_pct(d['test_accuracy'])} | "
+                     + " | ".join(_pct(pk[k]) for k in ("1", "2", "4", "16")) + " |")
     return "\n".join(lines)
 
 
