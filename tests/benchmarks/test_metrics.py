@@ -77,7 +77,7 @@ def test_habit_counts_from_hand_made_verdicts() -> None:
     m = compute_metrics(st, plan)
     assert m["habit_profile"] == {"persisting": 2, "finding_humor": 1}
     rows_by = {r[0]: r for r in m["tables"][0]["rows"]}
-    assert rows_by["finding_humor"][2] == 2  # the parse error is not counted as judged
+    assert rows_by["Finding Humor"][2] == 2  # the parse error is not counted as judged
 
 
 def test_habit_needs_verbatim_evidence() -> None:

@@ -303,16 +303,19 @@ def habit_counts(v: _View) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _cogtest(v: _View, out: dict[str, Any]) -> None:
+    from cotscope.benchmarks._loaders import cogtest_habits
+
     counts, totals = habit_counts(v)
     if not totals:
         out["warnings"].append("no habit verdicts yet (the extraction judge needs --judge-model)")
         return
     per_habit = Counter(it.category or "?" for it in v.plan.items)
+    names = {h["slug"]: h["name"] for h in cogtest_habits()}
     out["tables"].append({"title": "Habits reflected (verbatim evidence) per habit",
                           "columns": ["habit", "tasks", "judged", "reflected"],
-                          "rows": [[h, per_habit[h], totals.get(h, 0), counts[h]] for h in counts]})
+                          "rows": [[names.get(h, h), per_habit[h], totals.get(h, 0), counts[h]] for h in counts]})
     out["plots"].append({"type": "bars", "title": "Habit counts (out of the tasks of each habit)",
-                         "groups": list(counts), "series": [{"name": v.plan.model,
+                         "groups": [names.get(h, h) for h in counts], "series": [{"name": v.plan.model,
                                                              "values": [float(c) for c in counts.values()]}],
                          "ymax": float(max(per_habit.values())), "percent": False, "horizontal": True})
     out["habit_profile"] = counts

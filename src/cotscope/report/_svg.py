@@ -97,7 +97,7 @@ def _hbar_chart(plot: dict[str, Any], width: int) -> str:
     percent = bool(plot.get("percent"))
     vals = [x for s in series for x in s["values"] if x is not None]
     xmax = float(plot.get("ymax") or max([*vals, 1e-9]))
-    left, right, top = 260, 16 + (LEGEND_W if len(series) > 1 else 0), 16
+    left, right, top = 290, 16 + (LEGEND_W if len(series) > 1 else 0), 16
     n_s = max(len(series), 1)
     bh = 12
     gh = bh * n_s + 8
@@ -112,7 +112,9 @@ def _hbar_chart(plot: dict[str, Any], width: int) -> str:
         parts.append(f'<text x="{x:.1f}" y="{h - 10}" class="ax" text-anchor="middle">{tick}</text>')
     for gi, g in enumerate(groups):
         gy = top + gi * gh
-        parts.append(f'<text x="{left - 6}" y="{gy + gh / 2 + 2:.1f}" class="ax" text-anchor="end">{escape(g)}</text>')
+        label = g if len(g) <= 46 else g[:45] + "…"
+        parts.append(f'<text x="{left - 6}" y="{gy + gh / 2 + 2:.1f}" class="ax" text-anchor="end">{escape(label)}'
+                     f'<title>{escape(g)}</title></text>')
         for si, s in enumerate(series):
             v = s["values"][gi] if gi < len(s["values"]) else None
             if v is None:
