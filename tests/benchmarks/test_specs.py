@@ -156,3 +156,28 @@ def test_unknown_benchmark_names_the_known_ones() -> None:
 def test_template_renders_only_the_prompt_placeholder() -> None:
     spec = BenchmarkSpec(name="t", data=DataSpec(loader="prompts"), template="{prompt} {other}")
     assert spec.render("x {y}") == "x {y} {other}"
+
+
+def test_cogtest_limit_is_per_habit() -> None:
+    from cotscope.benchmarks import RunOptions, make_plan
+
+    plan = make_plan(get_benchmark("cogtest"), "m/x", RunOptions(limit=2))
+    assert len(plan.items) == 32 and len({i.category for i in plan.items}) == 16
+
+
+def test_hub_loader_goes_through_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(**kw: object) -> list[dict[str, str]]:
+        calls.append(kw)
+        return [{"prompt": "hub prompt", "category": "c"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    spec = get_benchmark("safechain-strongreject")
+    items = load_items(spec.data, hub=True)
+    assert calls == [{"path": "walledai/StrongREJECT", "split": "train"}] and items[0].prompt == "hub prompt"
+    with pytest.raises(ValueError, match="Hugging Face"):
+        load_items(get_benchmark("thought-crime-backdoor").data.model_copy(update={"loader": "prompts"}), hub=True)

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cotscope.benchmarks._loaders import get_loader, load_items
+from cotscope.benchmarks._loaders import get_loader
 from cotscope.benchmarks._spec import BenchmarkSpec, load_spec
 
 _EXTRA: dict[str, BenchmarkSpec] = {}
@@ -57,8 +57,9 @@ def get_benchmark(name_or_path: str | Path) -> BenchmarkSpec:
 def describe(spec: BenchmarkSpec) -> dict[str, Any]:
     """What ``cotscope benchmarks --json`` prints for one spec; ``items`` is null when data must be given."""
     try:
-        count = len(load_items(spec.data))
-        n: int | None = min(count, spec.limit) if spec.limit is not None else count
+        from cotscope.benchmarks._runner import RunOptions, select_items
+
+        n: int | None = len(select_items(spec, RunOptions()))
         note = None
     except (ValueError, FileNotFoundError) as e:
         n, note = None, str(e)

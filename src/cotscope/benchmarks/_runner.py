@@ -77,10 +77,24 @@ class RunResult:
 
 
 def select_items(spec: BenchmarkSpec, opts: RunOptions) -> list[Item]:
-    """The spec's items, cut to ``--limit`` (or the spec's own limit)."""
+    """The spec's items, cut to ``--limit`` (or the spec's own limit).
+
+    For CogTest the limit is per habit (``--limit 5``: the first 5 tasks of each of the 16 habits), since a
+    habit profile needs every habit; elsewhere it is the first N items.
+    """
     items = load_items(spec.data, hub=opts.hub)
     limit = opts.limit if opts.limit is not None else spec.limit
-    return items[:limit] if limit is not None else items
+    if limit is None:
+        return items
+    if spec.kind == "cogtest":
+        seen: dict[str | None, int] = {}
+        kept = []
+        for it in items:
+            seen[it.category] = seen.get(it.category, 0) + 1
+            if seen[it.category] <= limit:
+                kept.append(it)
+        return kept
+    return items[:limit]
 
 
 def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
