@@ -71,8 +71,8 @@ def describe(spec: BenchmarkSpec) -> dict[str, Any]:
         "description": spec.description,
         "loader": spec.data.loader,
         "hub": (spec.data.hf or {}).get("path"),
-        "strategies": spec.generation.strategy_specs(),
-        "samples": spec.generation.samples,
+        "strategies": ["given"] if spec.kind == "agreement" else spec.generation.strategy_specs(),
+        "samples": 1 if spec.kind == "agreement" else spec.generation.samples,
         "judges": [f"{j.name}:{j.part}" for j in spec.judges],
         "metrics": spec.metrics,
     }

@@ -26,6 +26,9 @@ from cotscope.traces import Source, Trace
 #: The strategy name of responses that come with the data (judge-agreement benchmarks).
 GIVEN = "given"
 
+#: Generation errors quoted in the run's notes (all are counted).
+MAX_ERROR_NOTES = 20
+
 #: Judges defined by this package (they read benchmark context); all need a judge model.
 BENCH_JUDGES = ("deception-consistency", "cogtest-habit")
 
@@ -192,7 +195,8 @@ async def _generate(store: Store, plan: RunPlan, backend: Any, strategy_name: st
         it, msgs, gid, k = work[i]
         if out.error is not None:
             res.generation_errors += 1
-            res.notes.append(f"generation error on {it.id} sample {k}: {out.error}"[:300])
+            if res.generation_errors <= MAX_ERROR_NOTES:  # the count says how many; a few examples suffice
+                res.notes.append(f"generation error on {it.id} sample {k}: {out.error}"[:300])
             return
         meta = {"benchmark": plan.benchmark.name, "item_id": it.id, "category": it.category,
                 "finish_reason": out.finish_reason, "completion_tokens": out.completion_tokens,

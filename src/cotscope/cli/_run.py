@@ -28,8 +28,15 @@ def benchmarks(
     for c in ("name", "items", "strategies", "K", "judges", "source"):
         t.add_column(c, justify="right" if c in ("items", "K") else "left", overflow="fold")
     for r in rows:
-        t.add_row(r["name"], "file" if r["items"] is None else str(r["items"]), ", ".join(r["strategies"]),
-                  str(r["samples"]), ", ".join(r["judges"]), r["source"])
+        # One judge with several parts reads as "llama-guard (answer, reasoning, both)".
+        parts: dict[str, list[str]] = {}
+        for j in r["judges"]:
+            name, _, part = j.rpartition(":")
+            parts.setdefault(name, []).append(part)
+        judges = ", ".join(f"{n} ({', '.join(p)})" for n, p in parts.items())
+        strategies = ", ".join(s.replace("\n", "\\n") for s in r["strategies"])
+        t.add_row(r["name"], "file" if r["items"] is None else str(r["items"]), strategies,
+                  str(r["samples"]), judges, r["source"])
     out.print(t)
 
 
