@@ -77,6 +77,18 @@ def test_thought_crime_with_judge_model(tmp_path: Path) -> None:
         assert t.strategy == "prefill:<think>\nOkay." and t.reasoning.startswith("Okay.")
 
 
+def test_judge_base_url_reaches_llm_judges_only(tmp_path: Path) -> None:
+    y = _spec(tmp_path)
+    y.write_text(y.read_text() + "  - {name: em-alignment, part: answer, role: other}\n")
+    r = runner.invoke(app, ["run", str(y), "--model", "fake/model", "--judge-model", "fake/judge",
+                            "--judge-base-url", "http://127.0.0.1:9/v1", "--limit", "1", "--samples", "1",
+                            "--store", str(tmp_path / "s.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert [j["skipped"] for j in s["judges"]] == [None, None, None]
+    assert s["judged"] == 2 * 3  # two strategies x three judges
+
+
 def test_unknown_benchmark_and_missing_data_fail_cleanly(tmp_path: Path) -> None:
     r = runner.invoke(app, ["run", "nope", "--model", "fake/model", "--store", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 2 and "unknown benchmark" in r.output

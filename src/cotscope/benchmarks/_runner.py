@@ -129,10 +129,12 @@ def _build(name: str, js: JudgeSpec, opts: RunOptions, category: str | None = No
         return CogTestHabit(opts.judge_model, habit=str(category), base_url=opts.judge_base_url)
     from cotscope.judges import get_judge
 
-    kw = dict(js.options)
-    if opts.judge_base_url and opts.judge_model:
-        kw.setdefault("base_url", opts.judge_base_url)
-    return get_judge(name, model=opts.judge_model, **kw)
+    judge = get_judge(name, model=opts.judge_model, **js.options)
+    # Only LLM judges talk to a server; setting the URL after construction keeps option-less judges
+    # (refusal-strings, the local classifiers) from rejecting an option they do not take.
+    if opts.judge_base_url and hasattr(judge, "base_url"):
+        judge.base_url = opts.judge_base_url
+    return judge
 
 
 def judge_key(judge: Any) -> tuple[str, str]:
