@@ -86,6 +86,7 @@ class RunPlan(BaseModel):
     temperature: float
     top_p: float
     max_tokens: int
+    seed: int | None = 0
     judge_model: str | None = None
     items: list[PlanItem]
     judges: list[PlanJudge] = Field(default_factory=list)

@@ -115,7 +115,7 @@ def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
         benchmark=spec, model=model, strategies=strategies,
         samples=1 if spec.kind == "agreement" else opts.samples or gen.samples,
         temperature=gen.temperature if opts.temperature is None else opts.temperature, top_p=gen.top_p,
-        max_tokens=opts.max_tokens or gen.max_tokens, judge_model=opts.judge_model,
+        max_tokens=opts.max_tokens or gen.max_tokens, seed=gen.seed, judge_model=opts.judge_model,
         items=plan_items(spec, items, model, strategies),
     )
 
@@ -186,8 +186,12 @@ async def _generate(store: Store, plan: RunPlan, backend: Any, strategy_name: st
 
     if not work:
         return
-    cfg = GenerateConfig(temperature=plan.temperature, top_p=plan.top_p, max_tokens=plan.max_tokens)
-    reqs = [GenerateRequest(messages=msgs, config=cfg, sample_index=k) for _, msgs, _, k in work]
+    def cfg(k: int) -> GenerateConfig:
+        # A seed per sample makes a rerun on a fresh store reproduce the samples where the backend honours it.
+        seed = None if plan.seed is None else plan.seed + k
+        return GenerateConfig(temperature=plan.temperature, top_p=plan.top_p, max_tokens=plan.max_tokens, seed=seed)
+
+    reqs = [GenerateRequest(messages=msgs, config=cfg(k), sample_index=k) for _, msgs, _, k in work]
     strat = get_strategy(strategy_name)
     engine = Engine(backend, strat, None, progress=show, console=console,
                     description=f"generate {plan.benchmark.name} · {strategy_name}")

@@ -52,7 +52,7 @@ class GenerationSpec(BaseModel):
         top_p: nucleus sampling.
         max_tokens: generation budget per response.
         prefill: when set, the strategies are replaced by ``prefill:<this text>``.
-        phases: DeceptionBench only: generate the belief phase too.
+        seed: base sampling seed; sample k is requested with ``seed + k`` (``None``: unseeded).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +63,7 @@ class GenerationSpec(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(default=1024, ge=1)
     prefill: str | None = None
+    seed: int | None = 0
 
     def strategy_specs(self) -> list[str]:
         """The strategy strings to run, with ``prefill`` folded in."""
