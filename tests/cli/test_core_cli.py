@@ -76,12 +76,13 @@ def test_show_on_missing_store(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "no such store" in r.output
 
 
-def test_demo_ingests_every_sample_format(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["demo", "--store", str(tmp_path / "d.duckdb"), "--json"])
-    assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
+def test_bundled_samples_cover_every_format(tmp_path: Path) -> None:
+    """The sample traces `cotscope demo` ingests first: one file per reader, two bad records reported."""
+    from cotscope.cli._demo import _ingest_samples
+
+    out = _ingest_samples(tmp_path / "d.duckdb")
     assert set(out["formats"]) == {"chat", "inspect", "openai-batch", "pair", "safechain"}
-    assert len(out["errors"]) == 2  # the two deliberately bad sample records
+    assert sorted(e["line"] for e in out["errors"]) == [2, 8]  # the deliberately bad sample records
 
 
 def test_console_script_runs(tmp_path: Path) -> None:
