@@ -1,10 +1,73 @@
-"""Shared test set-up: offline Hugging Face, temporary stores."""
+"""Shared test set-up: offline Hugging Face, and a scripted judge backend ``fakejudge/<name>``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from cotscope.models import GenerateRequest, ModelOutput, modelapi
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+Reply = Callable[[GenerateRequest], str | ModelOutput]
+SCRIPTS: dict[str, Reply] = {}
+CALLS: dict[str, list[GenerateRequest]] = {}
+
+
+class ScriptedModel:
+    """Replies with ``SCRIPTS[name](request)``; a reply may be a full ModelOutput (e.g. with ``error``)."""
+
+    batch_size = 8
+    max_concurrency = 2
+
+    def __init__(self, name: str) -> None:
+        self.name = f"fakejudge/{name}"
+        self.key = name
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        CALLS.setdefault(self.key, []).extend(requests)
+        out = []
+        for r in requests:
+            rep = SCRIPTS[self.key](r)
+            out.append(rep if isinstance(rep, ModelOutput) else ModelOutput(text=rep, answer=rep))
+        return out
+
+    async def aclose(self) -> None:
+        pass
+
+
+@modelapi("fakejudge")
+def _factory(model: str, base_url: str | None = None, **kw: Any) -> ScriptedModel:
+    return ScriptedModel(model)
+
+
+class Fake:
+    """Test helper: ``fake.model(name, fn)`` -> ``fakejudge/name`` replying with ``fn``; ``fake.calls(name)``."""
+
+    def model(self, name: str, fn: Reply) -> str:
+        SCRIPTS[name] = fn
+        CALLS[name] = []
+        return f"fakejudge/{name}"
+
+    def calls(self, name: str) -> list[GenerateRequest]:
+        return CALLS.get(name, [])
+
+    @staticmethod
+    def text(req: GenerateRequest) -> str:
+        """The text of the request's last message."""
+        return str(req.messages[-1]["content"])
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Fake:
+    """The scripted backend, with the request cache in a temporary directory."""
+    monkeypatch.setenv("COTSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    modelapi("fakejudge")(_factory)
+    return Fake()
