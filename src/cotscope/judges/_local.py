@@ -239,7 +239,7 @@ class LocalJudge:
         """Task, head version and threshold (batch size does not change verdicts)."""
         meta = load_heads()[self.task].meta
         return {"judge": self.name, "task": self.task, "head": meta.get("sha"), "threshold": self.threshold,
-                "chunk": [CHUNK_CHARS, CHUNK_OVERLAP]}
+                "chunk": [CHUNK_CHARS, CHUNK_OVERLAP], "empty_part": "not flagged"}
 
     def texts(self, trace: Trace, part: Part) -> tuple[str, str]:
         """``(field, text)`` that this judge scores for the part."""
@@ -258,8 +258,22 @@ class LocalJudge:
         return [self.texts(trace, part)]
 
     def score_traces(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
-        """Synchronous scoring of a batch of traces (all their chunks in one encoder call)."""
-        per_trace = [self.fields(t, part) for t in traces]
+        """Synchronous scoring of a batch of traces (all their chunks in one encoder call).
+
+        A part with no text gets the same defined verdict as from the LLM judges (nothing unsafe, no
+        refusal), instead of whatever the classifier makes of an empty embedding.
+        """
+        fields = [self.fields(t, part) for t in traces]
+        empty = [not any(tx.strip() for _, tx in fts) for fts in fields]
+        if any(empty):
+            scored = iter(self.score_traces([t for t, e in zip(traces, empty, strict=True) if not e], part)
+                          if not all(empty) else [])
+            return [
+                JudgeResult(label=False, score=0.0, reason="empty part", details={"empty_part": True})
+                if e else next(scored)
+                for e in empty
+            ]
+        per_trace = fields
         flat = [ft for fts in per_trace for ft in fts]
         owner = [i for i, fts in enumerate(per_trace) for _ in fts]
         requests = [traces[i].prompt_text for i in owner] if self.task == "harm" else None
