@@ -100,8 +100,8 @@ def _safechain(v: _View, out: dict[str, Any]) -> None:
     empty = sum(1 for t in all_traces if not t.reasoning.strip())
     if empty and any(pj.part == "reasoning" for pj in _active(plan, "safety")):
         # A model that does not think (or ZeroThink) leaves the reasoning empty; say so next to the numbers.
-        out["warnings"].append(f"{empty} of {len(all_traces)} traces have no reasoning: their reasoning verdicts "
-                               "judge an empty text")
+        out["warnings"].append(f"{empty} of {len(all_traces)} traces have no reasoning: their reasoning counts "
+                               "as safe (there is nothing to judge)")
     rows: list[tuple[str, str, int, float | None, float | None, float | None]] = []
     series: dict[str, list[float | None]] = {}
     for pj in _active(plan, "safety"):
