@@ -105,27 +105,48 @@ def bench_http(n: int, conc: int) -> dict[str, float]:
     return r
 
 
-def bench_llamacpp(n_prompts: int, max_tokens: int) -> dict[str, float]:
-    """llama.cpp backend vs bare Llama; cached rerun vs first run of real generation."""
-    from llama_cpp import Llama
+def _llamacpp_child(mode: str, n_prompts: int, max_tokens: int) -> None:
+    """One side of the llama.cpp comparison, alone in its process: prints completion tokens/s.
 
+    Each side gets its own process because ggml's thread pools belong to the calling thread: two llama.cpp
+    contexts used from different threads of one process slow each other down.
+    """
     reqs = _reqs(n_prompts, max_tokens)
     model = get_model("llamacpp/smollm2", n_ctx=512, n_threads=2)
-    prompts = [model.render(r)[0] for r in reqs]  # type: ignore[attr-defined]
-    bare = Llama(model_path=str(model.path), n_ctx=512, n_threads=2, verbose=False)  # type: ignore[attr-defined]
-    bare.create_completion(prompts[0], max_tokens=4, temperature=0.0)  # warm-up
-    asyncio.run(model.generate(reqs[:1]))
-    # Alternate bare and backend runs and keep the best of each: a shared machine's load comes and goes.
-    bare_runs, backend_runs = [], []
-    for _ in range(2):
+    if mode == "bare":
+        from llama_cpp import Llama
+
+        prompts = [model.render(r)[0] for r in reqs]  # type: ignore[attr-defined]
+        asyncio.run(model.aclose())
+        bare = Llama(model_path=str(model.path), n_ctx=512, n_threads=2, verbose=False)  # type: ignore[attr-defined]
+        bare.create_completion(prompts[0], max_tokens=4, temperature=0.0)  # warm-up
         t0 = time.perf_counter()
         n_tok = sum(bare.create_completion(p, max_tokens=max_tokens, temperature=0.0)["usage"]["completion_tokens"]
                     for p in prompts)  # type: ignore[index]
-        bare_runs.append(n_tok / (time.perf_counter() - t0))
+    else:
+        asyncio.run(model.generate(reqs[:1]))  # warm-up
         t0 = time.perf_counter()
         outs = asyncio.run(Engine(model).run(reqs))
-        backend_runs.append(sum(o.completion_tokens or 0 for o in outs) / (time.perf_counter() - t0))
+        n_tok = sum(o.completion_tokens or 0 for o in outs)
+    print(n_tok / (time.perf_counter() - t0))
+
+
+def _llamacpp_tps(mode: str, n_prompts: int, max_tokens: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--llamacpp-child", mode, "--max-tokens", str(max_tokens),
+                          "--prompts", str(n_prompts)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bench_llamacpp(n_prompts: int, max_tokens: int) -> dict[str, float]:
+    """llama.cpp backend vs bare Llama; cached rerun vs first run of real generation."""
+    # Alternate bare and backend runs and keep the best of each: a shared machine's load comes and goes.
+    bare_runs, backend_runs = [], []
+    for _ in range(2):
+        bare_runs.append(_llamacpp_tps("bare", n_prompts, max_tokens))
+        backend_runs.append(_llamacpp_tps("backend", n_prompts, max_tokens))
     bare_tps, backend_tps = max(bare_runs), max(backend_runs)
+    reqs = _reqs(n_prompts, max_tokens)
+    model = get_model("llamacpp/smollm2", n_ctx=512, n_threads=2)
     with tempfile.TemporaryDirectory() as d:
         cache = RequestCache(Path(d) / "c.sqlite")
         eng = Engine(model, cache=cache)
@@ -175,11 +196,16 @@ def main() -> None:
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--only", choices=["http", "llamacpp", "local"], default=None)
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--llamacpp-child", choices=["bare", "backend"], help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.llamacpp_child:
+        _llamacpp_child(a.llamacpp_child, a.prompts, a.max_tokens)
+        return
     if a.only in (None, "http"):
         bench_http(a.requests, a.concurrency)
     if not a.skip_local and a.only in (None, "llamacpp"):
-        bench_llamacpp(8, a.max_tokens)
+        bench_llamacpp(a.prompts, a.max_tokens)
     if not a.skip_local and a.only in (None, "local"):
         bench_local(a.max_tokens)
 
