@@ -151,7 +151,7 @@ def bench_llamacpp(n_prompts: int, max_tokens: int) -> dict[str, float]:
         cache = RequestCache(Path(d) / "c.sqlite")
         eng = Engine(model, cache=cache)
         t0 = time.perf_counter()
-        outs = asyncio.run(eng.run(reqs))
+        asyncio.run(eng.run(reqs))
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
         asyncio.run(Engine(model, cache=cache).run(reqs))
