@@ -11,15 +11,9 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
+
+from cotscope._progress import make_progress
 
 app = typer.Typer(
     name="cotscope",
@@ -49,17 +43,6 @@ def print_json(obj: Any) -> None:
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Progress]:
     """A rich progress bar on stderr, hidden when ``quiet``."""
-    p = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=False,
-    )
+    p = make_progress(console, disable=quiet)
     with p:
         yield p

@@ -16,16 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
+from cotscope._progress import make_progress
 from cotscope.models._cache import CachedModel, RequestCache
 from cotscope.models._protocol import GenerateRequest, Model, ModelOutput
 from cotscope.thinking._strategies import Strategy
@@ -127,17 +120,7 @@ class Engine:
         bar: Progress | None = None
         task: Any = None
         if self.progress:
-            bar = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
+            bar = make_progress(self.console)
             bar.start()
             task = bar.add_task(self.description, total=n, info="")
         last_draw = 0.0
