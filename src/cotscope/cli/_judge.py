@@ -100,30 +100,14 @@ def judge_cmd(
 
     if part not in PARTS:
         fail(f"unknown part {part!r}: expected reasoning, answer or both")
-    opts = _parse_options(option)
-    if model_base_url:
-        opts["base_url"] = model_base_url
-    try:
-        j = get_judge(judge, model=model, **opts)
-    except (ValueError, TypeError) as e:
-        fail(str(e))
-    st = _open_store(store)
-    try:
-        with progress_bar(quiet=json) as prog:
-            task = prog.add_task(f"judge {judge}:{part}", total=None, info="")
+    j = _build(get_judge, judge, model, model_base_url, option)
 
-            def on_start(total: int) -> None:
-                prog.update(task, total=total)
+    def start(st: Store, on_start: Any, on_batch: Any) -> Any:
+        return run_judge(st, j, part, batch_size=batch_size or _preferred_batch(j), limit=limit,
+                         on_start=on_start, on_batch=on_batch)
 
-            def on_batch(n: int, s: JudgeRunStats) -> None:
-                prog.update(task, advance=n, info=f"{s.parse_errors} parse errors")
-
-            coro = run_judge(st, j, part, batch_size=batch_size or _preferred_batch(j), limit=limit,
-                             on_start=on_start, on_batch=on_batch)
-            stats = asyncio.run(_run_and_close(coro, j))
-            prog.update(task, completed=stats.total)
-    finally:
-        st.close()
+    stats = _run_with_progress(store, f"judge {judge}:{part}", json, lambda s: f"{s.parse_errors} parse errors",
+                               start, j)
     _report(stats, json, f"judge {judge} on {store}")
 
 
@@ -132,6 +116,38 @@ def _preferred_batch(evaluator: Any) -> int:
     bounds concurrency itself; a batch is also the unit of progress and of storing)."""
     inner = getattr(evaluator, "judge", evaluator)
     return int(getattr(inner, "preferred_batch", 64))
+
+
+def _build(factory: Any, name: str, model: str | None, base_url: str | None, option: list[str] | None) -> Any:
+    """A judge or monitor from its registry, with ``--option`` and ``--model-base-url`` applied."""
+    opts = _parse_options(option)
+    if base_url:
+        opts["base_url"] = base_url
+    try:
+        return factory(name, model=model, **opts)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+
+
+def _run_with_progress(store: Path, description: str, quiet: bool, info: Any, start: Any,
+                       closable: Any) -> JudgeRunStats:
+    """Run ``start(store, on_start, on_batch)`` under a progress bar, then close the evaluator."""
+    st = _open_store(store)
+    try:
+        with progress_bar(quiet=quiet) as prog:
+            task = prog.add_task(description, total=None, info="")
+
+            def on_start(total: int) -> None:
+                prog.update(task, total=total)
+
+            def on_batch(n: int, s: JudgeRunStats) -> None:
+                prog.update(task, advance=n, info=info(s))
+
+            stats: JudgeRunStats = asyncio.run(_run_and_close(start(st, on_start, on_batch), closable))
+            prog.update(task, completed=stats.total)
+    finally:
+        st.close()
+    return stats
 
 
 async def _run_and_close(coro: Any, closable: Any) -> Any:
@@ -156,32 +172,14 @@ def monitor_cmd(
     from cotscope.judges._run import run_evaluator
     from cotscope.monitors import get_monitor
 
-    opts = _parse_options(option)
-    if model_base_url:
-        opts["base_url"] = model_base_url
-    try:
-        m = get_monitor(monitor, model=model, **opts)
-    except (ValueError, TypeError) as e:
-        fail(str(e))
-    st = _open_store(store)
-    try:
-        with progress_bar(quiet=json) as prog:
-            task = prog.add_task(f"monitor {monitor}", total=None, info="")
+    m = _build(get_monitor, monitor, model, model_base_url, option)
 
-            def on_start(total: int) -> None:
-                prog.update(task, total=total)
+    def start(st: Store, on_start: Any, on_batch: Any) -> Any:
+        return run_evaluator(st, evaluator=m.name, config=m.config(), part=m.part, kind="monitor",
+                             score_batch=m.monitor, batch_size=batch_size or _preferred_batch(m), limit=limit,
+                             on_start=on_start, on_batch=on_batch)
 
-            def on_batch(n: int, s: JudgeRunStats) -> None:
-                prog.update(task, advance=n, info=f"{s.label_true} flagged")
-
-            coro = run_evaluator(st, evaluator=m.name, config=m.config(), part=m.part, kind="monitor",
-                                 score_batch=m.monitor,  # type: ignore[arg-type]
-                                 batch_size=batch_size or _preferred_batch(m), limit=limit,
-                                 on_start=on_start, on_batch=on_batch)
-            stats = asyncio.run(_run_and_close(coro, m))
-            prog.update(task, completed=stats.total)
-    finally:
-        st.close()
+    stats = _run_with_progress(store, f"monitor {monitor}", json, lambda s: f"{s.label_true} flagged", start, m)
     _report(stats, json, f"monitor {monitor} on {store}")
 
 
