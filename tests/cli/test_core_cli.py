@@ -91,3 +91,37 @@ def test_console_script_runs(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["traces"] == 2
+
+
+def test_killed_ingest_resumes_without_duplicates(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import duckdb
+
+    src = tmp_path / "big.jsonl"
+    with open(src, "w") as f:
+        for i in range(60_000):
+            f.write(json.dumps({"prompt": f"q{i}", "response": f"<think>r{i}</think>a{i}"}) + "\n")
+    store = tmp_path / "s.duckdb"
+    exe = Path(sys.executable).parent / "cotscope"
+    argv = [str(exe), "ingest", str(src), "--store", str(store), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # DuckDB locks the file against other processes while the writer runs, so watch the WAL grow instead:
+    # once batches have been written, kill the writer mid-file.
+    wal = Path(str(store) + ".wal")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (wal.exists() and wal.stat().st_size > 2_000_000) or (store.exists() and store.stat().st_size > 4_000_000):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["traces"] == 60_000 and out["new"] + out["duplicates"] == 60_000
+    assert out["duplicates"] > 0 and out["new"] > 0  # the killed run had stored part of the file
+    with duckdb.connect(str(store), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM traces").fetchone() == (60_000, 60_000)
