@@ -94,3 +94,12 @@ def test_export_jsonl_and_parquet(tmp_path: Path) -> None:
 def test_unknown_filter_rejected(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as st, pytest.raises(TypeError, match="unknown trace filter"):
         st.count(colour="red")
+
+
+def test_ingest_takes_any_iterable_of_paths(tmp_path: Path) -> None:
+    files = [_write(tmp_path / f"t{i}.jsonl", 3) for i in range(2)]
+    seen: list[Path] = []
+    with Store(tmp_path / "s.duckdb") as st:
+        report = st.ingest((f for f in files), on_file=seen.append)
+        assert report.files == [str(f) for f in files] and seen == files
+        assert report.records == 6 and st.count() == 3  # the two files hold the same three records

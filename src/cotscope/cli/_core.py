@@ -49,23 +49,20 @@ def ingest(
     try:
         with progress_bar(quiet=json) as prog:
             task = prog.add_task("ingest", total=len(files), info="")
+            started: list[Path] = []
 
-            def on_batch(records: int, _: int) -> None:
+            def on_file(f: Path) -> None:
+                if started:
+                    prog.advance(task)
+                started.append(f)
+                prog.update(task, description=f"ingest {f.name}")
+
+            def on_batch(records: int) -> None:
                 prog.update(task, info=f"{records:,} records")
 
-            from cotscope.store import IngestReport
-
-            report = IngestReport()
-            for f in files:
-                prog.update(task, description=f"ingest {f.name}")
-                r = st.ingest([f], format=format, model=model, strategy=strategy, on_batch=on_batch)
-                for k in ("records", "accepted", "rejected", "traces", "new", "duplicates", "errors_dropped",
-                          "bytes"):
-                    setattr(report, k, getattr(report, k) + getattr(r, k))
-                report.files += r.files
-                report.errors += r.errors
-                report.seconds += r.seconds
-                prog.advance(task)
+            report = st.ingest(files, format=format, model=model, strategy=strategy, on_file=on_file,
+                               on_batch=on_batch)
+            prog.update(task, completed=len(files))
     except TraceFileError as e:
         file_error = str(e)
     finally:
@@ -215,6 +212,6 @@ def _prompt_preview(prompt: list[dict[str, str]] | None, width: int) -> str:
 
 
 def _n_steps(row: dict[str, Any]) -> int:
-    from cotscope.traces import segment_spans
+    from cotscope.traces._rows import row_spans
 
-    return len(row["steps"] if row["steps"] is not None else segment_spans(row["reasoning"] or ""))
+    return len(row_spans(row))

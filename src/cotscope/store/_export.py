@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from cotscope.traces import segment_spans
+from cotscope.traces._rows import row_spans
 
 if TYPE_CHECKING:
     from cotscope.store._store import Store
@@ -20,7 +20,6 @@ EXPORT_FORMATS = ("jsonl", "parquet")
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """The export form of a stored trace row."""
     reasoning = row["reasoning"] or ""
-    spans = row["steps"] if row["steps"] is not None else segment_spans(reasoning)
     return {
         "id": row["id"],
         "prompt": row["prompt"] or [],
@@ -29,7 +28,7 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
         "reasoning_closed": bool(row["reasoning_closed"]),
         "steps": [
             {"index": i, "start": s, "end": e, "kind": k, "text": reasoning[s:e]}
-            for i, (s, e, k) in enumerate(spans)
+            for i, (s, e, k) in enumerate(row_spans(row))
         ],
         "actions": row["actions"] or [],
         "model": row["model"],
@@ -152,9 +151,3 @@ def _parquet_schema(with_results: bool) -> Any:
         fields.append(("results", pa.string()))
     return pa.schema(fields)
 
-
-def write_sink_path(path: str | Path) -> Path:
-    """Create the parent folder of an output path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p

@@ -162,7 +162,8 @@ class Store:
         format: str = "auto",
         model: str | None = None,
         strategy: str | None = None,
-        on_batch: Callable[[int, int], None] | None = None,
+        on_file: Callable[[Path], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
         prefetch_batches: bool = True,
     ) -> IngestReport:
         """Read files of any supported format into the store.
@@ -174,7 +175,8 @@ class Store:
             format: ``auto`` or a format name (see :data:`cotscope.traces.FORMATS`).
             model: model name for records that do not name one.
             strategy: strategy name for records that do not name one.
-            on_batch: called with ``(records_so_far, bytes_of_file_done)`` after each batch.
+            on_file: called with each file before it is read.
+            on_batch: called with the records read so far from the current file after each batch.
             prefetch_batches: parse the next batch in a thread while DuckDB stores this one (DuckDB
                 releases the GIL while it inserts, so reading and storing overlap).
 
@@ -183,18 +185,21 @@ class Store:
         """
         import time
 
+        files = [Path(p) for p in paths]  # iterated twice: an iterator would be empty the second time
         report = IngestReport()
         t0 = time.perf_counter()
-        run_id = self.start_run("ingest", "ingest", {"paths": [str(p) for p in paths], "format": format})
-        for p in paths:
+        run_id = self.start_run("ingest", "ingest", {"paths": [str(p) for p in files], "format": format})
+        for p in files:
+            if on_file is not None:
+                on_file(p)
             stats = ReadStats()
             report.files.append(str(p))
-            report.bytes += Path(p).stat().st_size if Path(p).exists() else 0
+            report.bytes += p.stat().st_size if p.exists() else 0
             batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
             for batch in prefetch(batches, depth=2) if prefetch_batches else batches:
                 report.new += self.add_rows(batch, run_id)
                 if on_batch is not None:
-                    on_batch(stats.records, 0)
+                    on_batch(stats.records)
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected

@@ -30,7 +30,7 @@ _KNOWN_PAIR_KEYS = frozenset(
 class Ctx:
     """What a record reader needs besides the record: tags, defaults and provenance."""
 
-    __slots__ = ("file", "fmt", "line", "model", "strategy", "tags")
+    __slots__ = ("file", "line", "model", "strategy", "tags")
 
     def __init__(
         self,
@@ -39,14 +39,12 @@ class Ctx:
         tags: Sequence[TagPair] = DEFAULT_TAGS,
         model: str | None = None,
         strategy: str | None = None,
-        fmt: str | None = None,
     ) -> None:
         self.file = file
         self.line = line
         self.tags = tags
         self.model = model
         self.strategy = strategy
-        self.fmt = fmt
 
 
 def _type_name(v: Any) -> str:

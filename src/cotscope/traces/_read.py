@@ -50,17 +50,6 @@ class ReadStats:
         else:
             self.errors_dropped += 1
 
-    def merge(self, other: ReadStats) -> None:
-        self.records += other.records
-        self.accepted += other.accepted
-        self.rejected += other.rejected
-        self.traces += other.traces
-        for e in other.errors:
-            if len(self.errors) < MAX_KEPT_ERRORS:
-                self.errors.append(e)
-            else:
-                self.errors_dropped += 1
-        self.errors_dropped += other.errors_dropped
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -90,11 +79,15 @@ def _sniff_json(path: Path) -> str:
     except ijson.JSONError as e:
         if not keys:
             raise TraceFileError(f"{path}: invalid JSON: {e}") from None
-    if "data" in keys and ("meta_info" in keys or "data" in keys) and "messages" not in keys:
+    if "data" in keys and "messages" not in keys:
         return "safechain"
     if "eval" in keys or "samples" in keys:
         return "inspect-json"
     return "json-object"
+
+
+#: What a sniffed JSON file is read as (arrays and plain objects are records).
+_JSON_KIND_FORMAT = {"inspect-json": "inspect", "safechain": "safechain"}
 
 
 def detect_file_format(path: Path) -> str:
@@ -107,8 +100,7 @@ def detect_file_format(path: Path) -> str:
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
         return "jsonl"
     if name.endswith(".json"):
-        kind = _sniff_json(path)
-        return "inspect" if kind == "inspect-json" else ("safechain" if kind == "safechain" else "json")
+        return _JSON_KIND_FORMAT.get(_sniff_json(path), "json")
     with _open_binary(path) as f:
         head = f.read(1 << 16).lstrip()
     if head.startswith(b"PK"):
@@ -119,8 +111,7 @@ def detect_file_format(path: Path) -> str:
         return "jsonl"
     except orjson.JSONDecodeError:
         pass
-    kind = _sniff_json(path)
-    return "inspect" if kind == "inspect-json" else ("safechain" if kind == "safechain" else "json")
+    return _JSON_KIND_FORMAT.get(_sniff_json(path), "json")
 
 
 class _Batcher:

@@ -10,6 +10,7 @@ from cotscope.traces._trace import (
     Message,
     Source,
     Step,
+    StepKind,
     Trace,
     group_id_for,
     trace_id_for,
@@ -77,11 +78,16 @@ def make_row(
     }
 
 
+def row_spans(row: Row) -> list[tuple[int, int, StepKind]]:
+    """The step spans of a row: the stored ones, else derived from the reasoning (steps are derived data)."""
+    steps = row["steps"]
+    return steps if steps is not None else segment_spans(row["reasoning"] or "")
+
+
 def row_to_trace(row: Row) -> Trace:
     """Turn a row into a :class:`Trace` without re-deriving anything."""
     reasoning = row["reasoning"] or ""
-    spans = row["steps"] if row["steps"] is not None else segment_spans(reasoning)
-    steps = [Step(index=i, start=s, end=e, kind=k, text=reasoning[s:e]) for i, (s, e, k) in enumerate(spans)]
+    steps = [Step(index=i, start=s, end=e, kind=k, text=reasoning[s:e]) for i, (s, e, k) in enumerate(row_spans(row))]
     source = None
     if row.get("source_file") is not None or row.get("source_format") is not None:
         source = Source(file=row.get("source_file"), line=row.get("source_line"), format=row.get("source_format"))
