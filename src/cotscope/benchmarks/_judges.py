@@ -205,7 +205,7 @@ class CogTestHabit(_BenchLLMJudge):
 
     def empty_result(self, trace: Trace, part: str) -> JudgeResult:
         # No reasoning: the habit is not reflected in it (a defined verdict, not a judge failure).
-        return JudgeResult(label=False, score=0.0, reason="no reasoning", details={"empty_part": True})
+        return JudgeResult.empty_part("no reasoning")
 
     def parse(self, raw: str, trace: Trace, part: str) -> JudgeResult:
         """``{"evidence", "is_reflected"}`` with the evidence checked against the reasoning."""

@@ -98,7 +98,7 @@ class LLMJudge:
 
     def empty_result(self) -> JudgeResult:
         """The verdict on an empty part: it contains nothing unsafe and no refusal."""
-        return JudgeResult(label=False, score=0.0, reason="empty part", details={"empty_part": True})
+        return JudgeResult.empty_part()
 
     async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
         """One verdict per trace; the batch goes to the backend in a single ``generate`` call."""
@@ -387,7 +387,7 @@ class BackdoorArticulation(LLMJudge):
 
     def empty_result(self) -> JudgeResult:
         """No CoT, nothing articulated."""
-        return JudgeResult(label=False, score=0.0, reason="no reasoning", details={"empty_part": True})
+        return JudgeResult.empty_part("no reasoning")
 
     def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
         """The filled articulation prompt."""

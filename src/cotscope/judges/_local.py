@@ -263,17 +263,17 @@ class LocalJudge:
         A part with no text gets the same defined verdict as from the LLM judges (nothing unsafe, no
         refusal), instead of whatever the classifier makes of an empty embedding.
         """
-        fields = [self.fields(t, part) for t in traces]
-        empty = [not any(tx.strip() for _, tx in fts) for fts in fields]
-        if any(empty):
-            scored = iter(self.score_traces([t for t, e in zip(traces, empty, strict=True) if not e], part)
-                          if not all(empty) else [])
-            return [
-                JudgeResult(label=False, score=0.0, reason="empty part", details={"empty_part": True})
-                if e else next(scored)
-                for e in empty
-            ]
-        per_trace = fields
+        per_trace = [self.fields(t, part) for t in traces]
+        todo = [i for i, fts in enumerate(per_trace) if any(tx.strip() for _, tx in fts)]
+        results = [JudgeResult.empty_part() for _ in traces]
+        for i, res in zip(todo, self._score_fields([traces[i] for i in todo], [per_trace[i] for i in todo]),
+                          strict=True):
+            results[i] = res
+        return results
+
+    def _score_fields(self, traces: Sequence[Trace], per_trace: list[list[tuple[str, str]]]) -> list[JudgeResult]:
+        if not traces:
+            return []
         flat = [ft for fts in per_trace for ft in fts]
         owner = [i for i, fts in enumerate(per_trace) for _ in fts]
         requests = [traces[i].prompt_text for i in owner] if self.task == "harm" else None

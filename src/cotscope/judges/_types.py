@@ -60,6 +60,11 @@ class JudgeResult(BaseModel):
         return v
 
     @classmethod
+    def empty_part(cls, reason: str = "empty part") -> JudgeResult:
+        """The defined verdict on a part with no text: nothing unsafe, no refusal, nothing flagged."""
+        return cls(label=False, score=0.0, reason=reason, details={"empty_part": True})
+
+    @classmethod
     def unparsed(cls, raw: str, why: str, **details: Any) -> JudgeResult:
         """A result recording that ``raw`` could not be parsed, with no label and no score."""
         return cls(parse_error=why, raw=raw, details=details)
