@@ -51,13 +51,19 @@ def test_mts_log_prob_and_ratio_direct() -> None:
     z = torch.randn(5, 7)
     acts = torch.randint(0, 7, (5, 3))
     p = torch.softmax(z, -1)
-    direct = torch.stack([sum(torch.log(p[b, a]) for a in acts[b]) for b in range(5)])
+    direct = torch.stack([sum(torch.log(p[b, a]) for a in acts[b]) / 3 for b in range(5)])
     assert torch.allclose(mts_log_prob(z, acts), direct, atol=1e-5)
     z2 = z + torch.randn(5, 7)
     p2 = torch.softmax(z2, -1)
     ratio = torch.exp(mts_log_prob(z2, acts) - mts_log_prob(z, acts))
-    direct_ratio = torch.stack([torch.prod(p2[b, acts[b]] / p[b, acts[b]]) for b in range(5)])
+    # The paper's ratio: the geometric mean of the K per-token ratios.
+    direct_ratio = torch.stack([torch.prod(p2[b, acts[b]] / p[b, acts[b]]) ** (1 / 3) for b in range(5)])
     assert torch.allclose(ratio, direct_ratio, rtol=1e-4)
+    # The official form: the product of the per-token ratios under softmax(z / K).
+    q, q2 = torch.softmax(z / 3, -1), torch.softmax(z2 / 3, -1)
+    off = torch.exp(mts_log_prob(z2, acts, "official") - mts_log_prob(z, acts, "official"))
+    direct_off = torch.stack([torch.prod(q2[b, acts[b]] / q[b, acts[b]]) for b in range(5)])
+    assert torch.allclose(off, direct_off, rtol=1e-4)
 
 
 def test_dirichlet_samples_on_simplex_and_log_prob_matches_torch() -> None:
@@ -91,12 +97,16 @@ def test_dirichlet_sampling_is_seeded() -> None:
     assert torch.equal(a.fed, b.fed)
 
 
-@pytest.mark.parametrize("sampling", ["mts", "dirichlet"])
-def test_recomputed_log_probs_equal_sampling_log_probs(sampling: str) -> None:
+@pytest.mark.parametrize(("sampling", "form"), [("mts", "geometric"), ("mts", "official"),
+                                              ("dirichlet", "scaled"), ("dirichlet", "official")])
+def test_recomputed_log_probs_equal_sampling_log_probs(sampling: str, form: str) -> None:
     m = _model()
+    mts_ratio = form if sampling == "mts" else "geometric"
+    dirichlet = form if sampling == "dirichlet" else "scaled"
     ro = sample_rollouts(m, torch.randint(0, 10, (12, 4)), 3, sampling, k=3, gamma=10.0,  # type: ignore[arg-type]
-                         generator=torch.Generator().manual_seed(1))
-    lp, logits = rollout_log_probs(m, ro, sampling, gamma=10.0)  # type: ignore[arg-type]
+                         generator=torch.Generator().manual_seed(1), mts_ratio=mts_ratio,  # type: ignore[arg-type]
+                         dirichlet=dirichlet)  # type: ignore[arg-type]
+    lp, logits = rollout_log_probs(m, ro, sampling, gamma=10.0, mts_ratio=mts_ratio)  # type: ignore[arg-type]
     assert lp.shape == (12, 4) and logits.shape == (12, 4, 10)
     assert torch.allclose(lp, ro.logp, atol=1e-4)  # ratio exactly 1 under the sampling policy
 

@@ -121,6 +121,11 @@ def grpo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output run directory.")],
     sampling: Annotated[str | None, typer.Option(help="mts (multi-token) or dirichlet.")] = None,
     k: Annotated[int | None, typer.Option("--k", help="Tokens per step for multi-token sampling.")] = None,
+    mts_ratio: Annotated[str | None, typer.Option(
+        help="MTS policy ratio: geometric (paper: geometric mean of the K token ratios) or official "
+             "(official code: tokens from softmax(z/K), product ratio).")] = None,
+    dirichlet: Annotated[str | None, typer.Option(
+        help="Dirichlet form: scaled (gamma * softmax + 1e-3) or official (scale 1 over p >= 1e-3).")] = None,
     gamma: Annotated[float | None, typer.Option(help="Dirichlet scale gamma.")] = None,
     steps: Annotated[int | None, typer.Option(help="GRPO steps.")] = None,
     group_size: Annotated[int | None, typer.Option(help="Rollouts per prompt.")] = None,
@@ -142,7 +147,8 @@ def grpo_cmd(
     try:
         cfg = load_config(config, GRPOConfig) if config else GRPOConfig()
         data = cfg.model_dump()
-        over = {"sampling": sampling, "k": k, "gamma": gamma, "steps": steps, "group_size": group_size,
+        over = {"sampling": sampling, "k": k, "mts_ratio": mts_ratio, "dirichlet": dirichlet, "gamma": gamma,
+                "steps": steps, "group_size": group_size,
                 "prompts_per_step": prompts_per_step, "lr": lr, "kl_coef": kl_coef, "seed": seed,
                 "device": device}
         data.update({a: b for a, b in over.items() if b is not None})
@@ -160,8 +166,8 @@ def grpo_cmd(
         skip = ("grpo_config", "train_config")
         print_json({"out": str(out), **{a: b for a, b in m.items() if a not in skip}})
         return
-    keys = ("sampling", "k", "init_test_accuracy", "test_accuracy", "init_greedy_accuracy", "greedy_accuracy",
-            "init_continuous_accuracy", "continuous_accuracy", "rollouts_per_second")
+    keys = ("policy_ratio", "init_method", "init_test_accuracy", "test_accuracy", "init_greedy_accuracy",
+            "greedy_accuracy", "init_continuous_accuracy", "continuous_accuracy", "rollouts_per_second")
     console.print(_summary(f"cot2 grpo -> {out}", {a: m[a] for a in keys}))
 
 

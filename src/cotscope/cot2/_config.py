@@ -20,8 +20,12 @@ class _Strict(BaseModel):
 class MNNSConfig(_Strict):
     """Minimum non-negative sum task.
 
+    The sequence layout is the paper's (and the official code's ``FourDigitsSoftDataset`` in
+    ``train/continuous_train.py``): m - 1 continuous reasoning steps (the partial sums after digits
+    1..m-1), then the answer at step m.
+
     Attributes:
-        num_digits: Number of input digits m (the trace has m partial-sum steps).
+        num_digits: Number of input digits m (the trace has m - 1 partial-sum steps, then the answer).
         digit_min: Smallest digit value.
         digit_max: Largest digit value.
         test_frac: Fraction of digit multisets held out for the test split.
@@ -29,7 +33,8 @@ class MNNSConfig(_Strict):
         max_test: Optional cap on the number of test sequences (sub-sampled).
     """
 
-    num_digits: int = Field(default=4, ge=1, le=8)
+    # m = 1 would leave no reasoning step at all.
+    num_digits: int = Field(default=4, ge=2, le=8)
     digit_min: int = Field(default=1, ge=0)
     digit_max: int = Field(default=9, ge=1)
     test_frac: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -148,7 +153,16 @@ class GRPOConfig(_Strict):
     Attributes:
         sampling: ``mts`` (K tokens per step, mean embedding fed back) or ``dirichlet``.
         k: Tokens per step for multi-token sampling (K = 1 is discrete CoT).
-        gamma: Dirichlet scale: alpha-hat ~ Dir(gamma * alpha).
+        mts_ratio: Policy ratio of an MTS step. ``geometric`` (the paper's definition, the default):
+            K tokens drawn from softmax(z), ratio = geometric mean of the K per-token ratios.
+            ``official``: the official code's default (``sampling_normalization=true`` in
+            ``train/continuous_train_grpo_mts.py``): K tokens drawn from softmax(z / K), ratio = product of
+            the K per-token ratios under softmax(z / K). Sampled-policy evaluation uses the same form.
+        dirichlet: Dirichlet form. ``scaled``: alpha-hat ~ Dir(gamma * softmax(z) + 1e-3) over the whole
+            vocabulary. ``official`` (``train/continuous_train_grpo_dirichlet.py``): scale 1 over the
+            tokens with probability >= 1e-3, those probabilities clamped to >= 1e-3 and renormalised
+            (``gamma`` is not used).
+        gamma: Dirichlet scale of the ``scaled`` form: alpha-hat ~ Dir(gamma * alpha).
         group_size: Rollouts per prompt (G).
         prompts_per_step: Prompts per GRPO step.
         steps: GRPO steps.
@@ -165,6 +179,8 @@ class GRPOConfig(_Strict):
 
     sampling: Literal["mts", "dirichlet"] = "mts"
     k: int = Field(default=3, ge=1)
+    mts_ratio: Literal["geometric", "official"] = "geometric"
+    dirichlet: Literal["scaled", "official"] = "scaled"
     gamma: float = Field(default=20.0, gt=0)
     group_size: int = Field(default=8, ge=2)
     prompts_per_step: int = Field(default=32, ge=1)

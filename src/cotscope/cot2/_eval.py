@@ -8,7 +8,7 @@ import torch
 
 from cotscope.cot2._discrete import decode_discrete, pass_at_k_curve
 from cotscope.cot2._model import CoT2Model
-from cotscope.cot2._sampling import Sampling, decode_continuous, sample_rollouts
+from cotscope.cot2._sampling import DirichletForm, MTSRatio, Sampling, decode_continuous, sample_rollouts
 from cotscope.cot2._tasks import TaskData
 
 
@@ -69,15 +69,22 @@ def eval_sampling(
     samples: int,
     generator: torch.Generator | None = None,
     chunk: int = 4096,
+    mts_ratio: MTSRatio = "geometric",
+    dirichlet: DirichletForm = "scaled",
 ) -> float:
-    """Mean accuracy of single rollouts of a sampling policy (MTS or Dirichlet steps, argmax answer)."""
+    """Mean accuracy of single rollouts of a sampling policy (MTS or Dirichlet steps, argmax answer).
+
+    The official MTS form samples its K tokens from softmax(z / K) here too, as the official evaluation
+    ``grpo_eval_soft_steps_acc`` (``train/continuous_train_grpo_mts.py``) does.
+    """
     model.eval()
     rep = data.prompts.repeat_interleave(samples, 0)
     ans = data.answers.repeat_interleave(samples, 0)
     hits = []
     for sl in _chunks(rep.shape[0], chunk):
         ro = sample_rollouts(
-            model, rep[sl], data.num_steps, sampling, k, gamma, generator, greedy_answer=True
+            model, rep[sl], data.num_steps, sampling, k, gamma, generator, greedy_answer=True,
+            mts_ratio=mts_ratio, dirichlet=dirichlet,
         )
         hits.append(ro.answer == ans[sl])
     return float(torch.cat(hits).float().mean())

@@ -86,7 +86,9 @@ def grpo_train(
 
     Each step draws ``prompts_per_step`` prompts, samples ``group_size`` rollouts of each in one batch,
     rewards a correct answer with 1, and takes ``inner_epochs`` Adam steps on the clipped surrogate
-    (plus ``kl_coef`` times the KL to the frozen initial model).
+    (plus ``kl_coef`` times the KL to the frozen initial model). The per-step ratio is the one of
+    ``cfg.mts_ratio`` / ``cfg.dirichlet`` (see :mod:`cotscope.cot2._sampling`); the surrogate is averaged
+    over (rollout, step), as the official ``rollout_grpo_batch`` divides by rollouts x steps x prompts.
 
     Args:
         model: The policy (an SFT checkpoint), on the device of ``data``.
@@ -106,7 +108,8 @@ def grpo_train(
         prompts = data.prompts[idx].repeat_interleave(g, 0)
         answers = data.answers[idx].repeat_interleave(g, 0)
         model.eval()
-        ro = sample_rollouts(model, prompts, data.num_steps, cfg.sampling, cfg.k, cfg.gamma, generator)
+        ro = sample_rollouts(model, prompts, data.num_steps, cfg.sampling, cfg.k, cfg.gamma, generator,
+                             mts_ratio=cfg.mts_ratio, dirichlet=cfg.dirichlet)
         rewards = (ro.answer == answers).float().view(-1, g)
         std = rewards.std(-1, unbiased=False)
         adv = group_advantages(rewards).reshape(-1)
@@ -114,7 +117,7 @@ def grpo_train(
         loss_v = kl_v = 0.0
         if bool((std > 0).any()):
             for _ in range(cfg.inner_epochs):
-                logp, logits = rollout_log_probs(model, ro, cfg.sampling, cfg.gamma)
+                logp, logits = rollout_log_probs(model, ro, cfg.sampling, cfg.gamma, cfg.mts_ratio)
                 loss = clipped_surrogate(logp, ro.logp, adv, cfg.clip_eps)
                 if ref is not None:
                     with torch.no_grad():

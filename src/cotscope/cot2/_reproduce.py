@@ -1,9 +1,13 @@
 """Reproduction grid of the CoT2 paper's MNNS and graph results at CPU scale.
 
-Run ``python -m cotscope.cot2._reproduce --out runs/cot2 --results docs/cot2_results.json``. Every run
-is the in-process equivalent of the ``cotscope cot2`` command recorded next to its result, so a single
-cell can be regenerated from the command line. Results are written after every run (a killed grid
-keeps what it finished, and a rerun skips runs whose metrics.json exists).
+Run ``python -m cotscope.cot2._reproduce --out runs/cot2 --results docs/cot2_results.json --seeds 0 1 2``.
+``--grid headline`` runs only the 3-seed rows (CSFT vs discrete at 2 layers, width 24 and 32; GRPO from
+the CSFT checkpoint with the paper's MTS ratio, the official MTS ratio and the official Dirichlet);
+``--grid full`` (the default) adds the single-seed controls and grids. Every run is the in-process
+equivalent of the ``cotscope cot2`` command recorded next to its result, so a single cell can be
+regenerated from the command line. Results are written after every run (a killed grid keeps what it
+finished, and a rerun skips runs whose metrics.json exists). ``--jobs N`` runs N at a time, one CPU
+thread each.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -21,55 +26,84 @@ ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "configs" / "cot2"
 
 
-def _sft_runs(epochs: int, seeds: list[int]) -> list[tuple[str, TrainConfig, str]]:
-    """Supervised runs: the CSFT/discrete grid first, then graph, then the budget grid."""
-    runs = []
-    base_m = load_config(CONFIGS / "mnns_csft.yaml", TrainConfig)
-    # Main comparison: CSFT (all paths) vs discrete CoT, by depth and width.
-    for seed in seeds:
-        for layers in (1, 2):
-            for dim in (16, 24, 32):
-                for method in ("csft", "discrete"):
-                    name = f"mnns_{method}_L{layers}_d{dim}_s{seed}"
-                    cfg = base_m.model_copy(update={
-                        "method": method, "epochs": epochs, "seed": seed, "pass_k": 16,
-                        "model": ModelConfig(layers=layers, heads=2, dim=dim)})
-                    cmd = (f"cotscope cot2 train --config configs/cot2/mnns_csft.yaml --method {method} "
-                           f"--layers {layers} --heads 2 --dim {dim} --epochs {epochs} --seed {seed} "
-                           f"--out runs/cot2/{name}")
-                    runs.append((name, cfg, cmd))
-    # Budget x width (2 layers): B = 16 is the all-paths run above.
-    for dim in (16, 32, 24):
-        for budget in (1, 2, 4, 8):
-            name = f"mnns_csft_B{budget}_L2_d{dim}_s{seeds[0]}"
-            cfg = base_m.model_copy(update={
-                "budget": budget, "epochs": epochs, "seed": seeds[0],
-                "model": ModelConfig(layers=2, heads=2, dim=dim)})
-            cmd = (f"cotscope cot2 train --config configs/cot2/mnns_csft.yaml --budget {budget} --layers 2 "
-                   f"--heads 2 --dim {dim} --epochs {epochs} --seed {seeds[0]} --out runs/cot2/{name}")
-            runs.append((name, cfg, cmd))
+#: What every result of this grid used (also written into the results JSON).
+DEFINITIONS = {
+    "mnns_layout": "m - 1 continuous steps (partial sums after digits 1..m-1), answer at step m "
+                   "(paper; official train/continuous_train.py)",
+    "mts_ratio": "per-run field mts_ratio: geometric = paper (geometric mean of the K token ratios, tokens "
+                 "from softmax(z)); official = official code default (tokens from softmax(z/K), product ratio)",
+    "dirichlet": "per-run field dirichlet: official = scale 1 over tokens with p >= 1e-3 "
+                 "(train/continuous_train_grpo_dirichlet.py); scaled = Dir(gamma * softmax(z) + 1e-3)",
+    "grpo_init": "MTS and Dirichlet GRPO start from the teacher-forced CSFT checkpoint, as the official code; "
+                 "runs named ..._from_mnns_discrete_... are the discrete-SFT controls",
+    "pass_at_k": "unbiased estimator 1 - C(n-c, k) / C(n, k) from n = 16 temperature-1 samples per test prompt",
+}
+
+#: Headline cells: run with every seed given.
+HEADLINE_SFT = ((2, 24), (2, 32))
+#: GRPO variants from the CSFT checkpoint of the headline width 24 (every seed).
+HEADLINE_GRPO = (("mts_k3_geometric", {"sampling": "mts", "k": 3, "mts_ratio": "geometric"}),
+                 ("mts_k3_official", {"sampling": "mts", "k": 3, "mts_ratio": "official"}),
+                 ("dirichlet_official", {"sampling": "dirichlet", "dirichlet": "official"}))
+GRPO_INIT = "mnns_csft_L2_d24"
+
+
+def _mnns_run(method: str, layers: int, dim: int, epochs: int, seed: int,
+              budget: int | None = None) -> tuple[str, TrainConfig, str]:
+    base = load_config(CONFIGS / "mnns_csft.yaml", TrainConfig)
+    tag = f"_B{budget}" if budget is not None else ""
+    name = f"mnns_{method}{tag}_L{layers}_d{dim}_s{seed}"
+    cfg = base.model_copy(update={
+        "method": method, "budget": budget, "epochs": epochs, "seed": seed, "pass_k": 16,
+        "model": ModelConfig(layers=layers, heads=2, dim=dim)})
+    opt = f"--budget {budget}" if budget is not None else f"--method {method}"
+    cmd = (f"cotscope cot2 train --config configs/cot2/mnns_csft.yaml {opt} --layers {layers} --heads 2 "
+           f"--dim {dim} --epochs {epochs} --seed {seed} --out runs/cot2/{name}")
+    return name, cfg, cmd
+
+
+def _sft_runs(epochs: int, seeds: list[int], grid: str) -> list[tuple[str, TrainConfig, str]]:
+    """Supervised runs in priority order: the headline pairs (every seed), then the rest (first seed)."""
+    runs = [_mnns_run(method, layers, dim, epochs, seed)
+            for seed in seeds for layers, dim in HEADLINE_SFT for method in ("csft", "discrete")]
+    if grid == "headline":
+        return runs
+    s0 = seeds[0]
+    for layers, dim in ((1, 16), (1, 24), (1, 32), (2, 16)):
+        for method in ("csft", "discrete"):
+            runs.append(_mnns_run(method, layers, dim, epochs, s0))
     for method in ("csft", "discrete"):
         cfg = load_config(CONFIGS / f"graph_{method}.yaml", TrainConfig)
         name = f"graph_{method}_L2_d{cfg.model.dim}_s0"
-        cmd = f"cotscope cot2 train --config configs/cot2/graph_{method}.yaml --out runs/cot2/{name}"
-        runs.append((name, cfg, cmd))
+        runs.append((name, cfg, f"cotscope cot2 train --config configs/cot2/graph_{method}.yaml --out runs/cot2/{name}"))
+    for dim in (16, 24, 32):
+        for budget in (1, 2, 4, 8):
+            runs.append(_mnns_run("csft", 2, dim, epochs, s0, budget))
     return runs
 
 
-def _grpo_runs(seed: int) -> list[tuple[str, str, GRPOConfig, str]]:
+def _grpo_runs(seeds: list[int], grid: str) -> list[tuple[str, str, GRPOConfig, str]]:
+    """GRPO runs: the headline variants from CSFT (every seed), then controls (first seed)."""
     mts = load_config(CONFIGS / "grpo_mts.yaml", GRPOConfig)
     dirich = load_config(CONFIGS / "grpo_dirichlet.yaml", GRPOConfig)
-    runs = []
-    for init in (f"mnns_discrete_L1_d16_s{seed}", f"mnns_discrete_L2_d24_s{seed}"):
-        for k in (1, 3):
-            name = f"grpo_mts_k{k}_from_{init}"
-            runs.append((name, init, mts.model_copy(update={"k": k}),
-                         f"cotscope cot2 grpo --config configs/cot2/grpo_mts.yaml --init runs/cot2/{init} "
-                         f"--sampling mts --k {k} --out runs/cot2/{name}"))
-    init = f"mnns_csft_L2_d24_s{seed}"
-    runs.append((f"grpo_dirichlet_from_{init}", init, dirich,
-                 f"cotscope cot2 grpo --config configs/cot2/grpo_dirichlet.yaml --init runs/cot2/{init} "
-                 f"--sampling dirichlet --out runs/cot2/grpo_dirichlet_from_{init}"))
+
+    def one(tag: str, upd: dict[str, Any], init: str) -> tuple[str, str, GRPOConfig, str]:
+        base, yaml = (mts, "grpo_mts") if upd["sampling"] == "mts" else (dirich, "grpo_dirichlet")
+        cfg = base.model_copy(update={**upd, "seed": int(init.rsplit("_s", 1)[1])})
+        opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in upd.items())
+        name = f"grpo_{tag}_from_{init}"
+        cmd = (f"cotscope cot2 grpo --config configs/cot2/{yaml}.yaml --init runs/cot2/{init} {opts} "
+               f"--seed {cfg.seed} --out runs/cot2/{name}")
+        return name, init, cfg, cmd
+
+    runs = [one(tag, upd, f"{GRPO_INIT}_s{seed}") for seed in seeds for tag, upd in HEADLINE_GRPO]
+    if grid == "headline":
+        return runs
+    s0 = seeds[0]
+    runs.append(one("dirichlet_scaled", {"sampling": "dirichlet", "dirichlet": "scaled"}, f"{GRPO_INIT}_s{s0}"))
+    for k in (1, 3):
+        runs.append(one(f"mts_k{k}_geometric", {"sampling": "mts", "k": k, "mts_ratio": "geometric"},
+                        f"mnns_discrete_L2_d24_s{s0}"))
     return runs
 
 
@@ -119,13 +153,26 @@ def render_tables(results: dict[str, Any]) -> str:
         row.append(results.get(f"mnns_csft_L2_d{dim}_s0"))
         if any(row):
             lines.append(f"| {dim} | " + " | ".join(_pct(r["test_accuracy"]) if r else "-" for r in row) + " |")
-    lines += ["", "| GRPO run | sampled: before -> after | greedy: before -> after "
-              "| continuous: before -> after |", "|---|---|---|---|"]
+    lines += ["", "| GRPO run | policy ratio | init | seeds | sampled: before -> after | greedy: before -> after "
+              "| continuous: before -> after |", "|---|---|---|---|---|---|---|"]
+    groups: dict[str, list[dict[str, Any]]] = {}
     for name, r in results.items():
         if name.startswith("grpo"):
-            cells = [f"{_pct(r['init_' + k])} -> {_pct(r[k])}"
-                     for k in ("test_accuracy", "greedy_accuracy", "continuous_accuracy")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            groups.setdefault(name.rsplit("_s", 1)[0], []).append(r)
+    for key, rs in groups.items():
+        n = len(rs)
+
+        def cell(k: str, rs: list[dict[str, Any]] = rs, n: int = n) -> str:
+            before = sum(r["init_" + k] for r in rs) / n
+            after = sum(r[k] for r in rs) / n
+            spread = " (" + ", ".join(_pct(r[k]) for r in rs) + ")" if n > 1 else ""
+            return f"{_pct(before)} -> {_pct(after)}{spread}"
+
+        variant, init = key.split("_from_")
+        ratio = rs[0].get("mts_ratio") or rs[0].get("dirichlet") or "-"
+        lines.append(f"| {variant} | {ratio} | {init} | {n} | "
+                     + " | ".join(cell(k) for k in ("test_accuracy", "greedy_accuracy", "continuous_accuracy"))
+                     + " |")
     lines += ["", "| graph | CoT2 (CSFT) | discrete greedy | discrete pass@1 | pass@2 | pass@4 | pass@16 |",
               "|---|---|---|---|---|---|---|"]
     c, d = results.get("graph_csft_L2_d32_s0"), results.get("graph_discrete_L2_d32_s0")
@@ -136,6 +183,16 @@ def render_tables(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _train_job(name: str, cfg: TrainConfig, out: Path) -> tuple[str, dict[str, Any], float]:
+    t = time.time()
+    return name, train(cfg, out).metrics, time.time() - t
+
+
+def _grpo_job(name: str, init: Path, cfg: GRPOConfig, out: Path) -> tuple[str, dict[str, Any], float]:
+    t = time.time()
+    return name, run_grpo(init, cfg, out), time.time() - t
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the grid (skipping finished runs) and write the results JSON."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -143,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, default=Path("docs/cot2_results.json"))
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--grid", choices=("headline", "full"), default="full",
+                    help="headline: the 3-seed rows only; full: also the single-seed controls and grids.")
+    ap.add_argument("--jobs", type=int, default=1, help="Runs in parallel (one CPU thread each).")
     ap.add_argument("--only", default="", help="Run only names containing this substring.")
     ap.add_argument("--table", action="store_true", help="Only print the markdown tables of --results.")
     args = ap.parse_args(argv)
@@ -155,44 +215,48 @@ def main(argv: list[str] | None = None) -> None:
 
     def save() -> None:
         args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps({"runs": results}, indent=1))
+        args.results.write_text(json.dumps({"definitions": DEFINITIONS, "runs": results}, indent=1))
 
-    def run_sft(runs: list[tuple[str, TrainConfig, str]]) -> None:
-        for name, cfg, cmd in runs:
-            if args.only not in name:
-                continue
-            d = args.out / name
-            done = (d / METRICS).exists() and json.loads((d / METRICS).read_text()).get("epochs_done") == cfg.epochs
-            if done:
-                m = json.loads((d / METRICS).read_text())
+    def record(name: str, cmd: str, m: dict[str, Any], secs: float | None) -> None:
+        if secs is not None:
+            print(f"{name}: test_accuracy={m['test_accuracy']:.4f} ({secs:.0f}s)", flush=True)
+            m = {**m, "driver_wall_seconds": secs}
+        results[name] = {"command": cmd, **_summary(m)}
+        save()
+
+    def finished(d: Path, epochs: int | None) -> dict[str, Any] | None:
+        if not (d / METRICS).exists():
+            return None
+        m: dict[str, Any] = json.loads((d / METRICS).read_text())
+        # Runs written before the paper's definitions (no num_steps / policy_ratio field) are redone.
+        current = "policy_ratio" in m if epochs is None else m.get("epochs_done") == epochs and "num_steps" in m
+        return m if current else None
+
+    sft = [r for r in _sft_runs(args.epochs, args.seeds, args.grid) if args.only in r[0]]
+    grpo = [r for r in _grpo_runs(args.seeds, args.grid) if args.only in r[0]]
+    cmds = {r[0]: r[-1] for r in [*sft, *grpo]}
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futs = []
+        for name, cfg, cmd in sft:
+            m = finished(args.out / name, cfg.epochs)
+            if m is not None:
+                record(name, cmd, m, None)
             else:
-                t = time.time()
-                m = train(cfg, d).metrics
-                print(f"{name}: test_accuracy={m['test_accuracy']:.4f} ({time.time() - t:.0f}s)", flush=True)
-            results[name] = {"command": cmd, **_summary(m)}
-            save()
+                futs.append(pool.submit(_train_job, name, cfg, args.out / name))
+        for f in as_completed(futs):
+            name, m, secs = f.result()
+            record(name, cmds[name], m, secs)
+        futs = []
+        for name, init, gcfg, cmd in grpo:
+            m = finished(args.out / name, None)
+            if m is not None:
+                record(name, cmd, m, None)
+            elif (args.out / init / "checkpoint.pt").exists():
+                futs.append(pool.submit(_grpo_job, name, args.out / init, gcfg, args.out / name))
+        for f in as_completed(futs):
+            name, m, secs = f.result()
+            record(name, cmds[name], m, secs)
 
-    def run_rl() -> None:
-        for name, init, gcfg, cmd in _grpo_runs(args.seeds[0]):
-            if args.only not in name or not (args.out / init / "checkpoint.pt").exists():
-                continue
-            d = args.out / name
-            if (d / METRICS).exists():
-                m = json.loads((d / METRICS).read_text())
-            else:
-                t = time.time()
-                m = run_grpo(args.out / init, gcfg, d)
-                acc = f"{m['init_test_accuracy']:.4f} -> {m['test_accuracy']:.4f}"
-                print(f"{name}: {acc} ({time.time() - t:.0f}s)", flush=True)
-            results[name] = {"command": cmd, **_summary(m)}
-            save()
-
-    # Priority order, so that a grid cut short still holds the headline comparisons.
-    sft = _sft_runs(args.epochs, args.seeds)
-    run_sft([r for r in sft if "_B" not in r[0] and not r[0].startswith("graph")])
-    run_rl()
-    run_sft([r for r in sft if r[0].startswith("graph")])
-    run_sft([r for r in sft if "_B" in r[0]])
 
 if __name__ == "__main__":
     main()

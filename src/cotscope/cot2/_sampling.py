@@ -1,15 +1,30 @@
 """CoT2 decoding and the two sampling schemes that make CoT2 a stochastic policy for RL.
 
 * Continuous decoding feeds the full softmax alpha_t = softmax(z_t) back (deterministic).
-* Multi-token sampling (MTS) draws K tokens i.i.d. from softmax(z_t) and feeds the mean of their
-  embeddings, i.e. E^T of the empirical distribution of the K draws. K = 1 is discrete CoT. The policy
-  probability of a step is the product of the K token probabilities (the multinomial coefficient is
-  the same under every policy, so it cancels in ratios and is left out).
-* Dirichlet sampling draws alpha-hat ~ Dir(gamma * alpha_t) and feeds E^T alpha-hat; the policy
-  probability of a step is the Dirichlet density at alpha-hat.
+* Multi-token sampling (MTS) draws K tokens i.i.d. and feeds the mean of their embeddings, i.e. E^T of
+  the empirical distribution of the K draws. K = 1 is discrete CoT. Two policy-ratio forms
+  (:data:`MTSRatio`):
 
-The final answer is always one discrete token. Every rollout function works on a whole batch at once
-(group rollouts are rows of the batch), looping only over the T + 1 decoding positions.
+  - ``geometric`` (the paper's definition, the default): tokens from softmax(z_t); the step's ratio is
+    the geometric mean of the K per-token ratios, ``prod_k (pi(i_k) / pi_old(i_k))^(1/K)``. The full
+    product would be its K-th power, which narrows the effective clip range to (1 +- eps)^(1/K) and
+    scales the gradient by K.
+  - ``official``: the official code's default (``rollout_grpo_batch`` in
+    ``train/continuous_train_grpo_mts.py`` of github.com/alperengozeten/CoT2, with
+    ``sampling_normalization=true``): tokens from softmax(z_t / K), ratio = the product of the K
+    per-token ratios under that tempered softmax. With ``sampling_normalization=false`` the same
+    function computes the geometric form above.
+
+  The multinomial coefficient of the K draws is the same under every policy and cancels in ratios.
+* Dirichlet sampling draws alpha-hat from a Dirichlet around alpha_t and feeds E^T alpha-hat; the step's
+  ratio is the density ratio. Two forms (:data:`DirichletForm`): ``scaled``, Dir(gamma * alpha_t + 1e-3)
+  over the whole vocabulary, and ``official`` (``rollout_grpo_batch`` in
+  ``train/continuous_train_grpo_dirichlet.py``): scale 1 over the support {i : alpha_t[i] >= 1e-3},
+  those probabilities clamped to >= 1e-3 and renormalised.
+
+The final answer is always one discrete token drawn from softmax(z) (untempered, as in the official
+code). Every rollout function works on a whole batch at once (group rollouts are rows of the batch),
+looping only over the T + 1 decoding positions.
 """
 
 from __future__ import annotations
@@ -23,10 +38,17 @@ from torch.nn import functional as F
 from cotscope.cot2._model import CoT2Model
 
 Sampling = Literal["mts", "dirichlet"]
+#: MTS policy-ratio form: ``geometric`` (paper) or ``official`` (official code's default).
+MTSRatio = Literal["geometric", "official"]
+#: Dirichlet form: ``scaled`` (gamma * alpha + floor, whole vocabulary) or ``official`` (scale 1, support).
+DirichletForm = Literal["scaled", "official"]
 
 #: Added to Dirichlet concentrations: gamma * softmax underflows for unlikely tokens and Dir(0) is
 #: undefined.
 DIRICHLET_FLOOR = 1e-3
+#: The official Dirichlet keeps tokens with probability >= this and clamps them up to it
+#: (``MIN_PROB`` in ``train/continuous_train_grpo_dirichlet.py``).
+OFFICIAL_MIN_PROB = 1e-3
 
 
 @dataclass
@@ -38,9 +60,13 @@ class Rollout:
         fed: ``(B, T, V)`` distributions fed at the reasoning positions.
         actions: ``(B, T, K)`` sampled token ids (MTS) or None (Dirichlet).
         answer: ``(B,)`` sampled answer ids.
-        logp: ``(B, T + 1)`` log-probability of each action under the sampling policy.
+        logp: ``(B, T + 1)`` per-step log term under the sampling policy whose difference between two
+            policies is the log policy ratio of the step (for geometric MTS this is the mean, not the
+            sum, of the K token log-probabilities).
         log_fed: ``(B, T, V)`` log of the Dirichlet draws (exact even where ``fed`` underflows to 0);
             None for MTS.
+        support: ``(B, T, V)`` boolean support of the official Dirichlet form, fixed at sampling time;
+            None otherwise.
     """
 
     prompts: torch.Tensor
@@ -49,6 +75,7 @@ class Rollout:
     answer: torch.Tensor
     logp: torch.Tensor
     log_fed: torch.Tensor | None = None
+    support: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -69,54 +96,126 @@ def decode_continuous(
     return fed, answer, ent
 
 
-def mts_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Multi-token-sampling log-probability: ``sum_k log softmax(z)[i_k]``.
+def mts_temperature(k: int, ratio: MTSRatio) -> float:
+    """Softmax temperature MTS draws its K tokens at: K for the official form, 1 for the paper's."""
+    return float(k) if ratio == "official" else 1.0
+
+
+def mts_log_prob(logits: torch.Tensor, actions: torch.Tensor, ratio: MTSRatio = "geometric") -> torch.Tensor:
+    """Per-step log term of multi-token sampling, whose difference is the log policy ratio.
+
+    * ``geometric`` (paper): ``mean_k log softmax(z)[i_k]``, so that ``exp(new - old)`` is the geometric
+      mean of the K per-token ratios.
+    * ``official`` (``train/continuous_train_grpo_mts.py``, ``sampling_normalization=true``):
+      ``sum_k log softmax(z / K)[i_k]``, so that ``exp(new - old)`` is the product of the K per-token
+      ratios under the tempered softmax.
 
     Args:
         logits: ``(..., V)``.
         actions: ``(..., K)`` token ids.
+        ratio: The ratio form.
     """
-    return F.log_softmax(logits.float(), -1).gather(-1, actions).sum(-1)
+    k = actions.shape[-1]
+    logq = F.log_softmax(logits.float() / mts_temperature(k, ratio), -1).gather(-1, actions)
+    return logq.sum(-1) if ratio == "official" else logq.mean(-1)
 
 
 def dirichlet_concentration(logits: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``gamma * softmax(z) + floor``: the Dirichlet parameter of a step."""
+    """``gamma * softmax(z) + floor``: the Dirichlet parameter of a step (``scaled`` form)."""
     return gamma * torch.softmax(logits.float(), -1) + DIRICHLET_FLOOR
 
 
-def dirichlet_log_prob(logits: torch.Tensor, log_alpha_hat: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Log-density of alpha-hat under Dir(gamma * softmax(z)): ``(..., V) -> (...)``.
+def official_dirichlet_support(logits: torch.Tensor) -> torch.Tensor:
+    """Tokens the official Dirichlet keeps: ``softmax(z) >= 1e-3`` (boolean, same shape as ``logits``)."""
+    return torch.softmax(logits.float(), -1) >= OFFICIAL_MIN_PROB
+
+
+def official_dirichlet_concentration(logits: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """The official Dirichlet parameter on ``support``, 0 elsewhere.
+
+    ``softmax(z)`` restricted to ``support``, clamped to >= 1e-3, renormalised to sum 1, times the scale
+    1 (``DIRICHLET_SCALE`` in ``train/continuous_train_grpo_dirichlet.py``).
+    """
+    p = torch.softmax(logits.float(), -1).clamp_min(OFFICIAL_MIN_PROB)
+    p = torch.where(support, p, torch.zeros_like(p))
+    return p / p.sum(-1, keepdim=True)
+
+
+def dirichlet_log_prob(
+    logits: torch.Tensor, log_alpha_hat: torch.Tensor, gamma: float, support: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Log-density of alpha-hat: ``(..., V) -> (...)``.
+
+    Without ``support``: under Dir(gamma * softmax(z) + 1e-3) over the whole vocabulary (``scaled``).
+    With ``support``: under the official form on that face of the simplex (coordinates outside it are
+    ignored; ``gamma`` is not used).
 
     Takes ``log alpha-hat``: with small concentrations most coordinates of a draw are far below the
     smallest float, and clamping them would bias the log-density (and hence the policy gradient).
     """
-    conc = dirichlet_concentration(logits, gamma)
-    return ((conc - 1.0) * log_alpha_hat).sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1)
+    if support is None:
+        conc = dirichlet_concentration(logits, gamma)
+        return (
+            ((conc - 1.0) * log_alpha_hat).sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1)
+        )
+    conc = official_dirichlet_concentration(logits, support)
+    safe = torch.where(support, conc, torch.ones_like(conc))  # lgamma(1) = 0 off the support
+    term = torch.where(support, (conc - 1.0) * log_alpha_hat, torch.zeros_like(conc))
+    return term.sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(safe).sum(-1)
 
 
-def sample_log_dirichlet(conc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_log_dirichlet(
+    conc: torch.Tensor, generator: torch.Generator | None = None, support: torch.Tensor | None = None
+) -> torch.Tensor:
     """``log`` of a draw from Dir(conc), computed in log space so that no coordinate underflows.
 
     Uses Gamma(c) = Gamma(c + 1) * U^(1/c): ``log G = log Gamma(c + 1) + log(U) / c``, then normalises
-    with logsumexp.
+    with logsumexp. With ``support``, only those coordinates are drawn (the others are ``-inf``).
     """
+    if support is not None:
+        conc = torch.where(support, conc, torch.ones_like(conc))  # placeholder, masked out below
     g1 = torch._standard_gamma(conc + 1.0) if generator is None else _gamma_with(conc + 1.0, generator)
     u = torch.rand(conc.shape, generator=generator, device=conc.device, dtype=conc.dtype)
     log_g = torch.log(g1) + torch.log(u.clamp_min(torch.finfo(conc.dtype).tiny)) / conc
+    if support is not None:
+        log_g = torch.where(support, log_g, torch.full_like(log_g, float("-inf")))
     return log_g - torch.logsumexp(log_g, -1, keepdim=True)
 
 
+@dataclass
+class _Step:
+    fed: torch.Tensor
+    actions: torch.Tensor | None
+    logp: torch.Tensor
+    log_fed: torch.Tensor | None
+    support: torch.Tensor | None
+
+
 def _draw_step(
-    z: torch.Tensor, sampling: Sampling, k: int, gamma: float, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-    """Sample one reasoning step: ``(fed (B, V), actions (B, K) or None, logp (B,), log_fed or None)``."""
+    z: torch.Tensor,
+    sampling: Sampling,
+    k: int,
+    gamma: float,
+    generator: torch.Generator | None,
+    mts_ratio: MTSRatio,
+    dirichlet: DirichletForm,
+) -> _Step:
+    """Sample one reasoning step for a batch of logits ``z`` ``(B, V)``."""
     if sampling == "mts":
-        acts = torch.multinomial(torch.softmax(z, -1), k, replacement=True, generator=generator)
+        probs = torch.softmax(z / mts_temperature(k, mts_ratio), -1)
+        acts = torch.multinomial(probs, k, replacement=True, generator=generator)
         fed = F.one_hot(acts, z.shape[-1]).float().mean(1)
-        return fed, acts, mts_log_prob(z, acts), None
+        return _Step(fed, acts, mts_log_prob(z, acts, mts_ratio), None, None)
     # torch's Dirichlet.sample takes no generator and underflows for small concentrations.
+    if dirichlet == "official":
+        # The official code takes the union of the current and the old policy's supports; at sampling
+        # time the two policies are the same, so the union is this support, and it stays fixed for
+        # the ratio (both densities must live on the same face of the simplex).
+        sup = official_dirichlet_support(z)
+        log_a = sample_log_dirichlet(official_dirichlet_concentration(z, sup), generator, sup)
+        return _Step(log_a.exp(), None, dirichlet_log_prob(z, log_a, gamma, sup), log_a, sup)
     log_a = sample_log_dirichlet(dirichlet_concentration(z, gamma), generator)
-    return log_a.exp(), None, dirichlet_log_prob(z, log_a, gamma), log_a
+    return _Step(log_a.exp(), None, dirichlet_log_prob(z, log_a, gamma), log_a, None)
 
 
 def _gamma_with(conc: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -137,6 +236,8 @@ def sample_rollouts(
     gamma: float = 20.0,
     generator: torch.Generator | None = None,
     greedy_answer: bool = False,
+    mts_ratio: MTSRatio = "geometric",
+    dirichlet: DirichletForm = "scaled",
 ) -> Rollout:
     """Sample a batch of CoT2 rollouts (one per row of ``prompts``).
 
@@ -146,39 +247,50 @@ def sample_rollouts(
         num_steps: Reasoning steps T.
         sampling: ``mts`` or ``dirichlet``.
         k: Tokens per step for MTS.
-        gamma: Dirichlet scale.
+        gamma: Dirichlet scale (``scaled`` form).
         generator: RNG.
         greedy_answer: Take the argmax answer instead of sampling it (evaluation).
+        mts_ratio: MTS ratio form; ``official`` also samples the K tokens from softmax(z / K).
+        dirichlet: Dirichlet form.
     """
     b = prompts.shape[0]
     fed = torch.zeros(b, 0, model.vocab_size, device=prompts.device)
-    acts, logps, logs = [], [], []
+    acts, logps, logs, sups = [], [], [], []
     for _ in range(num_steps):
         z = model.forward_mixed(prompts, fed)[:, -1].float()
-        f, a, lp, log_f = _draw_step(z, sampling, k, gamma, generator)
-        fed = torch.cat([fed, f[:, None]], 1)
-        if a is not None:
-            acts.append(a)
-        if log_f is not None:
-            logs.append(log_f)
-        logps.append(lp)
+        st = _draw_step(z, sampling, k, gamma, generator, mts_ratio, dirichlet)
+        fed = torch.cat([fed, st.fed[:, None]], 1)
+        if st.actions is not None:
+            acts.append(st.actions)
+        if st.log_fed is not None:
+            logs.append(st.log_fed)
+        if st.support is not None:
+            sups.append(st.support)
+        logps.append(st.logp)
     z = model.forward_mixed(prompts, fed)[:, -1].float()
     if greedy_answer:
         answer = z.argmax(-1)
     else:
         answer = torch.multinomial(torch.softmax(z, -1), 1, generator=generator).squeeze(1)
     logps.append(F.log_softmax(z, -1).gather(-1, answer[:, None]).squeeze(1))
-    actions = torch.stack(acts, 1) if acts else None
-    log_fed = torch.stack(logs, 1) if logs else None
-    return Rollout(prompts, fed, actions, answer, torch.stack(logps, 1), log_fed)
+
+    def stack(xs: list[torch.Tensor]) -> torch.Tensor | None:
+        return torch.stack(xs, 1) if xs else None
+
+    return Rollout(prompts, fed, stack(acts), answer, torch.stack(logps, 1), stack(logs), stack(sups))
 
 
 def rollout_log_probs(
-    model: CoT2Model, rollout: Rollout, sampling: Sampling, gamma: float = 20.0
+    model: CoT2Model,
+    rollout: Rollout,
+    sampling: Sampling,
+    gamma: float = 20.0,
+    mts_ratio: MTSRatio = "geometric",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of a rollout's actions under ``model`` in one parallel forward pass.
+    """Per-step log terms of a rollout's actions under ``model`` in one parallel forward pass.
 
-    The fed inputs are fixed by the actions, so the whole trajectory is teacher-forced at once.
+    The fed inputs are fixed by the actions, so the whole trajectory is teacher-forced at once. The
+    Dirichlet form follows the rollout (official when it carries a support).
 
     Returns:
         ``(logp (B, T + 1), logits (B, T + 1, V))``; gradients flow to the model.
@@ -187,9 +299,9 @@ def rollout_log_probs(
     steps, last = logits[:, :-1], logits[:, -1]
     if sampling == "mts":
         assert rollout.actions is not None
-        lp = mts_log_prob(steps, rollout.actions)
+        lp = mts_log_prob(steps, rollout.actions, mts_ratio)
     else:
         log_fed = rollout.log_fed if rollout.log_fed is not None else torch.log(rollout.fed)
-        lp = dirichlet_log_prob(steps, log_fed, gamma)
+        lp = dirichlet_log_prob(steps, log_fed, gamma, rollout.support)
     ans = F.log_softmax(last, -1).gather(-1, rollout.answer[:, None])
     return torch.cat([lp, ans], 1), logits

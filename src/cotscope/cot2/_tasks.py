@@ -142,10 +142,13 @@ def multiset_key(digits: Sequence[int]) -> tuple[int, ...]:
 class MNNSTask:
     """Minimum non-negative sum: choose a sign per digit so the sum is the smallest non-negative one.
 
-    Vocabulary: specials, input digit tokens ``d<k>`` and signed partial-sum tokens ``s<+v>``. A
-    partial-sum token carries the sign choices made so far (``s-3`` after ``d1 d4`` means ``+1 -4``),
-    the discrete trace lists the m partial sums of one optimal sign vector, and the answer is the
-    partial-sum token of the minimum non-negative total.
+    Vocabulary: specials, input digit tokens ``d<k>`` and signed partial-sum tokens ``s<+v>`` (the
+    token of a partial-sum value). Layout as in the paper and the official code (``FourDigitsSoftDataset``
+    and ``train_soft_steps_batch`` in ``train/continuous_train.py``, ``generate_text_dataset`` in
+    ``data/generate_data.py`` of github.com/alperengozeten/CoT2): m - 1 reasoning steps holding the
+    partial sums after digits 1..m-1, and the answer at step m, the partial-sum token of the minimum
+    non-negative total (which is the m-th partial sum of an optimal sign vector). For m = 4: prompt,
+    then 3 continuous steps, then the answer.
     """
 
     config: MNNSConfig
@@ -175,8 +178,8 @@ class MNNSTask:
 
     @property
     def num_steps(self) -> int:
-        """Reasoning steps T (one partial sum per digit)."""
-        return self.config.num_digits
+        """Reasoning steps T = m - 1 (the m-th partial sum is the answer)."""
+        return self.config.num_digits - 1
 
     def digit_id(self, d: int) -> int:
         """Token id of input digit ``d``."""
@@ -209,7 +212,10 @@ class MNNSTask:
         key = (final < 0).astype(np.int64) * (4 * self.max_sum + 4) + np.abs(final - answer[:, None])
         order = np.argsort(key, axis=1, kind="stable")
         partial = np.take_along_axis(partial, order[:, :, None], axis=1)
-        paths = torch.from_numpy(np.asarray(self.sum_id(partial), dtype=np.int64))
+        # Reasoning steps are the first m - 1 partial sums; the m-th is the answer position. Two sign
+        # vectors that differ only in the last sign share a prefix, so the "all paths" target puts
+        # 2^-t on each step-t prefix, as the official uniform target does.
+        paths = torch.from_numpy(np.asarray(self.sum_id(partial[:, :, :-1]), dtype=np.int64))
         v = len(self.vocab)
         prompts = np.concatenate(
             [np.full((n, 1), 1), 3 + digits - self.config.digit_min, np.full((n, 1), 2)], axis=1

@@ -190,6 +190,8 @@ def _run_info(
         "task": cfg.task.name,
         "method": cfg.method,
         "budget": 1 if cfg.method == "discrete" else cfg.budget,
+        # MNNS: m - 1 continuous steps, answer at step m (the paper's layout).
+        "num_steps": make_task(cfg.task).num_steps,
         "layers": cfg.model.layers,
         "heads": cfg.model.heads,
         "dim": cfg.model.dim,
@@ -248,8 +250,10 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", pass_k: int | None =
         gen = torch.Generator(dev).manual_seed(gcfg.seed + 7)
         m["sampling"] = gcfg.sampling
         m["test_accuracy"] = eval_sampling(
-            model, test, gcfg.sampling, gcfg.k, gcfg.gamma, gcfg.eval_samples, gen
+            model, test, gcfg.sampling, gcfg.k, gcfg.gamma, gcfg.eval_samples, gen,
+            mts_ratio=gcfg.mts_ratio, dirichlet=gcfg.dirichlet,
         )
+        m.update(policy_form(gcfg))
         m["per_step_entropy"] = cont["per_step_entropy"]
     elif cfg.method == "csft":
         m["test_accuracy"] = cont["accuracy"]
@@ -264,6 +268,24 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", pass_k: int | None =
     return m
 
 
+def policy_form(cfg: GRPOConfig) -> dict[str, str]:
+    """Which sampling policy and ratio a GRPO run used, for its metrics (every result says which)."""
+    if cfg.sampling == "mts":
+        desc = {
+            "geometric": f"MTS K={cfg.k}, tokens ~ softmax(z), ratio = geometric mean of the K token ratios "
+                         "(paper)",
+            "official": f"MTS K={cfg.k}, tokens ~ softmax(z/K), ratio = product of the K token ratios "
+                        "(official code default)",
+        }[cfg.mts_ratio]
+        return {"sampling": "mts", "mts_ratio": cfg.mts_ratio, "policy_ratio": desc}
+    desc = {
+        "scaled": f"Dirichlet(gamma={cfg.gamma:g} * softmax(z) + 1e-3) over the vocabulary, density ratio",
+        "official": "Dirichlet(1 * clamp(softmax(z), 1e-3) renormalised) over tokens with p >= 1e-3, "
+                    "density ratio (official code)",
+    }[cfg.dirichlet]
+    return {"sampling": "dirichlet", "dirichlet": cfg.dirichlet, "policy_ratio": desc}
+
+
 def run_grpo(
     init_dir: str | Path,
     cfg: GRPOConfig,
@@ -274,7 +296,10 @@ def run_grpo(
 
     ``test_accuracy`` and ``init_test_accuracy`` are the accuracy of one rollout of the sampling policy
     (MTS with K tokens, or Dirichlet), averaged over ``eval_samples`` rollouts per test prompt, after and
-    before GRPO; greedy discrete and continuous accuracies are reported for both as well.
+    before GRPO; greedy discrete and continuous accuracies are reported for both as well. ``mts_ratio``
+    or ``dirichlet`` and a ``policy_ratio`` sentence record which policy and ratio the run used.
+    The official MTS and Dirichlet runs start from a CSFT (teacher-forced) checkpoint
+    (``main`` of ``train/continuous_train_grpo_mts.py`` loads ``..._supervisionhard_teacher_...pt``).
     """
     dev = resolve_device(cfg.device)
     if dev == "cpu":
@@ -286,7 +311,8 @@ def run_grpo(
         gen = torch.Generator(dev).manual_seed(cfg.seed + 7)
         return {
             f"{tag}test_accuracy": eval_sampling(
-                model, test, cfg.sampling, cfg.k, cfg.gamma, cfg.eval_samples, gen
+                model, test, cfg.sampling, cfg.k, cfg.gamma, cfg.eval_samples, gen,
+                mts_ratio=cfg.mts_ratio, dirichlet=cfg.dirichlet,
             ),
             f"{tag}greedy_accuracy": eval_greedy(model, test)["accuracy"],
             f"{tag}continuous_accuracy": eval_continuous(model, test)["accuracy"],
@@ -304,7 +330,8 @@ def run_grpo(
         **before,
         "init": str(init_dir),
         "init_method": tcfg.method,
-        "sampling": cfg.sampling,
+        "init_budget": tcfg.budget if tcfg.method == "csft" else 1,
+        **policy_form(cfg),
         "k": cfg.k,
         "gamma": cfg.gamma,
         "grpo_seconds": secs,
