@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from cotscope._registry import Registry
 from cotscope.benchmarks._spec import DataSpec
 
 
@@ -52,33 +53,28 @@ class LoaderInfo:
     source: str
 
 
-_LOADERS: dict[str, LoaderInfo] = {}
+#: Item loaders by name; each is called as ``fn(data_spec, hub)``. The registry's ``source`` info is what
+#: ``cotscope benchmarks`` says about the data. The built-ins are defined in this module, so no loader.
+LOADERS: Registry[list[Item]] = Registry("benchmark loader")
 
 
 def loader(name: str, source: str) -> Callable[[LoaderFn], LoaderFn]:
     """Register an item loader under ``name``; it is called as ``fn(data_spec, hub)``."""
-
-    def deco(fn: LoaderFn) -> LoaderFn:
-        _LOADERS[name] = LoaderInfo(name, fn, source)
-        return fn
-
-    return deco
+    return LOADERS.register(name, source=source)
 
 
 def loader_names() -> list[str]:
     """Registered loader names."""
-    return sorted(_LOADERS)
+    return LOADERS.names()
 
 
 def get_loader(name: str) -> LoaderInfo:
     """A registered loader.
 
     Raises:
-        ValueError: unknown name.
+        UnknownNameError: unknown name (a ``ConfigError``, hence a ``ValueError``).
     """
-    if name not in _LOADERS:
-        raise ValueError(f"unknown benchmark loader {name!r}: expected one of {', '.join(loader_names())}")
-    return _LOADERS[name]
+    return LoaderInfo(name, LOADERS.factory(name), str(LOADERS.info(name).get("source", "")))
 
 
 def load_items(data: DataSpec, hub: bool = False) -> list[Item]:

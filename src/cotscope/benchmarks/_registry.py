@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cotscope._registry import Registry, UnknownNameError
 from cotscope.benchmarks._loaders import get_loader
 from cotscope.benchmarks._spec import BenchmarkSpec, load_spec
 
-_EXTRA: dict[str, BenchmarkSpec] = {}
 
-
-@cache
-def _shipped() -> dict[str, BenchmarkSpec]:
+def _load_shipped() -> None:
     root = Path(str(resources.files("cotscope.benchmarks").joinpath("specs")))
-    specs = {}
     for p in sorted(root.glob("*.yaml")):
         s = load_spec(p)
-        specs[s.name] = s
-    return specs
+        # A spec registered at run time before the first lookup keeps its name.
+        if s.name not in BENCHMARKS:
+            _add(s)
+
+
+#: Benchmark specs by name: the YAML files shipped in ``benchmarks/specs`` (read on the first lookup)
+#: and any registered at run time. ``get`` returns a deep copy, so callers may change it.
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark", loader=_load_shipped)
+
+
+def _add(spec: BenchmarkSpec) -> None:
+    def copy() -> BenchmarkSpec:
+        return spec.model_copy(deep=True)
+
+    BENCHMARKS.add(spec.name, copy, source=spec.source)
 
 
 def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
     """Make a spec nameable (``get_benchmark(spec.name)``) for the rest of the process."""
-    _EXTRA[spec.name] = spec
+    _add(spec)
     return spec
 
 
 def benchmark_names() -> list[str]:
     """Names of the shipped and registered benchmarks."""
-    return sorted({*_shipped(), *_EXTRA})
+    return BENCHMARKS.names()
 
 
 def get_benchmark(name_or_path: str | Path) -> BenchmarkSpec:
@@ -40,18 +49,17 @@ def get_benchmark(name_or_path: str | Path) -> BenchmarkSpec:
     A copy is returned, so callers may change it (e.g. ``data.path``) without touching the registry.
 
     Raises:
-        ValueError: neither a known name nor an existing ``.yaml``/``.yml`` file.
+        UnknownNameError: neither a known name nor an existing ``.yaml``/``.yml`` file (a ``ConfigError``).
+        ConfigError: the file is not a valid spec.
+        FileNotFoundError: a ``.yaml`` path that does not exist.
     """
     key = str(name_or_path)
-    if key in _EXTRA:
-        return _EXTRA[key].model_copy(deep=True)
-    if key in _shipped():
-        return _shipped()[key].model_copy(deep=True)
+    if key in BENCHMARKS:
+        return BENCHMARKS.get(key)
     p = Path(key)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         return load_spec(p)
-    raise ValueError(f"unknown benchmark {key!r}: expected one of {', '.join(benchmark_names())} "
-                     "or a path to a spec .yaml file")
+    raise UnknownNameError("benchmark", key, BENCHMARKS.names(), hint=" or a path to a spec .yaml file")
 
 
 def describe(spec: BenchmarkSpec) -> dict[str, Any]:

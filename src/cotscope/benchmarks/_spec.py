@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cotscope.errors import ConfigError
+
 #: How the metrics stage reads the judged traces; each kind is one family of the papers' metrics.
 Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "agreement", "generic"]
 
@@ -146,18 +148,22 @@ def load_spec(path: str | Path) -> BenchmarkSpec:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the YAML is not a mapping or does not validate (pydantic's message, with the file).
+        ConfigError: the file is not YAML, not a mapping, or does not validate (pydantic's message, with
+            the file); a ``ValueError``.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such benchmark spec file")
-    raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{p}: a benchmark spec must be a YAML mapping")
+        raise ConfigError(f"{p}: a benchmark spec must be a YAML mapping")
     try:
         spec = BenchmarkSpec.model_validate(raw)
     except Exception as e:  # pydantic.ValidationError; re-raised with the file name for the CLI
-        raise ValueError(f"{p}: invalid benchmark spec: {e}") from None
+        raise ConfigError(f"{p}: invalid benchmark spec: {e}") from None
     if spec.data.path and not Path(spec.data.path).is_absolute():
         spec.data.path = str((p.parent / spec.data.path).resolve())
     return spec

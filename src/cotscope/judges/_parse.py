@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cotscope.errors import DataError
 
-class ParseError(ValueError):
+
+class ParseError(DataError):
     """A judge output that does not follow the expected format."""
 
 

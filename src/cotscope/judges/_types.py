@@ -7,6 +7,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, field_validator
 
+from cotscope._registry import Registry
 from cotscope.traces import Trace
 
 Part = Literal["reasoning", "answer", "both"]
@@ -95,7 +96,16 @@ class Judge(Protocol):
 
 
 JudgeFactory = Callable[..., Judge]
-_REGISTRY: dict[str, JudgeFactory] = {}
+
+
+def _load_builtins() -> None:
+    # Imported on first lookup, not at module top, so that the registry module has no import cycle
+    # with the judges that register themselves in it.
+    from cotscope.judges import _llm, _local, _strings  # noqa: F401
+
+
+#: Judge factories by name. A factory is called as ``factory(model=..., **options)``.
+JUDGES: Registry[Judge] = Registry("judge", loader=_load_builtins)
 
 
 def judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
@@ -103,22 +113,18 @@ def judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
 
     The factory is called as ``factory(model=..., **options)``; judges that need no model ignore ``model``.
     """
-
-    def deco(factory: JudgeFactory) -> JudgeFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return JUDGES.register(name)
 
 
 def judge_names() -> list[str]:
     """Registered judge names."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return JUDGES.names()
 
 
 def get_judge(name: str, *, model: str | None = None, **options: Any) -> Judge:
     """Build a registered judge.
+
+    The judge records what it was built from (``cotscope._registry.registry_info``).
 
     Args:
         name: a registry name such as ``refusal-strings`` or ``llama-guard``.
@@ -126,14 +132,6 @@ def get_judge(name: str, *, model: str | None = None, **options: Any) -> Judge:
         **options: judge-specific options (e.g. ``threshold``, ``mode``).
 
     Raises:
-        ValueError: unknown name, or an LLM judge without a model.
+        ConfigError: unknown name, or an LLM judge without a model (a ``ValueError``).
     """
-    _load_builtins()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown judge {name!r}: expected one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](model=model, **options)
-
-
-def _load_builtins() -> None:
-    # Imported here, not at module top, so that the registry module has no import cycle with the judges.
-    from cotscope.judges import _llm, _local, _strings  # noqa: F401
+    return JUDGES.get(name, model=model, **options)

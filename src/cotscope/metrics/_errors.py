@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cotscope.errors import DataError
 
-class MetricError(ValueError):
+
+class MetricError(DataError):
     """A metric that cannot be computed from its inputs.
 
     Raised for empty inputs, NaN or infinite scores, labels that are not

@@ -9,11 +9,14 @@ from cotscope.models import _llamacpp, _local, _openai, _vllm  # noqa: F401  (re
 from cotscope.models._cache import CachedModel, RequestCache, default_cache_dir, request_key
 from cotscope.models._engine import Engine, EngineStats, generate_all
 from cotscope.models._openai import OpenAIModel
+from cotscope.models._prefill import finish_output, merge_prefill, strategy_strings
 from cotscope.models._protocol import (
+    DecodingStrategy,
     GenerateConfig,
     GenerateRequest,
     Model,
     ModelOutput,
+    PlainDecoding,
     get_model,
     model_providers,
     modelapi,
@@ -21,6 +24,7 @@ from cotscope.models._protocol import (
 
 __all__ = [
     "CachedModel",
+    "DecodingStrategy",
     "Engine",
     "EngineStats",
     "GenerateConfig",
@@ -28,11 +32,15 @@ __all__ = [
     "Model",
     "ModelOutput",
     "OpenAIModel",
+    "PlainDecoding",
     "RequestCache",
     "default_cache_dir",
+    "finish_output",
     "generate_all",
     "get_model",
+    "merge_prefill",
     "model_providers",
     "modelapi",
     "request_key",
+    "strategy_strings",
 ]

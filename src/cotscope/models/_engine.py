@@ -20,8 +20,7 @@ from rich.progress import Progress
 
 from cotscope._progress import make_progress
 from cotscope.models._cache import CachedModel, RequestCache
-from cotscope.models._protocol import GenerateRequest, Model, ModelOutput
-from cotscope.thinking._strategies import Strategy
+from cotscope.models._protocol import DecodingStrategy, GenerateRequest, Model, ModelOutput, PlainDecoding
 
 ResultCallback = Callable[[int, ModelOutput], None]
 
@@ -83,7 +82,7 @@ class Engine:
 
     Args:
         model: the backend.
-        strategy: the decoding strategy (default ``normal``).
+        strategy: the decoding strategy, any :class:`DecodingStrategy` (default: requests as they are).
         cache: the request cache, or ``None`` to send everything.
         progress: show a rich progress bar (prompts done, tokens/s) on ``console``.
         console: where the bar goes (default stderr).
@@ -93,7 +92,7 @@ class Engine:
     def __init__(
         self,
         model: Model,
-        strategy: Strategy | None = None,
+        strategy: DecodingStrategy | None = None,
         cache: RequestCache | None = None,
         *,
         progress: bool = False,
@@ -101,7 +100,7 @@ class Engine:
         description: str = "generate",
     ) -> None:
         self.model = model
-        self.strategy = strategy or Strategy("normal")
+        self.strategy: DecodingStrategy = strategy or PlainDecoding()
         self.cache = cache
         self.backend: Model = CachedModel(model, cache) if cache is not None else model
         self.progress = progress
@@ -145,7 +144,7 @@ class Engine:
 
         try:
             todo = list(range(n))
-            if self.cache is not None and type(self.strategy).generate is Strategy.generate:
+            if self.cache is not None and self.strategy.single_round:
                 # Single-round strategies: the model requests are known now, so all hits come in one query.
                 prepared = [self.strategy.prepare(r) for r in requests]
                 keys = CachedModel(self.model, self.cache).keys(prepared)
@@ -197,7 +196,7 @@ class Engine:
 async def generate_all(
     model: Model,
     requests: Sequence[GenerateRequest],
-    strategy: Strategy | None = None,
+    strategy: DecodingStrategy | None = None,
     cache: RequestCache | None = None,
 ) -> list[ModelOutput]:
     """Generate all requests with an :class:`Engine` (no progress bar)."""

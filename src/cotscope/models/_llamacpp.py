@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cotscope.models._local import resolve_gguf
+from cotscope.models._prefill import finish_output, merge_prefill
 from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
-from cotscope.thinking._strategies import finish_output, merge_prefill
 
 
 class _GGUFTemplate:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cotscope.models._cache import default_cache_dir
+from cotscope.models._prefill import finish_output, merge_prefill
 from cotscope.models._protocol import GenerateConfig, GenerateRequest, ModelOutput, modelapi
-from cotscope.thinking._strategies import finish_output, merge_prefill
 
 #: Names of models that ship inside PyPI packages: name -> (package, GGUF file name).
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {

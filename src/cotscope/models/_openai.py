@@ -32,8 +32,8 @@ from typing import Any
 
 import openai
 
+from cotscope.models._prefill import finish_output, merge_prefill
 from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
-from cotscope.thinking._strategies import finish_output, merge_prefill
 from cotscope.traces import split_reasoning
 
 #: HTTP statuses worth retrying: rate limits, server errors, request timeouts, conflicts.

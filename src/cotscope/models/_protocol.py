@@ -12,6 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from cotscope._registry import Registry
+from cotscope.errors import ConfigError
+
 
 class GenerateConfig(BaseModel):
     """Sampling settings of one request."""
@@ -70,8 +73,58 @@ class Model(Protocol):
         ...
 
 
+@runtime_checkable
+class DecodingStrategy(Protocol):
+    """How the engine turns prompt requests into model calls: the contract ``cotscope.thinking`` implements.
+
+    Defined here, not in ``thinking``, so that the engine depends on a protocol of its own package and
+    ``thinking`` may build on ``models`` without an import cycle.
+
+    Attributes:
+        name: recorded on every trace generated with it.
+        single_round: true when :meth:`generate` sends exactly ``[prepare(r) for r in requests]`` to the
+            model, once. The engine then looks all cache hits up before sending anything; a multi-round
+            strategy (MoreThink, think-budget) only learns its later requests from earlier outputs, so its
+            rounds go through the cache one by one instead.
+    """
+
+    name: str
+    single_round: bool
+
+    def prepare(self, request: GenerateRequest) -> GenerateRequest:
+        """The (first) model request for one prompt request."""
+        ...
+
+    async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """One output per prompt request, in order."""
+        ...
+
+
+class PlainDecoding:
+    """The default decoding: each request goes to the model as it is (the ``normal`` strategy)."""
+
+    name = "normal"
+    single_round = True
+
+    def prepare(self, request: GenerateRequest) -> GenerateRequest:
+        """The request unchanged."""
+        return request
+
+    async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+        """One model call with the requests as they are."""
+        return await model.generate(list(requests))
+
+
 ModelFactory = Callable[..., Model]
-_REGISTRY: dict[str, ModelFactory] = {}
+
+
+def _load_providers() -> None:
+    # The backends register themselves when the package imports them.
+    import cotscope.models  # noqa: F401
+
+
+#: Backend factories by provider prefix. A factory is called as ``factory(model, base_url=..., **model_args)``.
+MODEL_PROVIDERS: Registry[Model] = Registry("model provider", loader=_load_providers)
 
 
 def modelapi(provider: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -79,28 +132,24 @@ def modelapi(provider: str) -> Callable[[ModelFactory], ModelFactory]:
 
     The factory is called as ``factory(model_name, base_url=..., **model_args)``.
     """
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        _REGISTRY[provider] = factory
-        return factory
-
-    return deco
+    return MODEL_PROVIDERS.register(provider)
 
 
 def model_providers() -> list[str]:
     """Registered provider prefixes."""
-    return sorted(_REGISTRY)
+    return MODEL_PROVIDERS.names()
 
 
 def get_model(name: str, *, base_url: str | None = None, **model_args: Any) -> Model:
     """Build a backend from a ``provider/model`` name.
 
+    The backend records what it was built from (``cotscope._registry.registry_info``): the provider and
+    the factory's arguments, the model name among them.
+
     Raises:
-        ValueError: the name has no provider prefix or the provider is unknown.
+        ConfigError: the name has no provider prefix or the provider is unknown (a ``ValueError``).
     """
     provider, sep, model = name.partition("/")
     if not sep or not model:
-        raise ValueError(f"model name {name!r} must look like provider/model, e.g. openai/gpt-4.1")
-    if provider not in _REGISTRY:
-        raise ValueError(f"unknown model provider {provider!r}: expected one of {', '.join(model_providers())}")
-    return _REGISTRY[provider](model, base_url=base_url, **model_args)
+        raise ConfigError(f"model name {name!r} must look like provider/model, e.g. openai/gpt-4.1")
+    return MODEL_PROVIDERS.get(provider, model, base_url=base_url, **model_args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotscope.thinking._strategies import strategy_strings
+from cotscope.models._prefill import strategy_strings
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, Any]], template_kwargs: dict[str, Any] | None = None) -> str:

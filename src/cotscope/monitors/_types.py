@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from cotscope._registry import Registry, UnknownNameError
 from cotscope.judges import JudgeResult, Part
 from cotscope.traces import Trace
 
@@ -32,6 +33,10 @@ class Monitor(Protocol):
     name: str
     #: The part of the trace the monitor reads; results are stored under it.
     part: Part
+    #: What its flag means (``flagged``; a wrapped judge's meaning, e.g. ``refused``), stored with the results.
+    label_meaning: str
+    #: Traces per batch the evaluate stage hands over.
+    preferred_batch: int
 
     def config(self) -> dict[str, Any]:
         """Everything that changes the verdicts: hashed into the store key."""
@@ -47,7 +52,14 @@ class Monitor(Protocol):
 
 
 MonitorFactory = Callable[..., Monitor]
-_REGISTRY: dict[str, MonitorFactory] = {}
+
+
+def _load_builtins() -> None:
+    from cotscope.monitors import _adapt  # noqa: F401
+
+
+#: Monitor factories by name. A factory is called as ``factory(model=..., **options)``.
+MONITORS: Registry[Monitor] = Registry("monitor", loader=_load_builtins)
 
 
 def monitor(name: str) -> Callable[[MonitorFactory], MonitorFactory]:
@@ -55,38 +67,26 @@ def monitor(name: str) -> Callable[[MonitorFactory], MonitorFactory]:
 
     The factory is called as ``factory(model=..., **options)``.
     """
-
-    def deco(factory: MonitorFactory) -> MonitorFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return MONITORS.register(name)
 
 
 def monitor_names() -> list[str]:
     """Registered monitor names (every judge can also be used as a monitor, see :func:`get_monitor`)."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return MONITORS.names()
 
 
 def get_monitor(name: str, *, model: str | None = None, **options: Any) -> Monitor:
     """Build a monitor by name; a judge name gives that judge wrapped as a monitor.
 
     Raises:
-        ValueError: neither a monitor nor a judge has that name.
+        UnknownNameError: neither a monitor nor a judge has that name (a ``ConfigError``).
     """
-    _load_builtins()
-    if name in _REGISTRY:
-        return _REGISTRY[name](model=model, **options)
+    if name in MONITORS:
+        return MONITORS.get(name, model=model, **options)
     from cotscope.judges import judge_names
 
     if name in judge_names():
         from cotscope.monitors._adapt import JudgeMonitor
 
         return JudgeMonitor.from_name(name, model=model, **options)
-    known = sorted(set(_REGISTRY) | set(judge_names()))
-    raise ValueError(f"unknown monitor {name!r}: expected one of {', '.join(known)}")
-
-
-def _load_builtins() -> None:
-    from cotscope.monitors import _adapt  # noqa: F401
+    raise UnknownNameError("monitor", name, sorted(set(MONITORS.names()) | set(judge_names())))

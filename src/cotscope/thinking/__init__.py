@@ -1,19 +1,24 @@
-"""Decoding strategies over the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, prefill."""
+"""Decoding strategies over the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, prefill.
 
+``thinking`` builds on ``cotscope.models`` (never the reverse): a strategy is a
+:class:`cotscope.models.DecodingStrategy`, and the prefill helpers the backends share
+(``merge_prefill``, ``finish_output``, ``strategy_strings``) live in ``models`` and are re-exported here.
+"""
+
+from cotscope.models._prefill import finish_output, merge_prefill, strategy_strings
 from cotscope.thinking._strategies import (
     MoreThink,
     Strategy,
-    finish_output,
+    ThinkRounds,
     get_strategy,
-    merge_prefill,
     strategy,
     strategy_names,
-    strategy_strings,
 )
 
 __all__ = [
     "MoreThink",
     "Strategy",
+    "ThinkRounds",
     "finish_output",
     "get_strategy",
     "merge_prefill",

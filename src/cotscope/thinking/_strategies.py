@@ -1,9 +1,12 @@
 """Decoding strategies that act on the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, prefill.
 
-The exact strings come from ``data/strategies.json`` (SafeChain's ``input_proc`` and ``RETHINK_STRING``;
-the no-think block of Thought Crime's CoT-disabled data). A strategy turns prompt requests into model
-requests (an assistant-turn prefill, sometimes several rounds) and returns one output per request whose
-``text``/``reasoning``/``answer`` include the prefill where the prefill is reasoning.
+The exact strings come from :func:`cotscope.models.strategy_strings` (SafeChain's ``input_proc`` and
+``RETHINK_STRING``; the no-think block of Thought Crime's CoT-disabled data). A strategy turns prompt
+requests into model requests (an assistant-turn prefill, sometimes several rounds) and returns one output
+per request whose ``text``/``reasoning``/``answer`` include the prefill where the prefill is reasoning.
+
+``merge_prefill``, ``finish_output`` and ``strategy_strings`` live in ``cotscope.models`` (the backends
+need them; ``thinking`` depends on ``models``, never the reverse) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,83 +14,31 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
+from cotscope._registry import Registry, UnknownNameError
+from cotscope.errors import ConfigError
+from cotscope.models._prefill import strategy_strings
 from cotscope.models._protocol import GenerateRequest, Model, ModelOutput
 from cotscope.traces import split_reasoning
 
 
-@cache
-def strategy_strings() -> dict[str, Any]:
-    """The verbatim strategy strings of the papers (``thinking/data/strategies.json``)."""
-    text = resources.files("cotscope.thinking").joinpath("data/strategies.json").read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-# A think block the chat template already opened (or opened and closed, as Qwen3 does with
-# enable_thinking=False) at the very end of the rendered prompt.
-_TEMPLATE_THINK_TAIL = re.compile(r"<think>\s*(?:</think>\s*)?\Z")
-
-
-def merge_prefill(rendered_prompt: str, prefill: str) -> tuple[str, str]:
-    """Append a prefill to a locally rendered chat prompt without doubling a template's ``<think>``.
-
-    SafeChain appends ``<think>\\n`` only when the template has not already done so; this generalises
-    that check: when the rendered prompt ends with a think block opener (or a blank closed block) that the
-    prefill also starts with, only the rest of the prefill is appended.
-
-    Args:
-        rendered_prompt: the chat template's output with the generation prompt.
-        prefill: the strategy's assistant-turn prefix.
-
-    Returns:
-        ``(prompt_to_send, recorded_prefix)``: the text the model continues from, and the text to put in
-        front of the generated continuation so that reasoning and answer split correctly (it includes a
-        think opener inserted by the template even when the prefill has none).
-    """
-    m = _TEMPLATE_THINK_TAIL.search(rendered_prompt)
-    if m is None:
-        return rendered_prompt + prefill, prefill
-    tail = m.group(0)
-    if prefill.startswith(tail):
-        return rendered_prompt + prefill[len(tail) :], prefill
-    stripped = prefill.lstrip()
-    if prefill and stripped.startswith("<think>"):
-        # The prefill opens its own block; keep the template's opener and continue inside it.
-        body = stripped[len("<think>") :].lstrip("\n")
-        return rendered_prompt + body, tail + body
-    return rendered_prompt + prefill, tail + prefill
-
-
-def finish_output(prefix: str, out: ModelOutput) -> ModelOutput:
-    """Put the recorded prefix in front of a raw continuation and split it into reasoning and answer.
-
-    Backends that continue text call this so that the prefill counts as reasoning where it is reasoning
-    (LessThink's fake thought is recorded reasoning; ZeroThink's blank block gives empty reasoning).
-    """
-    if out.error is not None:
-        return out
-    text = prefix + out.text
-    s = split_reasoning(text)
-    return out.model_copy(
-        update={"text": text, "reasoning": s.reasoning, "answer": s.answer, "reasoning_closed": s.reasoning_closed}
-    )
-
-
 class Strategy:
-    """A decoding strategy. Subclasses override :meth:`generate` for multi-round control.
+    """A decoding strategy (a :class:`cotscope.models.DecodingStrategy`).
+
+    Subclasses override :meth:`generate` for multi-round control and then set ``single_round = False``.
 
     Attributes:
         name: the name recorded on every trace (``prefill:TEXT`` keeps its text).
         prefill: the assistant-turn prefix of the first request.
         template_kwargs: extra chat-template variables (e.g. ``enable_thinking=False``).
+        single_round: :meth:`generate` sends exactly the prepared requests, once (so the engine can look
+            all cache hits up front).
     """
+
+    single_round: bool = True
 
     def __init__(self, name: str, prefill: str = "", template_kwargs: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -121,31 +72,40 @@ class _Round:
     last: ModelOutput | None = None
 
 
-class MoreThink(Strategy):
-    """MoreThink (SafeChain): stop at ``</think>``, append a rethink string, continue, then answer.
+class ThinkRounds(Strategy):
+    """The machinery of strategies that think in rounds under a token budget, then close and answer.
 
-    Generation stops at ``</think>``; while fewer than ``enforce_num`` rethinks were made and thinking
-    tokens remain within ``think_budget``, one of ``Wait`` / ``Let me think again`` is appended and
-    generation continues. Then the block is closed with ``</think>\\n\\n`` and the answer is generated with
-    the request's ``max_tokens``. The rethink string is drawn from a generator seeded by the request
-    (prompt, sample index, round) so a rerun (and the request cache) sees the same requests.
+    The assistant turn opens a think block; generation stops at ``</think>``. While fewer than
+    ``enforce_num`` rethinks were made and thinking tokens remain within ``think_budget``, a rethink
+    string is appended and generation continues. Then the block is closed (:meth:`closing`) and the answer
+    is generated with :meth:`answer_tokens` tokens, continuing after the closed block. All requests of a
+    batch go through each round together. Subclasses choose the settings and override the two hooks.
 
     Args:
+        name: the name recorded on the traces.
         think_budget: thinking tokens in all rounds together.
-        enforce_num: how many times at most a rethink string is appended.
+        enforce_num: how many times at most a rethink string is appended (0: one think round).
+        rethink: the strings one of which is appended per rethink.
     """
 
-    def __init__(self, think_budget: int | None = None, enforce_num: int | None = None) -> None:
+    single_round = False
+
+    def __init__(self, name: str, think_budget: int, enforce_num: int, rethink: Sequence[str] = ()) -> None:
         s = strategy_strings()
-        self.think_budget = int(think_budget if think_budget is not None else s["morethink_think_budget"])
-        self.enforce_num = int(enforce_num if enforce_num is not None else s["morethink_enforce_num"])
-        # Non-default settings are part of the name so that their traces form groups of their own.
-        default = (self.think_budget, self.enforce_num) == (s["morethink_think_budget"], s["morethink_enforce_num"])
-        super().__init__("morethink" if default else f"morethink:{self.think_budget},{self.enforce_num}",
-                         s["think_open"])
-        self.rethink = list(s["morethink_rethink_strings"])
+        super().__init__(name, s["think_open"])
+        self.think_budget = think_budget
+        self.enforce_num = enforce_num
+        self.rethink = list(rethink)
         self.stop = s["think_close"]
         self.close = s["think_close_block"]
+
+    def closing(self, st: _Round) -> str:
+        """The text that closes the think block after the last think round (``</think>\\n\\n``)."""
+        return self.close
+
+    def answer_tokens(self, st: _Round) -> int:
+        """The answer round's ``max_tokens``: the request's own."""
+        return st.request.config.max_tokens
 
     def _rng(self, st: _Round) -> random.Random:
         key = json.dumps([st.request.messages, st.request.sample_index, st.rounds], sort_keys=True, default=str)
@@ -175,12 +135,13 @@ class MoreThink(Strategy):
             active = nxt
         live = [st for st in states if st.error is None]
         if live:
+            closed = [st.text + self.closing(st) for st in live]
             outs = await model.generate(
-                [sub(st, st.text + self.close, st.request.config.max_tokens, list(st.request.config.stop))
-                 for st in live]
+                [sub(st, text, self.answer_tokens(st), list(st.request.config.stop))
+                 for st, text in zip(live, closed, strict=True)]
             )
-            for st, o in zip(live, outs, strict=True):
-                self._absorb(st, o, prefix=st.text + self.close, final=True)
+            for st, text, o in zip(live, closed, outs, strict=True):
+                self._absorb(st, o, prefix=text, final=True)
         return [self._result(st) for st in states]
 
     def _absorb(self, st: _Round, o: ModelOutput, prefix: str, final: bool = False) -> bool:
@@ -222,28 +183,49 @@ class MoreThink(Strategy):
         )
 
 
+class MoreThink(ThinkRounds):
+    """MoreThink (SafeChain): stop at ``</think>``, append a rethink string, continue, then answer.
+
+    Generation stops at ``</think>``; while fewer than ``enforce_num`` rethinks were made and thinking
+    tokens remain within ``think_budget``, one of ``Wait`` / ``Let me think again`` is appended and
+    generation continues. Then the block is closed with ``</think>\\n\\n`` and the answer is generated with
+    the request's ``max_tokens``. The rethink string is drawn from a generator seeded by the request
+    (prompt, sample index, round) so a rerun (and the request cache) sees the same requests.
+
+    Args:
+        think_budget: thinking tokens in all rounds together.
+        enforce_num: how many times at most a rethink string is appended.
+    """
+
+    def __init__(self, think_budget: int | None = None, enforce_num: int | None = None) -> None:
+        s = strategy_strings()
+        budget = int(think_budget if think_budget is not None else s["morethink_think_budget"])
+        enforce = int(enforce_num if enforce_num is not None else s["morethink_enforce_num"])
+        # Non-default settings are part of the name so that their traces form groups of their own.
+        default = (budget, enforce) == (s["morethink_think_budget"], s["morethink_enforce_num"])
+        super().__init__("morethink" if default else f"morethink:{budget},{enforce}", budget, enforce,
+                         s["morethink_rethink_strings"])
+
+
 StrategyFactory = Callable[[str], Strategy]
-_STRATEGIES: dict[str, StrategyFactory] = {}
+
+#: Strategy factories by name; a factory gets the text after ``name:`` (or ``""``).
+STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 def strategy(name: str) -> Callable[[StrategyFactory], StrategyFactory]:
     """Register a strategy factory by name; the factory gets the text after ``name:`` (or ``""``)."""
-
-    def deco(factory: StrategyFactory) -> StrategyFactory:
-        _STRATEGIES[name] = factory
-        return factory
-
-    return deco
+    return STRATEGIES.register(name)
 
 
 def strategy_names() -> list[str]:
     """Registered strategy names."""
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def _no_arg(name: str, arg: str) -> None:
     if arg:
-        raise ValueError(f"strategy {name!r} takes no argument, got {name}:{arg}")
+        raise ConfigError(f"strategy {name!r} takes no argument, got {name}:{arg}")
 
 
 @strategy("normal")
@@ -281,16 +263,16 @@ def _morethink(arg: str) -> Strategy:
     try:
         nums = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"morethink takes BUDGET[,ENFORCE_NUM] integers, got {arg!r}") from None
+        raise ConfigError(f"morethink takes BUDGET[,ENFORCE_NUM] integers, got {arg!r}") from None
     if len(nums) > 2 or any(n < 0 for n in nums):
-        raise ValueError(f"morethink takes BUDGET[,ENFORCE_NUM] non-negative integers, got {arg!r}")
+        raise ConfigError(f"morethink takes BUDGET[,ENFORCE_NUM] non-negative integers, got {arg!r}")
     return MoreThink(think_budget=nums[0], enforce_num=nums[1] if len(nums) > 1 else None)
 
 
 @strategy("prefill")
 def _prefill(arg: str) -> Strategy:
     if not arg:
-        raise ValueError("strategy prefill needs a text: prefill:TEXT, e.g. 'prefill:<think>\\nOkay.'")
+        raise ConfigError("strategy prefill needs a text: prefill:TEXT, e.g. 'prefill:<think>\\nOkay.'")
     # Shells make a literal newline awkward, so a backslash-n in the text means a newline.
     text = arg.replace("\\n", "\n")
     return Strategy(f"prefill:{text}", text)
@@ -300,11 +282,13 @@ def get_strategy(spec: str) -> Strategy:
     """Build a strategy from its name: ``normal``, ``zerothink``, ``lessthink``, ``morethink[:BUDGET]``,
     ``nothink`` or ``prefill:TEXT``.
 
+    The strategy records what it was built from (``cotscope._registry.registry_info``).
+
     Raises:
-        ValueError: unknown name or bad argument.
+        ConfigError: unknown name or bad argument (a ``ValueError``).
     """
     name, _, arg = spec.partition(":")
-    factory = _STRATEGIES.get(name.strip().lower())
-    if factory is None:
-        raise ValueError(f"unknown strategy {spec!r}: expected one of {', '.join(strategy_names())}")
-    return factory(arg)
+    key = name.strip().lower()
+    if key not in STRATEGIES:
+        raise UnknownNameError("strategy", spec, STRATEGIES.names())
+    return STRATEGIES.get(key, arg)

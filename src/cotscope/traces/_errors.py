@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cotscope.errors import DataError
 
-class RecordError(ValueError):
+
+class RecordError(DataError):
     """A record that cannot be read as a trace, with where it is and what is wrong."""
 
     def __init__(self, error: str, source: str | None = None, line: int | None = None) -> None:
@@ -20,5 +22,5 @@ class RecordError(ValueError):
         return {"source": self.source, "line": self.line, "error": self.error}
 
 
-class TraceFileError(OSError):
+class TraceFileError(DataError, OSError):
     """A file that cannot be read at all (missing, unreadable, or of an unknown format)."""
