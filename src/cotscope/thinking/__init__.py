@@ -1,4 +1,5 @@
-"""Decoding strategies over the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, prefill.
+"""Decoding strategies over the reasoning: normal, ZeroThink, LessThink, MoreThink, no-think, think-budget,
+prefill.
 
 ``thinking`` builds on ``cotscope.models`` (never the reverse): a strategy is a
 :class:`cotscope.models.DecodingStrategy`, and the prefill helpers the backends share
@@ -9,6 +10,7 @@ from cotscope.models._prefill import finish_output, merge_prefill, strategy_stri
 from cotscope.thinking._strategies import (
     MoreThink,
     Strategy,
+    ThinkBudget,
     ThinkRounds,
     get_strategy,
     strategy,
@@ -18,6 +20,7 @@ from cotscope.thinking._strategies import (
 __all__ = [
     "MoreThink",
     "Strategy",
+    "ThinkBudget",
     "ThinkRounds",
     "finish_output",
     "get_strategy",

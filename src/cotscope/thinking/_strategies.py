@@ -207,6 +207,35 @@ class MoreThink(ThinkRounds):
                          s["morethink_rethink_strings"])
 
 
+class ThinkBudget(ThinkRounds):
+    """Think-budget: reasoning for models that do not reason on their own (SmolLM2, most instruct models).
+
+    The assistant turn opens ``<think>\\n``; the model writes up to ``budget`` tokens (stopping early if it
+    writes ``</think>`` itself). The block is then closed (``\\n</think>\\n\\n``, without the first
+    newline when the thought already ends with one) and the answer is generated in a second round that
+    continues after the closed block, with what is left of the request's ``max_tokens`` (at least 1).
+    The trace's reasoning is what the model wrote in the block, and ``reasoning_closed`` is true.
+
+    Args:
+        budget: thinking tokens at most; recorded in the name (``think-budget:64``).
+    """
+
+    DEFAULT_BUDGET = 64
+
+    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+        if budget < 1:
+            raise ConfigError(f"think-budget needs a budget of at least 1 token, got {budget}")
+        super().__init__(f"think-budget:{budget}", budget, enforce_num=0)
+
+    def closing(self, st: _Round) -> str:
+        """``\\n</think>\\n\\n``, or ``</think>\\n\\n`` after a thought that ends its line."""
+        return self.close if st.text.endswith("\n") else "\n" + self.close
+
+    def answer_tokens(self, st: _Round) -> int:
+        """What the thought left of the request's ``max_tokens``, at least 1."""
+        return max(1, st.request.config.max_tokens - st.used)
+
+
 StrategyFactory = Callable[[str], Strategy]
 
 #: Strategy factories by name; a factory gets the text after ``name:`` (or ``""``).
@@ -269,6 +298,18 @@ def _morethink(arg: str) -> Strategy:
     return MoreThink(think_budget=nums[0], enforce_num=nums[1] if len(nums) > 1 else None)
 
 
+@strategy("think-budget")
+def _think_budget(arg: str) -> Strategy:
+    # ``think-budget`` or ``think-budget:N`` (N thinking tokens, default 64).
+    if not arg:
+        return ThinkBudget()
+    try:
+        n = int(arg)
+    except ValueError:
+        raise ConfigError(f"think-budget takes a token budget N (think-budget:N), got {arg!r}") from None
+    return ThinkBudget(n)
+
+
 @strategy("prefill")
 def _prefill(arg: str) -> Strategy:
     if not arg:
@@ -280,7 +321,7 @@ def _prefill(arg: str) -> Strategy:
 
 def get_strategy(spec: str) -> Strategy:
     """Build a strategy from its name: ``normal``, ``zerothink``, ``lessthink``, ``morethink[:BUDGET]``,
-    ``nothink`` or ``prefill:TEXT``.
+    ``nothink``, ``think-budget[:N]`` or ``prefill:TEXT``.
 
     The strategy records what it was built from (``cotscope._registry.registry_info``).
 
