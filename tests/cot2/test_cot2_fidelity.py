@@ -27,6 +27,7 @@ from cotscope.cot2 import (
     mts_log_prob,
     official_dirichlet_concentration,
     official_dirichlet_support,
+    rollout_log_probs,
     run_grpo,
     sample_rollouts,
     train,
@@ -112,6 +113,10 @@ def test_official_dirichlet_rollouts_live_on_the_support() -> None:
     assert ro.support is not None and ro.log_fed is not None
     assert bool((ro.fed[~ro.support] == 0).all())
     assert torch.allclose(ro.fed.sum(-1), torch.ones(64, 2), atol=1e-5)
+    # log alpha-hat is -inf off the support; the policy gradient must still be finite.
+    lp, _ = rollout_log_probs(m, ro, "dirichlet")
+    lp.sum().backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in m.parameters() if p.grad is not None)
 
 
 def test_mnns_layout_m4_is_three_steps_then_the_answer() -> None:

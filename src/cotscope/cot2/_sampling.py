@@ -160,7 +160,10 @@ def dirichlet_log_prob(
         )
     conc = official_dirichlet_concentration(logits, support)
     safe = torch.where(support, conc, torch.ones_like(conc))  # lgamma(1) = 0 off the support
-    term = torch.where(support, (conc - 1.0) * log_alpha_hat, torch.zeros_like(conc))
+    # Zero log alpha-hat off the support *before* multiplying: it is -inf there, and a masked -inf
+    # still sends 0 * inf = NaN into the gradient through torch.where.
+    log_a = torch.where(support, log_alpha_hat, torch.zeros_like(log_alpha_hat))
+    term = torch.where(support, (conc - 1.0) * log_a, torch.zeros_like(conc))
     return term.sum(-1) + torch.lgamma(conc.sum(-1)) - torch.lgamma(safe).sum(-1)
 
 
