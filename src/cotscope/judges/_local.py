@@ -251,11 +251,14 @@ class LocalJudge:
         Reasoning and answer are never merged into one chunk: a short refusal after a long CoT would be
         diluted by the CoT in a shared embedding, so each field is chunked on its own and the score is the
         maximum over the chunks of both.
+
+        Every field goes through :meth:`texts`, so a judge that always reads another text (the
+        harmful-request head reads the prompt) reads it for ``both`` too, once.
         """
-        if part == "both":
-            pairs = [(f, getattr(trace, f)) for f in ("reasoning", "answer") if getattr(trace, f)]
-            return pairs or [("answer", "")]
-        return [self.texts(trace, part)]
+        if part != "both":
+            return [self.texts(trace, part)]
+        pairs = list(dict.fromkeys(self.texts(trace, p) for p in ("reasoning", "answer")))
+        return [ft for ft in pairs if ft[1]] or [pairs[-1]]
 
     def score_traces(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
         """Synchronous scoring of a batch of traces (all their chunks in one encoder call).
