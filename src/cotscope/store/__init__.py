@@ -2,5 +2,6 @@
 
 from cotscope.store._export import export_traces
 from cotscope.store._store import IngestReport, Store, config_hash
+from cotscope.store._where import ResultFilter, parse_where
 
-__all__ = ["IngestReport", "Store", "config_hash", "export_traces"]
+__all__ = ["IngestReport", "ResultFilter", "Store", "config_hash", "export_traces", "parse_where"]

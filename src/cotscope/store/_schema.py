@@ -1,6 +1,22 @@
-"""The DuckDB schema of a cotscope store."""
+"""The DuckDB schema of a cotscope store, and the migration of older stores.
 
-SCHEMA_VERSION = 1
+Version history:
+
+- 1: ``meta``, ``traces``, ``runs``, ``results``.
+- 2: adds ``evaluators``: the label meaning and configuration of every (evaluator, config hash), so any
+  command reads what a stored label means, whichever command wrote it. v1 stores are migrated when opened
+  for writing (the table is backfilled from the recorded runs); a read-only open derives the same rows from
+  the runs without writing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import orjson
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -51,4 +67,116 @@ CREATE TABLE IF NOT EXISTS results (
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (trace_id, evaluator, config_hash, part)
 );
+CREATE TABLE IF NOT EXISTS evaluators (
+    evaluator VARCHAR,
+    config_hash VARCHAR,
+    kind VARCHAR,
+    label_meaning VARCHAR,
+    config JSON,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (evaluator, config_hash)
+);
 """
+
+#: The columns of an evaluator row, in table order (without ``created_at``).
+EVALUATOR_COLS = ("evaluator", "config_hash", "kind", "label_meaning", "config")
+
+#: What a monitor's label means when its run did not record it: a monitor's label is its flag.
+MONITOR_LABEL_MEANING = "flagged"
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store has table ``name`` (an older or empty file may lack it)."""
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version recorded in the file, or ``None`` for a new (empty) file."""
+    if not has_table(con, "meta"):
+        return None
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 1
+
+
+def legacy_evaluators(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Evaluator rows derived from the runs of a store that predates the ``evaluators`` table.
+
+    ``judge`` and ``monitor`` runs record ``{"config": {..., "label_meaning"}, "config_hash": ...}``;
+    ``benchmark`` runs record their plan, whose ``judges`` entries carry ``label_meaning`` and
+    ``keys: {category: [evaluator, config_hash]}``. Runs are read oldest first and the first row of a key
+    wins, as ``INSERT OR IGNORE`` would have kept it. The runs table holds one row per command, so reading
+    it in Python costs nothing next to the traces.
+    """
+    if not has_table(con, "runs"):
+        return []
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    rows = con.execute(
+        "SELECT kind, name, config FROM runs WHERE kind IN ('judge', 'monitor', 'benchmark') ORDER BY started_at"
+    ).fetchall()
+    for kind, name, raw in rows:
+        try:
+            cfg = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            continue  # a run whose configuration cannot be read says nothing about its labels
+        if not isinstance(cfg, dict):
+            continue
+        if kind in ("judge", "monitor"):
+            inner = cfg.get("config")
+            chash = cfg.get("config_hash")
+            if not isinstance(inner, dict) or not chash:
+                continue
+            meaning = inner.get("label_meaning") or (MONITOR_LABEL_MEANING if kind == "monitor" else None)
+            out.setdefault((str(name), str(chash)), {"evaluator": str(name), "config_hash": str(chash),
+                                                     "kind": kind, "label_meaning": meaning, "config": inner})
+            continue
+        for pj in cfg.get("judges") or []:
+            if not isinstance(pj, dict) or pj.get("skipped"):
+                continue
+            raw_spec = pj.get("spec")
+            spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+            # The benchmark runner stores results of a monitor-role judge with kind "monitor".
+            jkind = "monitor" if spec.get("role") == "monitor" else "judge"
+            for cat, key in (pj.get("keys") or {}).items():
+                if not isinstance(key, list | tuple) or len(key) != 2:
+                    continue
+                ev, chash = str(key[0]), str(key[1])
+                out.setdefault((ev, chash), {
+                    "evaluator": ev, "config_hash": chash, "kind": jkind, "label_meaning": pj.get("label_meaning"),
+                    "config": {"benchmark": name, "judge": pj.get("name"), "category": cat, "spec": spec}})
+    return list(out.values())
+
+
+def open_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables of a new store, or migrate an older one to :data:`SCHEMA_VERSION`, in one transaction.
+
+    Raises:
+        OSError: the store was written by a newer cotscope.
+    """
+    version = stored_version(con)
+    if version is not None and version > SCHEMA_VERSION:
+        raise OSError(f"store schema version {version} is newer than this cotscope's ({SCHEMA_VERSION})")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(SCHEMA)
+        if version is not None and version < 2:
+            insert_evaluators(con, legacy_evaluators(con))
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def insert_evaluators(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:
+    """Insert evaluator rows, keeping any existing row of the same key; returns how many were new."""
+    n = 0
+    for r in rows:
+        res = con.execute(
+            f"INSERT OR IGNORE INTO evaluators ({', '.join(EVALUATOR_COLS)}) VALUES (?, ?, ?, ?, ?)",
+            [r["evaluator"], r["config_hash"], r["kind"], r["label_meaning"], orjson.dumps(r["config"]).decode()],
+        ).fetchone()
+        n += int(res[0]) if res else 0
+    return n

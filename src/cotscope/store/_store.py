@@ -7,16 +7,27 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
 
+from cotscope.errors import ConfigError
 from cotscope.store._prefetch import prefetch
-from cotscope.store._schema import SCHEMA, SCHEMA_VERSION
+from cotscope.store._schema import (
+    EVALUATOR_COLS,
+    has_table,
+    insert_evaluators,
+    legacy_evaluators,
+    open_schema,
+)
+from cotscope.store._where import ResultFilter, label_words, parse_where, wanted_label
 from cotscope.traces import Trace
 from cotscope.traces._read import ReadStats, iter_row_batches
 from cotscope.traces._rows import ROW_FIELDS, Row, row_to_trace, trace_to_row
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _JSON_COLS = ("prompt", "steps", "actions", "metadata")
 _TRACE_COLS = (*ROW_FIELDS, "run_id")
@@ -105,8 +116,11 @@ class Store:
         except duckdb.Error as e:
             raise OSError(f"{self.path}: cannot open store: {e}") from None
         if not read_only:
-            self.con.execute(SCHEMA)
-            self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            try:
+                open_schema(self.con)
+            except BaseException:
+                self.con.close()
+                raise
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -395,6 +409,229 @@ class Store:
                 d[c] = orjson.loads(d[c]) if d[c] is not None else None
             out.append(d)
         return out
+
+
+    # -- evaluators --------------------------------------------------------------------------------
+    def add_evaluator(
+        self, evaluator: str, config_hash: str, *, kind: str, label_meaning: str | None, config: Any
+    ) -> None:
+        """Record what the labels of ``(evaluator, config_hash)`` mean; an existing row is kept.
+
+        Every command that stores results calls this once per evaluator key, so any later command
+        (metrics, ``traces --where``, the DataFrames) reads the label meaning, whoever wrote the results.
+
+        Args:
+            evaluator: the judge or monitor name stored in ``results.evaluator``.
+            config_hash: the configuration hash stored in ``results.config_hash``.
+            kind: ``judge`` or ``monitor``.
+            label_meaning: what a true label means (``unsafe``, ``refused``, ``flagged``, ...), or ``None``.
+            config: the JSON-serialisable configuration that was hashed.
+        """
+        insert_evaluators(self.con, [{"evaluator": evaluator, "config_hash": config_hash, "kind": kind,
+                                      "label_meaning": label_meaning, "config": config}])
+
+    def evaluators(self) -> list[dict[str, Any]]:
+        """Every recorded evaluator key: ``evaluator``, ``config_hash``, ``kind``, ``label_meaning``, ``config``.
+
+        A version-1 store opened read-only has no ``evaluators`` table; its rows are derived from its runs
+        exactly as the migration would write them.
+        """
+        if not self._has_evaluators():
+            return legacy_evaluators(self.con)
+        cur = self.con.execute(f"SELECT {', '.join(EVALUATOR_COLS)} FROM evaluators ORDER BY created_at, evaluator")
+        out = []
+        for tup in cur.fetchall():
+            d = dict(zip(EVALUATOR_COLS, tup, strict=True))
+            d["config"] = orjson.loads(d["config"]) if d["config"] is not None else None
+            out.append(d)
+        return out
+
+    def label_meanings(self) -> dict[tuple[str, str], str]:
+        """``(evaluator, config_hash) -> label meaning`` for every evaluator key whose meaning is known."""
+        return {(e["evaluator"], e["config_hash"]): str(e["label_meaning"])
+                for e in self.evaluators() if e["label_meaning"]}
+
+    def _has_evaluators(self) -> bool:
+        return has_table(self.con, "evaluators")
+
+    # -- filters on results ------------------------------------------------------------------------
+    def trace_ids_where(
+        self, where: Sequence[str | ResultFilter], *, limit: int | None = None, **filters: Any
+    ) -> list[str]:
+        """Ids of the traces (in store order) whose stored results meet every condition of ``where``.
+
+        Args:
+            where: expressions such as ``local-refusal:answer=refused``, ``llama-guard=unsafe``,
+                ``refusal-strings=not-refused``, ``judge=false``, ``parse_error``, ``judge:parse_error``
+                (see :mod:`cotscope.store._where`), or parsed :class:`ResultFilter` objects.
+            limit: at most this many ids.
+            **filters: trace filters as :meth:`traces` (``model=``, ``strategy=``, ...).
+
+        Raises:
+            ConfigError: an expression is malformed, names an evaluator (or part) with no stored results,
+                or asks for a label word that is not the evaluator's label meaning or its negation; the
+                message names the expression.
+        """
+        sql_where, params = _where(filters)
+        clauses = [sql_where.removeprefix("WHERE ")] if sql_where else []
+        parsed = [w if isinstance(w, ResultFilter) else parse_where(w) for w in where]
+        if parsed:
+            meanings = self.label_meanings()
+            parts: dict[str, dict[str, set[str]]] = {}
+            for ev, chash, part in self.con.execute(
+                    "SELECT DISTINCT evaluator, config_hash, part FROM results").fetchall():
+                parts.setdefault(ev, {}).setdefault(part, set()).add(chash)
+            for f in parsed:
+                cond, cparams = _result_condition(f, parts, meanings)
+                clauses.append(f"id IN (SELECT trace_id FROM results WHERE {cond})")
+                params.extend(cparams)
+        sql = "SELECT id FROM traces" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY created_at, source_file, source_line, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [r[0] for r in self.con.execute(sql, params).fetchall()]
+
+    # -- DataFrames --------------------------------------------------------------------------------
+    def traces_df(self, **filters: Any) -> pd.DataFrame:
+        """One row per stored trace, as a pandas DataFrame built through Arrow.
+
+        Columns: ``id``, ``model``, ``strategy``, ``group_id``, ``sample_index``, ``source_format``,
+        ``source_file``, ``prompt`` (the text of the last user message, or every message joined when there
+        is no user turn, as :attr:`Trace.prompt_text`), ``reasoning``, ``answer``, ``reasoning_closed``,
+        ``metadata`` (a dict) and ``run_id``.
+
+        Args:
+            **filters: as :meth:`traces` (``model=``, ``strategy=``, ``group_id=``, ``source_format=``, ...).
+        """
+        where, params = _where(filters)
+        # The prompt text is extracted by DuckDB so no Python loop walks the messages of every trace.
+        sql = f"""
+            WITH t AS (
+                SELECT *, from_json(prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS msgs
+                FROM traces {where}
+            )
+            SELECT id, model, strategy, group_id, sample_index, source_format, source_file,
+                   coalesce(
+                       [m.content FOR m IN msgs IF m.role = 'user'][-1],
+                       array_to_string([coalesce(m.content, '') FOR m IN msgs], chr(10) || chr(10)),
+                       ''
+                   ) AS prompt,
+                   coalesce(reasoning, '') AS reasoning, coalesce(answer, '') AS answer,
+                   coalesce(reasoning_closed, true) AS reasoning_closed, metadata, run_id
+            FROM t ORDER BY created_at, source_file, source_line, id
+        """
+        df = _to_pandas(self.con, sql, params)
+        df["sample_index"] = df["sample_index"].astype("Int64")
+        # JSON cannot cross Arrow as a dict column without a fixed schema; one C-level parse per row is the
+        # least a dict-valued column costs.
+        loads = orjson.loads
+        df["metadata"] = df["metadata"].map(lambda v: loads(v) if v is not None else {})
+        return df
+
+    def results_df(self, evaluator: str | None = None, trace_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per stored result, as a pandas DataFrame built through Arrow.
+
+        Columns: ``trace_id``, ``evaluator``, ``config_hash``, ``part``, ``kind``, ``label_meaning`` (from
+        the evaluators table; missing when never recorded), ``label`` (nullable boolean), ``score``,
+        ``parse_error``, ``reason`` and ``run_id``.
+
+        Args:
+            evaluator: only the results of this evaluator.
+            trace_ids: only the results of these traces.
+        """
+        sql = ("SELECT r.trace_id, r.evaluator, r.config_hash, r.part, r.kind, e.label_meaning, r.label, r.score,"
+               " r.parse_error, r.reason, r.run_id FROM results r LEFT JOIN {ev} e"
+               " ON e.evaluator = r.evaluator AND e.config_hash = r.config_hash WHERE 1=1")
+        params: list[Any] = []
+        if evaluator is not None:
+            sql += " AND r.evaluator = ?"
+            params.append(evaluator)
+        if trace_ids is not None:
+            sql += " AND r.trace_id IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(trace_ids))
+        ev, tables = self._evaluators_source()
+        df = _to_pandas(self.con, sql.format(ev=ev) + " ORDER BY r.created_at, r.trace_id", params, tables)
+        df["label"] = df["label"].astype("boolean")
+        return df
+
+    def _evaluators_source(self) -> tuple[str, dict[str, Any]]:
+        """The relation holding the evaluator rows for a join, and any Arrow table it needs registered.
+
+        A read-only version-1 store has no table, so its rows, derived from its runs, go in as Arrow.
+        """
+        if self._has_evaluators():
+            return "evaluators", {}
+        import pyarrow as pa
+
+        cols = ("evaluator", "config_hash", "label_meaning")
+        rows = legacy_evaluators(self.con)
+        table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=pa.schema([(c, pa.string()) for c in cols]))
+        return "_evaluators_v1", {"_evaluators_v1": table}
+
+
+def _result_condition(
+    f: ResultFilter, parts: dict[str, dict[str, set[str]]], meanings: dict[tuple[str, str], str]
+) -> tuple[str, list[Any]]:
+    """The SQL condition on ``results`` of one filter, checked against what the store holds.
+
+    Args:
+        f: the filter.
+        parts: ``evaluator -> part -> config hashes`` of the stored results.
+        meanings: the label meaning of each ``(evaluator, config_hash)``.
+    """
+    if f.evaluator is None:
+        return "parse_error IS NOT NULL", []
+    if f.evaluator not in parts:
+        known = ", ".join(sorted(parts)) or "none"
+        raise ConfigError(f"{f.expr!r}: no results of {f.evaluator!r} in this store (evaluators: {known})")
+    by_part = parts[f.evaluator]
+    if f.part is not None and f.part not in by_part:
+        raise ConfigError(f"{f.expr!r}: {f.evaluator!r} has no results for part {f.part!r}"
+                          f" (parts: {', '.join(sorted(by_part))})")
+    cond = "evaluator = ?"
+    params: list[Any] = [f.evaluator]
+    if f.part is not None:
+        cond += " AND part = ?"
+        params.append(f.part)
+    if f.parse_error:
+        return cond + " AND parse_error IS NOT NULL", params
+    # One evaluator may have been run with several configurations; each says what its labels mean.
+    hashes = sorted(set().union(*(by_part[p] for p in ([f.part] if f.part else by_part))))
+    per_label: dict[bool, list[str]] = {True: [], False: []}
+    asked: list[str | None] = []
+    for h in hashes:
+        meaning = meanings.get((f.evaluator, h))
+        want = wanted_label(f, meaning)
+        asked.append(meaning)
+        if want is not None:
+            per_label[want].append(h)
+    if not per_label[True] and not per_label[False]:
+        words = "; ".join(sorted({label_words(m) for m in asked}))
+        raise ConfigError(f"{f.expr!r}: {f.evaluator!r} labels are {words}")
+    ors = []
+    for lab, hs in per_label.items():
+        if hs:
+            ors.append(f"(label = {'true' if lab else 'false'} AND config_hash IN (SELECT unnest(?::VARCHAR[])))")
+            params.append(hs)
+    return f"{cond} AND ({' OR '.join(ors)})", params
+
+
+def _to_pandas(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], tables: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """The result of a query as a DataFrame, through one Arrow table (no Python rows).
+
+    The query runs as a relation on its own cursor: a relation hands Arrow over without the extra copy of a
+    DB-API result, and DuckDB refuses a relation on a connection whose last ``execute`` result is unread.
+    ``tables`` are Arrow tables registered on that cursor for the query.
+    """
+    cur = con.cursor()
+    try:
+        for name, table in (tables or {}).items():
+            cur.register(name, table)
+        return cur.sql(sql, params=params).to_arrow_table().to_pandas()
+    finally:
+        cur.close()
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
