@@ -7,7 +7,6 @@ have the network; nothing here downloads unless ``hub=True`` is asked for.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from cotscope._registry import Registry
 from cotscope.benchmarks._spec import DataSpec
+from cotscope.traces import RecordError, iter_records
 
 
 class Item(BaseModel):
@@ -93,40 +93,34 @@ def package_data(*parts: str) -> Path:
     return Path(str(resources.files("cotscope.benchmarks").joinpath("data", *parts)))
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``, ``.json`` (a list, or a mapping with one list value) or ``.csv`` file.
+def read_records(path: str | Path, errors: list[RecordError] | None = None) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.json`` or ``.csv`` file (``.gz``/``.zst`` too), through the one record reader.
+
+    A JSON file is a list of records or an object holding one (see :func:`cotscope.traces.iter_records`).
+
+    Args:
+        path: the data file.
+        errors: where bad records (unparseable lines, records that are not objects) are collected with file
+            and line while the rest is read; when ``None`` the first bad record raises.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: an unsupported extension or a JSON file with no list of records.
+        RecordError: a bad record, when ``errors`` is ``None`` (a ``ValueError``).
+        TraceFileError: the file cannot be read at all (an ``OSError``).
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such data file")
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        with p.open(encoding="utf-8", newline="") as f:
-            return [dict(r) for r in csv.DictReader(f)]
-    if suffix == ".jsonl":
-        out = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{p}:{n}: not JSON: {e}") from None
-        return out
-    if suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise ValueError(f"{p}: expected a JSON list of records or a mapping holding one list")
-            data = lists[0]
-        if not isinstance(data, list):
-            raise ValueError(f"{p}: expected a JSON list of records")
-        return [dict(r) for r in data]
-    raise ValueError(f"{p}: unsupported data file type {suffix!r} (use .jsonl, .json or .csv)")
+    out: list[dict[str, Any]] = []
+    for line, rec in iter_records(p, errors):
+        if isinstance(rec, dict):
+            out.append(dict(rec))
+            continue
+        err = RecordError(f"expected an object, got {type(rec).__name__}", str(p), line)
+        if errors is None:
+            raise err
+        errors.append(err)
+    return out
 
 
 def hub_records(hf: dict[str, Any] | None) -> list[dict[str, Any]]:

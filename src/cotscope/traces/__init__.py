@@ -1,7 +1,9 @@
 """The trace model, reasoning/answer splitting, step segmentation and format readers."""
 
 from cotscope.traces._errors import RecordError, TraceFileError
+from cotscope.traces._prompts import PROMPT_FIELDS, PromptItem, read_labelled, read_prompts, record_messages
 from cotscope.traces._read import FORMATS, ReadStats, detect_file_format, iter_row_batches, read_traces
+from cotscope.traces._records import iter_records, read_record_file
 from cotscope.traces._split import ANSWER_TAGS, DEFAULT_TAGS, SplitResult, split_reasoning
 from cotscope.traces._steps import REFLECTION_MARKERS, segment_spans, segment_steps
 from cotscope.traces._trace import Action, Message, Source, Step, Trace
@@ -10,9 +12,11 @@ __all__ = [
     "ANSWER_TAGS",
     "DEFAULT_TAGS",
     "FORMATS",
+    "PROMPT_FIELDS",
     "REFLECTION_MARKERS",
     "Action",
     "Message",
+    "PromptItem",
     "ReadStats",
     "RecordError",
     "Source",
@@ -21,8 +25,13 @@ __all__ = [
     "Trace",
     "TraceFileError",
     "detect_file_format",
+    "iter_records",
     "iter_row_batches",
+    "read_labelled",
+    "read_prompts",
+    "read_record_file",
     "read_traces",
+    "record_messages",
     "segment_spans",
     "segment_steps",
     "split_reasoning",

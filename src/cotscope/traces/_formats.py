@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cotscope.traces._prompts import PROMPT_FIELDS
 from cotscope.traces._rows import Row, make_row
 from cotscope.traces._split import DEFAULT_TAGS, TagPair, split_reasoning
 
@@ -17,7 +18,9 @@ class RecordFormatError(ValueError):
     """A record that does not fit the format it was read as."""
 
 
-PROMPT_KEYS = ("prompt", "instruction", "question", "input", "query", "goal", "behavior", "forbidden_prompt")
+#: Text prompt fields of a ``{prompt, response}`` record: the shared list less ``messages`` (a record with
+#: chat messages is read by the chat reader). The first field present in the record is the prompt.
+PROMPT_KEYS = tuple(f for f in PROMPT_FIELDS if f != "messages")
 RESPONSE_KEYS = ("response", "completion", "output", "generation", "model_output", "responses", "outputs")
 _KNOWN_PAIR_KEYS = frozenset(
     PROMPT_KEYS
