@@ -21,6 +21,7 @@ from cotscope.cot2 import (
     MNNSConfig,
     MNNSTask,
     ModelConfig,
+    MTSRatio,
     TaskConfig,
     TrainConfig,
     dirichlet_log_prob,
@@ -62,8 +63,9 @@ def test_mts_official_ratio_is_the_product_under_softmax_over_k() -> None:
 def test_mts_ratio_forms_equal_one_for_k1_discrete_ratio() -> None:
     # K = 1: both forms are the plain discrete-token ratio 0.6 / 0.25.
     one = torch.tensor([1])
-    for form in ("geometric", "official"):
-        r = torch.exp(mts_log_prob(P_NEW.log(), one, form) - mts_log_prob(P_OLD.log(), one, form))  # type: ignore[arg-type]
+    forms: tuple[MTSRatio, ...] = ("geometric", "official")
+    for form in forms:
+        r = torch.exp(mts_log_prob(P_NEW.log(), one, form) - mts_log_prob(P_OLD.log(), one, form))
         assert float(r) == pytest.approx(2.4, rel=1e-6)
 
 

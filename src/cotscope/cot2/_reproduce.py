@@ -75,7 +75,8 @@ def _sft_runs(epochs: int, seeds: list[int], grid: str) -> list[tuple[str, Train
     for method in ("csft", "discrete"):
         cfg = load_config(CONFIGS / f"graph_{method}.yaml", TrainConfig)
         name = f"graph_{method}_L2_d{cfg.model.dim}_s0"
-        runs.append((name, cfg, f"cotscope cot2 train --config configs/cot2/graph_{method}.yaml --out runs/cot2/{name}"))
+        cmd = f"cotscope cot2 train --config configs/cot2/graph_{method}.yaml --out runs/cot2/{name}"
+        runs.append((name, cfg, cmd))
     for dim in (16, 24, 32):
         for budget in (1, 2, 4, 8):
             runs.append(_mnns_run("csft", 2, dim, epochs, s0, budget))
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sft = [r for r in _sft_runs(args.epochs, args.seeds, args.grid) if args.only in r[0]]
     grpo = [r for r in _grpo_runs(args.seeds, args.grid) if args.only in r[0]]
-    cmds = {r[0]: r[-1] for r in [*sft, *grpo]}
+    cmds = {r[0]: r[-1] for r in sft} | {r[0]: r[-1] for r in grpo}
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futs = []
         for name, cfg, cmd in sft:
