@@ -15,6 +15,7 @@ from cotscope.cli._app import app, console, fail, out, print_json, progress_bar
 
 if TYPE_CHECKING:
     from cotscope.store import Store
+    from cotscope.traces import Trace
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="DuckDB store file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -117,13 +118,29 @@ def list_traces(
     limit: Annotated[int, typer.Option(help="At most this many traces.")] = 20,
     model: Annotated[str | None, typer.Option(help="Only traces of this model.")] = None,
     strategy: Annotated[str | None, typer.Option(help="Only traces of this strategy.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", "-w", metavar="EXPR",
+        help="Only traces whose stored results match (repeatable, all must hold): NAME=LABEL where NAME is "
+             "an evaluator or evaluator:part and LABEL is true, false, the label meaning or not-MEANING "
+             "(local-refusal:answer=refused, llama-guard=unsafe, refusal-strings=not-refused); "
+             "parse_error; NAME:parse_error.")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """List stored traces."""
+    """List stored traces, optionally filtered by their judge/monitor results."""
+    from cotscope.errors import ConfigError
+
     st = _open(store)
     try:
-        total = st.count(model=model, strategy=strategy)
-        rows = list(st.iter_rows(limit=limit, model=model, strategy=strategy))
+        if where:
+            try:
+                ids = st.trace_ids_where(where, model=model, strategy=strategy)
+            except ConfigError as e:
+                fail(f"--where {e}")
+            total = len(ids)
+            rows = list(st.iter_rows(ids=ids[:limit])) if ids else []
+        else:
+            total = st.count(model=model, strategy=strategy)
+            rows = list(st.iter_rows(limit=limit, model=model, strategy=strategy))
     finally:
         st.close()
     if json:
@@ -133,7 +150,7 @@ def list_traces(
              "answer_chars": len(r["answer"] or ""), "reasoning_closed": r["reasoning_closed"],
              "steps": _n_steps(r), "prompt": _prompt_preview(r["prompt"], 10_000)} for r in rows]})
         return
-    t = Table(title=f"{len(rows)} of {total:,} traces in {store}")
+    t = Table(title=f"{len(rows)} of {total:,} traces in {store}" + (f" where {' and '.join(where)}" if where else ""))
     for c in ("id", "model", "strategy", "#", "prompt", "reasoning", "answer", "closed", "steps"):
         t.add_column(c, overflow="ellipsis", no_wrap=True, min_width=24 if c == "prompt" else None,
                      ratio=1 if c == "prompt" else None)
@@ -151,19 +168,22 @@ def show(
     store: StoreOpt,
     json: JsonOpt = False,
 ) -> None:
-    """Print one trace with reasoning and answer separated and steps numbered."""
+    """Print one trace (reasoning and answer separated, steps numbered) and every judge/monitor result of it."""
     st = _open(store)
     try:
         try:
             trace = st.get(trace_id)
         except KeyError as e:
             fail(str(e.args[0]))
+        results = st.results(trace_ids=[trace.id]) if trace is not None else []
+        meanings = st.label_meanings() if results else {}
     finally:
         st.close()
     if trace is None:
         fail(f"no trace with id {trace_id!r} in {store}")
+    shown = [_result_view(r, meanings, trace) for r in results]
     if json:
-        print_json(trace.model_dump())
+        print_json(trace.model_dump() | {"results": shown})
         return
     head = Text()
     head.append(f"id {trace.id}   model {trace.model or '-'}   strategy {trace.strategy or '-'}   ")
@@ -188,6 +208,66 @@ def show(
         out.print(Panel(Text(f"{a.name}({a.arguments})\n-> {a.output}"), title=f"action {i + 1}", title_align="left",
                         border_style="magenta"))
     out.print(Panel(Text(trace.answer or "(empty answer)"), title="answer", title_align="left", border_style="green"))
+    if shown:
+        out.print(_results_panel(shown))
+
+
+def _result_view(r: dict[str, Any], meanings: dict[tuple[str, str], str], trace: Trace) -> dict[str, Any]:
+    """One stored result as ``show`` prints it: its label in words and its evidence re-verified on the trace."""
+    from cotscope.judges import Evidence, verify
+
+    meaning = meanings.get((r["evaluator"], r["config_hash"]))
+    evidence = []
+    for e in r.get("evidence") or []:
+        try:
+            ev = Evidence.model_validate(e)
+        except ValueError:  # a malformed stored item is shown as it is, unverified
+            evidence.append({"text": str(e), "verified": False})
+            continue
+        # Verified again here, whatever the stored flag says: the trace is the ground truth.
+        evidence.append(verify(ev, trace).model_dump(exclude_none=True))
+    return {"evaluator": r["evaluator"], "config_hash": r["config_hash"], "part": r["part"], "kind": r["kind"],
+            "label": r["label"], "label_meaning": meaning, "label_text": _label_text(r["label"], meaning),
+            "score": r["score"], "parse_error": r["parse_error"], "reason": r["reason"], "evidence": evidence}
+
+
+def _label_text(label: bool | None, meaning: str | None) -> str:
+    if label is None:
+        return "no label"
+    if meaning is None:
+        return str(label).lower()
+    return meaning if label else f"not {meaning}"
+
+
+def _results_panel(shown: list[dict[str, Any]]) -> Panel:
+    body = Text()
+    for i, r in enumerate(shown):
+        if i:
+            body.append("\n")
+        body.append(f"{r['evaluator']}:{r['part']}", style="bold")
+        body.append(f"  ({r['kind']}, config {r['config_hash']})\n", style="dim")
+        if r["parse_error"]:
+            body.append("  parse error: ", style="bold red")
+            body.append(f"{r['parse_error']}\n")
+        else:
+            body.append(f"  label {r['label_text']}", style="bold")
+            score = "-" if r["score"] is None else f"{r['score']:.3f}"
+            body.append(f"   score {score}\n")
+        if r["reason"]:
+            body.append(f"  reason: {r['reason']}\n")
+        for e in r["evidence"]:
+            if e.get("verified"):
+                body.append("  verified ", style="green")
+                body.append(f"{e.get('field')}[{e.get('start')}:{e.get('end')}] ", style="dim")
+            else:
+                body.append("  unverified ", style="red")
+            body.append(f"\"{_clip(e.get('text') or '', 300)}\"\n")
+    return Panel(body, title=f"results: {len(shown)}", title_align="left", border_style="cyan")
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _open(store: Path) -> Store:
