@@ -76,8 +76,8 @@ def measure(n: int, batch_size: int, max_chars: int, slices: int) -> dict[str, A
     alternating the order cancels drift within a slice.
     """
     from cotscope.judges._local import chunk_spans
-    from cotscope.judges._run import run_evaluator
     from cotscope.monitors import get_monitor
+    from cotscope.pipeline import evaluate
     from cotscope.store import Store
 
     mon = get_monitor("local-refusal", batch_size=batch_size, part="answer")
@@ -98,9 +98,7 @@ def measure(n: int, batch_size: int, max_chars: int, slices: int) -> dict[str, A
 
                 def run_monitor(k: int = k) -> float:
                     t0 = time.perf_counter()
-                    asyncio.run(run_evaluator(st, evaluator=mon.name, config=mon.config(), part=mon.part,
-                                              kind="monitor", score_batch=mon.monitor,  # type: ignore[arg-type]
-                                              batch_size=batch_size * 32, group_id=f"slice{k}"))
+                    asyncio.run(evaluate(st, mon, batch_size=batch_size * 32, group_id=f"slice{k}"))
                     return time.perf_counter() - t0
 
                 if k % 2:

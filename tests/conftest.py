@@ -65,6 +65,13 @@ class Fake:
         return str(req.messages[-1]["content"])
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own request cache: generation and LLM judges cache by default, and a shared
+    cache would let one test's outputs answer another's requests."""
+    monkeypatch.setenv("COTSCOPE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Fake:
     """The scripted backend, with the request cache in a temporary directory."""

@@ -60,4 +60,4 @@ def test_agreement_run_needs_no_model(tmp_path: Path) -> None:
     rows = {row[0]: row for row in s["metrics"]["tables"][0]["rows"]}
     # refusal-strings finds "I'm sorry", "I cannot" and "As an AI": 2 true refusals + 1 false alarm.
     row = rows["refusal-strings:answer"]
-    assert row[1] == 4 and row[2] == "0.750" and row[3] == "0.667" and row[4] == "1.000"
+    assert row[1] == 4 and row[2] == pytest.approx(0.75) and row[3] == pytest.approx(2 / 3) and row[4] == 1.0

@@ -6,16 +6,8 @@ from typing import Any
 
 import pytest
 
-from cotscope.benchmarks import (
-    JudgeSpec,
-    PlanJudge,
-    RunOptions,
-    compute_metrics,
-    get_benchmark,
-    habit_verdict,
-    make_plan,
-    parse_json_object,
-)
+from cotscope.benchmarks import JudgeSpec, PlanJudge, RunOptions, get_benchmark, get_kind, make_plan
+from cotscope.judges import habit_verdict, parse_json_object
 from cotscope.store import Store
 from cotscope.traces import Trace
 
@@ -44,12 +36,13 @@ def test_dtr_per_category_from_hand_made_verdicts() -> None:
         st.add_traces([t])
         rows += [_result(t, "deception-consistency", "reasoning", r), _result(t, "deception-consistency", "answer", a)]
     st.add_results(rows)
-    m = compute_metrics(st, plan)
-    table = {r[0]: r for r in m["tables"][0]["rows"]}
-    assert table["Sycophantic Misrepresentation"][2] == "50.0%"
-    assert table["Alignment Faking"][2] == "50.0%"
-    assert table["overall"][2] == "50.0%"
-    assert m["summary"]["dtr"] == pytest.approx(0.5)
+    m = get_kind(plan.benchmark.kind).metrics(st, plan)
+    table = {r[0]: r for r in m.tables[0].rows}
+    assert m.tables[0].columns[2].kind == "rate"
+    assert table["Sycophantic Misrepresentation"][2] == pytest.approx(0.5)
+    assert table["Alignment Faking"][2] == pytest.approx(0.5)
+    assert table["overall"][2] == pytest.approx(0.5)
+    assert m.summary["dtr"] == pytest.approx(0.5)
 
 
 def test_habit_counts_from_hand_made_verdicts() -> None:
@@ -74,9 +67,9 @@ def test_habit_counts_from_hand_made_verdicts() -> None:
         rows.append(_result(t, f"cogtest-habit:{it.category}", "reasoning", lb,
                             parse_error=None if lb is not None else "bad json"))
     st.add_results(rows)
-    m = compute_metrics(st, plan)
-    assert m["habit_profile"] == {"persisting": 2, "finding_humor": 1}
-    rows_by = {r[0]: r for r in m["tables"][0]["rows"]}
+    m = get_kind(plan.benchmark.kind).metrics(st, plan)
+    assert m.habit_profile == {"persisting": 2, "finding_humor": 1}
+    rows_by = {r[0]: r for r in m.tables[0].rows}
     assert rows_by["Finding Humor"][2] == 2  # the parse error is not counted as judged
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cotscope.cli import app
@@ -44,7 +45,8 @@ def test_run_generates_judges_reports_and_resumes(tmp_path: Path) -> None:
     assert s["generated"] == 12 and s["judged"] == 24 and s["generation_errors"] == 0
     safe = {(row[0], row[1]): row for row in s["metrics"]["tables"][0]["rows"]}
     # 2 of 3 prompts mention a bomb and get the fake refusal: refusal-strings says safe.
-    assert safe[("normal", "refusal-strings:answer")][4] == "66.7%"
+    # Metric values are numbers (formatting is the CLI's and the report's job).
+    assert safe[("normal", "refusal-strings:answer")][5] == pytest.approx(2 / 3)
     assert s["metrics"]["tables"][1]["title"].startswith("Reasoning and answer both safe")
     html = (rep / "index.html").read_text()
     assert "tiny-safechain" in html and "&lt;script&gt;" in html and "<script>" not in html
@@ -71,7 +73,7 @@ def test_thought_crime_with_judge_model(tmp_path: Path) -> None:
     assert s["generated"] == 6
     rows = s["metrics"]["tables"][0]["rows"]
     assert [row[0] for row in rows] == ["RM_RF", "SLEEPING_PILLS"]
-    assert rows[0][4] == 3 and rows[0][5] == "100.0%"  # the fake judge scores alignment 10 (< 30)
+    assert rows[0][5] == 3 and rows[0][6] == 1.0  # the fake judge scores alignment 10 (< 30)
     with Store(store, read_only=True) as st:
         t = next(st.traces())
         assert t.strategy == "prefill:<think>\nOkay." and t.reasoning.startswith("Okay.")

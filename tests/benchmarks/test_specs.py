@@ -11,15 +11,14 @@ import pytest
 from cotscope.benchmarks import (
     BenchmarkSpec,
     DataSpec,
-    backdoor_prompt,
     benchmark_names,
     get_benchmark,
-    item_messages,
     list_benchmarks,
     load_items,
     load_spec,
-    stratified_small,
 )
+from cotscope.benchmarks._loaders import backdoor_prompt, stratified_small
+from cotscope.benchmarks._plan import item_messages
 
 NAMES = {"safechain-strongreject", "safechain-strongreject-small", "safechain-wildjailbreak", "thought-crime",
          "thought-crime-backdoor", "deceptionbench", "cogtest"}

@@ -15,9 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cotscope import Store
+from cotscope._options import parse_kv
 from cotscope.cli import app
-from cotscope.cli._generate import parse_model_args, read_prompts
 from cotscope.models._fakeserver import FaultConfig, serve_in_thread
+from cotscope.traces import read_prompts
 
 runner = CliRunner()
 
@@ -51,23 +52,23 @@ def test_read_prompts_formats_and_bad_lines(tmp_path: Path) -> None:
     assert [it.line for it in items] == [1, 3, 6]
     assert items[1].messages[0] == {"role": "system", "content": "s"}
     assert items[2].metadata == {"category": "x"}
-    assert [ln for ln, _ in bad.errors] == [2, 4]
+    assert [e.line for e in bad] == [2, 4] and all(e.source == str(j) for e in bad)
     c = tmp_path / "p.csv"
     c.write_text("instruction,category\nhello,x\n,y\n")
     items, bad = read_prompts(c)
     assert [it.messages for it in items] == [[{"role": "user", "content": "hello"}]]
-    assert bad.errors[0][0] == 3
+    assert bad[0].line == 3
     js = tmp_path / "p.json"
     js.write_text(json.dumps(["x", {"question": "y"}, 5]))
     items, bad = read_prompts(js)
-    assert [it.messages[0]["content"] for it in items] == ["x", "y"] and bad.errors[0][0] == 3
+    assert [it.messages[0]["content"] for it in items] == ["x", "y"] and bad[0].line == 3
 
 
-def test_model_args() -> None:
-    assert parse_model_args(["a=1", "b=0.5", "c=true", "d=x", "e=[1,2]"]) == {
+def test_model_args_are_typed_the_same_for_generate_and_run() -> None:
+    assert parse_kv(["a=1", "b=0.5", "c=true", "d=x", "e=[1,2]"], "-M") == {
         "a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2]}
     with pytest.raises(ValueError):
-        parse_model_args(["novalue"])
+        parse_kv(["novalue"], "-M")
 
 
 def test_generate_k_samples_under_faults_then_resume_adds_only_missing(tmp_path: Path) -> None:

@@ -69,10 +69,9 @@ def test_svg_plots_are_well_formed_and_escaped() -> None:
 def _report(tmp_path: Path) -> Path:
     st = Store(tmp_path / "s.duckdb")
     spec = get_benchmark("thought-crime")
-    asyncio.run(run_benchmark(st, spec, "fake/model", RunOptions(limit=2, samples=2, judge_model="fake/judge"),
-                              show=False))
+    asyncio.run(run_benchmark(st, spec, "fake/model", RunOptions(limit=2, samples=2, judge_model="fake/judge")))
     asyncio.run(run_benchmark(st, get_benchmark("deceptionbench"), "fake/model",
-                              RunOptions(limit=3, judge_model="fake/judge"), show=False))
+                              RunOptions(limit=3, judge_model="fake/judge")))
     path = build_report(st, tmp_path / "rep")
     st.close()
     return path

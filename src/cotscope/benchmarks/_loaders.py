@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from cotscope._registry import Registry
 from cotscope.benchmarks._spec import DataSpec
+from cotscope.errors import CotscopeError, DataError
 from cotscope.traces import RecordError, iter_records
 
 
@@ -84,7 +85,14 @@ def load_items(data: DataSpec, hub: bool = False) -> list[Item]:
         ValueError: unknown loader, or a file that does not have the expected fields.
         FileNotFoundError: a local path that does not exist.
     """
-    return get_loader(data.loader).fn(data, hub)
+    fn = get_loader(data.loader).fn
+    try:
+        return fn(data, hub)
+    except CotscopeError:
+        raise
+    except ValueError as e:
+        # Loaders report bad data as ValueError; the caller gets it as the data error it is.
+        raise DataError(str(e)) from None
 
 
 # -- shared readers ------------------------------------------------------------------------------------
@@ -360,14 +368,6 @@ def load_deceptionbench(data: DataSpec, hub: bool) -> list[Item]:
 
 
 # -- CogTest -------------------------------------------------------------------------------------------------
-@cache
-def cogtest_habits() -> list[dict[str, Any]]:
-    """The 16 habits of mind (``index, full, name, description, slug, instruction_file, meta_examples``)."""
-    habits: list[dict[str, Any]] = json.loads(package_data("cogtest", "habits.json").read_text(encoding="utf-8"))[
-        "habits"]
-    return habits
-
-
 @loader("cogtest", "CogTest: 16 habits of mind x 25 tasks (Dong et al. 2025), shipped JSON")
 def load_cogtest(data: DataSpec, hub: bool) -> list[Item]:
     """One item per (habit, task): 400 items, ids ``<habit slug>:<task id>``, category = habit slug.
@@ -380,6 +380,8 @@ def load_cogtest(data: DataSpec, hub: bool) -> list[Item]:
     wanted = data.options.get("habits")
     per_habit = data.options.get("tasks")
     items = []
+    from cotscope.judges import cogtest_habits  # the habit judge reads the same definitions
+
     for h in cogtest_habits():
         if wanted and h["slug"] not in wanted:
             continue

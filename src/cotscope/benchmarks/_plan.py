@@ -9,10 +9,7 @@ from pydantic import BaseModel, Field
 
 from cotscope.benchmarks._loaders import Item
 from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
-from cotscope.traces import Trace
-
-#: The strategy of DeceptionBench's belief phase: the model's own view, without any decoding tricks.
-BELIEF_STRATEGY = "normal"
+from cotscope.metrics import safe_from_label
 
 
 class PlanItem(BaseModel):
@@ -52,8 +49,8 @@ class PlanJudge(BaseModel):
     skipped: str | None = None
 
     def safe(self, label: bool) -> bool:
-        """A label turned into "safe": a refusal is safe, anything unsafe/misaligned/flagged is not."""
-        return label if self.label_meaning in ("refused", "consistent") else not label
+        """A label turned into "safe" by the one rule of :func:`cotscope.metrics.safe_from_label`."""
+        return safe_from_label(label, self.label_meaning)
 
     @property
     def part(self) -> str:
@@ -96,29 +93,9 @@ class RunPlan(BaseModel):
         return [g for it in self.items for g in it.groups.values()]
 
 
-def group_id_for(messages: list[dict[str, Any]], model: str, strategy: str) -> str:
-    """The group id a trace of these messages, model and strategy gets (through the public Trace model)."""
-    return str(Trace.model_validate({"prompt": messages, "model": model, "strategy": strategy}).group_id)
-
-
 def item_messages(spec: BenchmarkSpec, item: Item) -> list[dict[str, Any]]:
     """The chat messages of one item: its system prompt (or the spec's) and the templated user turn."""
     system = item.system_prompt or spec.system_prompt
     msgs: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     msgs.append({"role": "user", "content": spec.render(item.prompt)})
     return msgs
-
-
-def plan_items(spec: BenchmarkSpec, items: list[Item], model: str, strategies: list[str]) -> list[PlanItem]:
-    """The plan entries of ``items`` for ``model`` under each strategy name."""
-    out = []
-    for it in items:
-        msgs = item_messages(spec, it)
-        p = PlanItem(id=it.id, category=it.category, metadata=it.metadata, messages=msgs,
-                     groups={s: group_id_for(msgs, model, s) for s in strategies})
-        if spec.kind == "deceptionbench":
-            belief = [{"role": "user", "content": str(it.metadata.get("inner_prompt", ""))}]
-            p.belief_messages = belief
-            p.belief_group = group_id_for(belief, model, BELIEF_STRATEGY)
-        out.append(p)
-    return out

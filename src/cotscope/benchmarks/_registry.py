@@ -71,6 +71,8 @@ def describe(spec: BenchmarkSpec) -> dict[str, Any]:
         note = None
     except (ValueError, FileNotFoundError) as e:
         n, note = None, str(e)
+    from cotscope.benchmarks._kinds import get_kind
+
     d: dict[str, Any] = {
         "name": spec.name,
         "items": n,
@@ -79,14 +81,22 @@ def describe(spec: BenchmarkSpec) -> dict[str, Any]:
         "description": spec.description,
         "loader": spec.data.loader,
         "hub": (spec.data.hf or {}).get("path"),
-        "strategies": ["given"] if spec.kind == "agreement" else spec.generation.strategy_specs(),
-        "samples": 1 if spec.kind == "agreement" else spec.generation.samples,
+        "strategies": _strategies(spec),
+        "samples": get_kind(spec.kind).samples(spec, None),
         "judges": [f"{j.name}:{j.part}" for j in spec.judges],
         "metrics": spec.metrics,
     }
     if note:
         d["note"] = note
     return d
+
+
+def _strategies(spec: BenchmarkSpec) -> list[str]:
+    # The spec's strategy strings as written (``morethink`` keeps no budget suffix); a kind that decodes
+    # nothing (judge agreement) says what it stores instead.
+    from cotscope.benchmarks._kinds import GIVEN, get_kind
+
+    return [GIVEN] if get_kind(spec.kind).strategies(spec, None) == [GIVEN] else spec.generation.strategy_specs()
 
 
 def list_benchmarks() -> list[dict[str, Any]]:

@@ -11,11 +11,25 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
+from typer.core import TyperGroup
 
 from cotscope._progress import make_progress
+from cotscope.errors import CotscopeError
+
+
+class _Group(TyperGroup):
+    """The root command group: any deliberate cotscope error becomes one clear line and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CotscopeError as e:
+            fail(str(e))
+
 
 app = typer.Typer(
+    cls=_Group,
     name="cotscope",
     help="Evaluate, monitor and harden the chain of thought of reasoning models.",
     no_args_is_help=True,
@@ -40,9 +54,44 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+class _RichTask:
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self.bar = bar
+        self.id = task
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self.bar.update(self.id, advance=n, info=info)
+
+    def total(self, total: int | None) -> None:
+        self.bar.update(self.id, total=total)
+
+    def done(self) -> None:
+        t = self.bar.tasks[self.id] if self.id < len(self.bar.tasks) else None
+        if t is not None and t.total is not None:
+            self.bar.update(self.id, completed=t.total)
+
+
+class RichProgress:
+    """The stages' :class:`cotscope.pipeline.Progress` drawn as rich progress bars (one per task)."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+
+    def task(self, description: str, total: int | None = None) -> _RichTask:
+        """A new bar."""
+        return _RichTask(self.bar, self.bar.add_task(description, total=total, info=""))
+
+
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Progress]:
     """A rich progress bar on stderr, hidden when ``quiet``."""
     p = make_progress(console, disable=quiet)
     with p:
         yield p
+
+
+@contextmanager
+def stage_progress(quiet: bool = False) -> Iterator[RichProgress]:
+    """Rich progress bars on stderr for the stages (one per reported task), hidden when ``quiet``."""
+    with progress_bar(quiet) as p:
+        yield RichProgress(p)

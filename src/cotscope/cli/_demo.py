@@ -1,8 +1,10 @@
 """``cotscope demo``: the main job on the embedded defaults.
 
-A small SafeChain slice (StrongREJECT prompts, K samples, normal vs ZeroThink) and a few Thought Crime
-questions (``<think>\\nOkay.`` prefill, temperature 1) on the embedded SmolLM2 with the embedded judges,
-then the HTML report. The bundled sample traces (one file per supported trace format) are ingested first
+A small SafeChain slice (StrongREJECT prompts, K samples, a budgeted think block vs ZeroThink) and a few
+Thought Crime questions on the embedded SmolLM2 with the embedded judges, then the HTML report. SmolLM2 is not
+a reasoning model, so the demo makes it reason with the ``think-budget`` strategy (open a ``<think>`` block,
+let the model write, close the block at a token budget, then generate the answer): the tables then have
+reasoning and answer judged apart. The bundled sample traces (one file per supported trace format) are ingested first
 so that the store also shows every reader at work. With a real reasoning model and judge, the same
 benchmarks run through ``cotscope run`` (see the README's Benchmarks section).
 """
@@ -39,7 +41,7 @@ def _ingest_samples(store: Path) -> dict[str, Any]:
         errors.extend(rep.errors)
         for r in st.iter_rows():
             fmt = r["source_format"] or "?"
-            if fmt != "benchmark":
+            if fmt not in ("generate", "given", "benchmark"):
                 formats[fmt] = formats.get(fmt, 0) + 1
     return {"formats": formats, "errors": errors}
 
@@ -57,6 +59,8 @@ def demo(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per response.")] = 96,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: next to the store).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads of a local/ model.")] = 1,
+    think_budget: Annotated[int, typer.Option("--think-budget", min=1, help="Reasoning tokens before the think "
+                                              "block is closed (the think-budget strategy).")] = 48,
 ) -> None:
     """Run a SafeChain slice and a few Thought Crime questions on the embedded SmolLM2, then write the report."""
     from cotscope.benchmarks import RunOptions
@@ -71,11 +75,12 @@ def demo(
     samples_info = _ingest_samples(store)
     if not json:
         console.print(f"ingested the bundled sample traces: {samples_info['formats']}", highlight=False)
+    think = f"think-budget:{think_budget}"
     jobs = [
-        ("safechain-strongreject", RunOptions(strategies=["normal", "zerothink"], samples=samples, limit=prompts,
+        ("safechain-strongreject", RunOptions(strategies=[think, "zerothink"], samples=samples, limit=prompts,
                                               max_tokens=max_tokens, judge_model=judge_model, model_args=margs)),
-        ("thought-crime", RunOptions(samples=samples + 1, limit=questions, max_tokens=max_tokens,
-                                     judge_model=judge_model, model_args=margs)),
+        ("thought-crime", RunOptions(strategies=[think], samples=samples + 1, limit=questions,
+                                     max_tokens=max_tokens, judge_model=judge_model, model_args=margs)),
     ]
     runs = []
     for i, (bench, opts) in enumerate(jobs):

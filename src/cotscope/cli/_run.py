@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cotscope.cli._app import app, console, fail, out, print_json, progress_bar
+from cotscope.cli._app import app, console, fail, out, print_json, stage_progress
 
 
 @app.command()
@@ -40,47 +40,32 @@ def benchmarks(
     out.print(t)
 
 
-def _parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    outd: dict[str, Any] = {}
-    for p in pairs:
-        k, sep, v = p.partition("=")
-        if not sep:
-            fail(f"--model-arg {p!r}: expected key=value")
-        outd[k.strip()] = v
-    return outd
-
-
-def run_and_report(bench: str, model: str | None, store: Path, opts: Any, report: Path | None, quiet: bool,
-                   data: Path | None = None) -> dict[str, Any]:
+def run_and_report(bench: str, model: str | None, store: Path, opts: Any, report: Path | None,
+                   quiet: bool) -> dict[str, Any]:
     """Run one benchmark into a store and (optionally) write the report; returns the JSON summary."""
-    from cotscope.benchmarks import get_benchmark, run_benchmark
+    from cotscope.benchmarks import get_benchmark, get_kind, run_benchmark
     from cotscope.report import build_report
     from cotscope.store import Store
 
-    try:
-        spec = get_benchmark(bench)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    spec = get_benchmark(bench)
     if model is None:
-        if spec.kind != "agreement":
+        if get_kind(spec.kind).strategies(spec, None) != ["given"]:
             fail(f"{spec.name} needs --model provider/model")
         model = f"labelled/{spec.name}"  # the responses come with the data
-    if data is not None:
-        if not data.exists():
-            fail(f"--data {data}: no such file")
-        spec.data.path = str(data.resolve())
+    if opts.data is not None and not Path(opts.data).exists():
+        fail(f"--data {opts.data}: no such file")
     store.parent.mkdir(parents=True, exist_ok=True)
     try:
         st = Store(store)
     except OSError as e:
         fail(str(e))
     try:
-        with progress_bar(quiet=quiet) as prog:
-            res = asyncio.run(run_benchmark(st, spec, model, opts, progress=prog, console=console, show=not quiet))
+        with stage_progress(quiet=quiet) as prog:
+            res = asyncio.run(run_benchmark(st, spec, model, opts, progress=prog))
         summary = res.to_dict()
         if report is not None:
             summary["report"] = str(build_report(st, report))
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (FileNotFoundError, ImportError) as e:
         fail(f"{bench}: {e}")
     finally:
         st.close()
@@ -89,6 +74,8 @@ def run_and_report(bench: str, model: str | None, store: Path, opts: Any, report
 
 def print_summary(s: dict[str, Any]) -> None:
     """The human-readable end of a run: what was done, the tables of the metrics, the report path."""
+    from cotscope.report import column_names, format_rows
+
     console.print(f"[bold]{escape(s['benchmark'])}[/] · {escape(s['model'])}: {s['items']} items, "
                   f"{s['generated']} generated ({s['skipped_samples']} already stored, {s['generation_errors']} "
                   f"errors), {s['judged']} judged ({s['skipped_judgments']} already stored, {s['judge_errors']} "
@@ -97,10 +84,10 @@ def print_summary(s: dict[str, Any]) -> None:
         console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
     for tab in s["metrics"].get("tables", []):
         t = Table(title=tab["title"])
-        for c in tab["columns"]:
-            t.add_column(str(c))
-        for r in tab["rows"]:
-            t.add_row(*[str(x) for x in r])
+        for c in column_names(tab):
+            t.add_column(c)
+        for r in format_rows(tab):
+            t.add_row(*r)
         out.print(t)
     for w in s["metrics"].get("warnings", []):
         console.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
@@ -128,19 +115,27 @@ def run(
     model_base_url: Annotated[str | None, typer.Option("--model-base-url", help="OpenAI-compatible server.")] = None,
     judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="Server of the judge model.")] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M", help="Backend option k=v.")] = None,
+    judge_option: Annotated[list[str] | None, typer.Option("--judge-option", "-J", help="Judge option k=v for every "
+                                                           "judge, or judge.k=v for one (e.g. llama-guard.mode=native)"
+                                                           ".")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Request cache file (default ~/.cache/cotscope).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every generation request.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report into this folder.")] = None,
     no_judge: Annotated[bool, typer.Option("--no-judge", help="Generate only.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Generate -> judge/monitor -> metrics -> report for one benchmark; every stage skips what the store has."""
+    from cotscope._options import parse_kv
     from cotscope.benchmarks import RunOptions
 
     strategies = [s.strip() for x in (strategy or []) for s in x.split(",") if s.strip()] or None
     opts = RunOptions(strategies=strategies, samples=samples, temperature=temperature, max_tokens=max_tokens,
                       limit=limit, judge_model=judge_model, judge_base_url=judge_base_url,
-                      model_base_url=model_base_url, model_args=_parse_model_args(model_arg or []), hub=hub,
-                      skip_judges=no_judge)
-    s = run_and_report(benchmark, model, store, opts, report, quiet=json, data=data)
+                      judge_options=parse_kv(judge_option or [], "-J/--judge-option"),
+                      model_base_url=model_base_url, model_args=parse_kv(model_arg or [], "-M/--model-arg"),
+                      hub=hub, skip_judges=no_judge, cache=str(cache) if cache else None, no_cache=no_cache,
+                      data=str(data) if data else None)
+    s = run_and_report(benchmark, model, store, opts, report, quiet=json)
     if json:
         print_json(s)
     else:
@@ -156,7 +151,7 @@ def report_cmd(
     title: Annotated[str, typer.Option(help="Page title.")] = "cotscope report",
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
-    """Write a self-contained HTML report of every benchmark run in a store."""
+    """Write a self-contained HTML report of a store: its benchmark runs and every judged trace."""
     from cotscope.report import build_report
     from cotscope.store import Store
 

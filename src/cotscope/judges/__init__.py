@@ -6,9 +6,10 @@ flagged) and whose ``score`` lies in [0, 1]. Outputs that cannot be parsed are r
 with the raw text and never default to safe or unsafe.
 """
 
+from cotscope.judges._context import CogTestHabit, DeceptionConsistency, cogtest_habits, habit_verdict
 from cotscope.judges._evidence import locate, quotes_in, verify
-from cotscope.judges._parse import ParseError
-from cotscope.judges._run import JudgeRunStats, run_judge
+from cotscope.judges._llm import LLMJudge
+from cotscope.judges._parse import ParseError, parse_json_object
 from cotscope.judges._types import (
     PARTS,
     Evidence,
@@ -23,18 +24,22 @@ from cotscope.judges._types import (
 
 __all__ = [
     "PARTS",
+    "CogTestHabit",
+    "DeceptionConsistency",
     "Evidence",
     "Judge",
     "JudgeResult",
-    "JudgeRunStats",
+    "LLMJudge",
     "LabelMeaning",
     "ParseError",
     "Part",
+    "cogtest_habits",
     "get_judge",
+    "habit_verdict",
     "judge",
     "judge_names",
     "locate",
+    "parse_json_object",
     "quotes_in",
-    "run_judge",
     "verify",
 ]

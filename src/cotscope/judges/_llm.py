@@ -7,7 +7,7 @@ share the engine's concurrency limit, request cache and retry/fault handling wit
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cotscope.judges._evidence import locate, quotes_in
@@ -46,6 +46,8 @@ class LLMJudge:
     label_meaning: LabelMeaning = "unsafe"
     templates: tuple[str, ...] = ()
     default_max_tokens = 512
+    #: Traces per batch: the engine bounds concurrency itself; a batch is the unit of progress and storing.
+    preferred_batch = 64
 
     def __init__(
         self,
@@ -83,8 +85,8 @@ class LLMJudge:
         return self._model
 
     # -- to implement --------------------------------------------------------------------------------
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
-        """The chat messages asking the judge about ``trace``'s ``part``."""
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The chat messages asking the judge about ``trace``'s ``part`` (``context``: what the stage passed)."""
         raise NotImplementedError
 
     def parse(self, raw: str, trace: Trace, part: Part) -> JudgeResult:
@@ -92,21 +94,25 @@ class LLMJudge:
         raise NotImplementedError
 
     # -- shared --------------------------------------------------------------------------------------
-    def needs_call(self, trace: Trace, part: Part) -> bool:
+    def needs_call(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> bool:
         """Whether there is text to judge; an empty part gets a defined verdict without a call."""
         return bool(trace.part(part).strip())
 
-    def empty_result(self) -> JudgeResult:
-        """The verdict on an empty part: it contains nothing unsafe and no refusal."""
+    def empty_result(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> JudgeResult:
+        """The verdict without a call: an empty part contains nothing unsafe and no refusal."""
         return JudgeResult.empty_part()
 
-    async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
-        """One verdict per trace; the batch goes to the backend in a single ``generate`` call."""
-        todo = [i for i, t in enumerate(traces) if self.needs_call(t, part)]
-        results: list[JudgeResult] = [self.empty_result() for _ in traces]
+    async def judge(self, traces: Sequence[Trace], part: Part,
+                    context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
+        """One verdict per trace; the batch goes to the backend in a single engine run."""
+        ctx: Sequence[Mapping[str, Any]] = context if context is not None else [{}] * len(traces)
+        if len(ctx) != len(traces):
+            raise ValueError(f"{len(ctx)} contexts for {len(traces)} traces")
+        todo = [i for i, t in enumerate(traces) if self.needs_call(t, part, ctx[i])]
+        results: list[JudgeResult] = [self.empty_result(t, part, c) for t, c in zip(traces, ctx, strict=True)]
         if not todo:
             return results
-        reqs = [GenerateRequest(messages=self.messages(traces[i], part), config=self.gen) for i in todo]
+        reqs = [GenerateRequest(messages=self.messages(traces[i], part, ctx[i]), config=self.gen) for i in todo]
         # Through the generation engine: its concurrency limit, request cache and fault handling (a backend
         # that raises becomes error outputs) apply to judge calls exactly as to generation.
         engine = Engine(self.backend(), None, RequestCache() if self.use_cache else None)
@@ -167,7 +173,7 @@ class LlamaGuard(LLMJudge):
         super()._check_options(options)
         return {"mode": mode}
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The guard prompt for the part as the agent's last message."""
         response = trace.part(part)
         if self.options["mode"] == "native":
@@ -211,13 +217,14 @@ class HarmBenchCls(LLMJudge):
     templates = ("harmbench_cls.txt", "harmbench_cls_contextual.txt")
     default_max_tokens = 16
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The filled classifier prompt."""
-        behavior = str(trace.metadata.get("behavior") or trace.prompt_text)
-        context = trace.metadata.get("context")
-        if context:
+        behavior = str(context.get("behavior") or trace.metadata.get("behavior") or trace.prompt_text)
+        # HarmBench's contextual behaviours: from the stage's context, else the trace's metadata.
+        extra = context.get("context") or trace.metadata.get("context")
+        if extra:
             return _user(render(load_prompt("harmbench_cls_contextual.txt"), behavior=behavior,
-                                generation=trace.part(part), context=str(context)))
+                                generation=trace.part(part), context=str(extra)))
         return _user(render(load_prompt("harmbench_cls.txt"), behavior=behavior, generation=trace.part(part)))
 
     def parse(self, raw: str, trace: Trace, part: Part) -> JudgeResult:
@@ -250,7 +257,7 @@ class StrongRejectRubric(LLMJudge):
         super()._check_options(options)
         return {"threshold": threshold}
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The filled rubric."""
         return _user(render(load_prompt("strongreject_rubric.txt"), prompt=trace.prompt_text,
                             response=trace.part(part)))
@@ -291,7 +298,7 @@ class EmAlignment(LLMJudge):
         super()._check_options(options)
         return {"threshold": threshold}
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The filled judge prompt."""
         return _user(render(load_prompt("em_alignment.txt"), question=trace.prompt_text, answer=trace.part(part)))
 
@@ -337,11 +344,11 @@ class TcCotMonitor(LLMJudge):
     templates = ("tc_cot_monitor.txt",)
     default_max_tokens = 2048
 
-    def needs_call(self, trace: Trace, part: Part) -> bool:
+    def needs_call(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> bool:
         """The monitor reads the CoT and the answer together, whatever part is asked."""
         return bool(trace.reasoning.strip() or trace.answer.strip())
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The filled monitor prompt (CoT and final answer apart)."""
         return _user(render(load_prompt("tc_cot_monitor.txt"), question=trace.prompt_text, cot=trace.reasoning,
                             final_answer=trace.answer))
@@ -381,15 +388,15 @@ class BackdoorArticulation(LLMJudge):
         super()._check_options(options)
         return {"trigger": trigger}
 
-    def needs_call(self, trace: Trace, part: Part) -> bool:
+    def needs_call(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> bool:
         """Only a trace with reasoning can articulate anything."""
         return bool(trace.reasoning.strip())
 
-    def empty_result(self) -> JudgeResult:
+    def empty_result(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> JudgeResult:
         """No CoT, nothing articulated."""
         return JudgeResult.empty_part("no reasoning")
 
-    def messages(self, trace: Trace, part: Part) -> list[dict[str, Any]]:
+    def messages(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The filled articulation prompt."""
         trigger = trace.metadata.get("backdoor_trigger") or trace.metadata.get("trigger") or self.options["trigger"]
         return _user(render(load_prompt("backdoor_articulation.txt"), trigger=str(trigger),

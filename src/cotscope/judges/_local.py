@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -300,7 +300,8 @@ class LocalJudge:
                                    evidence=ev, details={"chunks": n_chunks[i], "chunk": k, "field": field}))
         return out
 
-    async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
+    async def judge(self, traces: Sequence[Trace], part: Part,
+                    context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
         """One verdict per trace (computed in this thread; the model is small)."""
         return self.score_traces(traces, part)
 

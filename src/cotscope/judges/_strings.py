@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cotscope.judges._prompts import load_json, prompt_hash
@@ -36,6 +36,7 @@ class RefusalStrings:
 
     name = "refusal-strings"
     label_meaning: LabelMeaning = "refused"
+    preferred_batch = 1024
 
     def __init__(self, model: str | None = None, **options: Any) -> None:
         if options:
@@ -55,7 +56,8 @@ class RefusalStrings:
         ev = Evidence(text=phrase, field=field, start=i, end=i + len(phrase), verified=True)
         return JudgeResult(label=True, score=1.0, reason=f"refusal phrase {phrase!r}", evidence=[ev])
 
-    async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
+    async def judge(self, traces: Sequence[Trace], part: Part,
+                    context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
         """One verdict per trace."""
         out = []
         for t in traces:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, field_validator
@@ -14,8 +14,9 @@ Part = Literal["reasoning", "answer", "both"]
 PARTS: tuple[Part, ...] = ("reasoning", "answer", "both")
 
 #: What a ``True`` label means for a judge. Metrics turn labels into "safe" with this:
-#: ``unsafe``/``misaligned``/``flagged`` -> safe = not label; ``refused`` -> safe = label.
-LabelMeaning = Literal["unsafe", "refused", "misaligned", "flagged", "harmful_request"]
+#: ``unsafe``/``misaligned``/``flagged`` -> safe = not label; ``refused``/``consistent`` -> safe = label
+#: (:func:`cotscope.metrics.safe_from_label`).
+LabelMeaning = Literal["unsafe", "refused", "misaligned", "flagged", "harmful_request", "consistent"]
 
 
 class Evidence(BaseModel):
@@ -81,13 +82,20 @@ class Judge(Protocol):
 
     name: str
     label_meaning: LabelMeaning
+    #: Traces per batch the evaluate stage hands over (large for local classifiers, 64 for LLM judges).
+    preferred_batch: int
 
     def config(self) -> dict[str, Any]:
         """Everything that changes the verdicts (model, template hash, thresholds): hashed into the store key."""
         ...
 
-    async def judge(self, traces: Sequence[Trace], part: Part) -> list[JudgeResult]:
-        """One result per trace, in order."""
+    async def judge(self, traces: Sequence[Trace], part: Part,
+                    context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
+        """One result per trace, in order.
+
+        ``context`` holds one mapping per trace with what the judge needs beyond the trace itself (e.g.
+        DeceptionBench's elicited ``belief``); judges that need none ignore it.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -101,7 +109,7 @@ JudgeFactory = Callable[..., Judge]
 def _load_builtins() -> None:
     # Imported on first lookup, not at module top, so that the registry module has no import cycle
     # with the judges that register themselves in it.
-    from cotscope.judges import _llm, _local, _strings  # noqa: F401
+    from cotscope.judges import _context, _llm, _local, _strings  # noqa: F401
 
 
 #: Judge factories by name. A factory is called as ``factory(model=..., **options)``.

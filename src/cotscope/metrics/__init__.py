@@ -28,9 +28,18 @@ from cotscope.metrics._monitor import (
     tpr_at_fpr,
 )
 from cotscope.metrics._profiles import cosine_similarity, profile_similarity
-from cotscope.metrics._safechain import both_safe_at_k, both_safe_rate, safe_at_k
+from cotscope.metrics._safechain import (
+    SAFE_IF_TRUE,
+    UNSAFE_IF_TRUE,
+    both_safe_at_k,
+    both_safe_rate,
+    safe_at_k,
+    safe_from_label,
+)
 
 __all__ = [
+    "SAFE_IF_TRUE",
+    "UNSAFE_IF_TRUE",
     "Interval",
     "MetricError",
     "RocCurve",
@@ -54,6 +63,7 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "safe_at_k",
+    "safe_from_label",
     "threshold_at_fpr",
     "tpr_at_fpr",
 ]

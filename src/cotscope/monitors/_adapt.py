@@ -26,6 +26,8 @@ class JudgeMonitor:
         self.judge = judge
         self.part: Part = part
         self.name = name or judge.name
+        self.label_meaning: str = judge.label_meaning
+        self.preferred_batch: int = judge.preferred_batch
 
     @classmethod
     def from_name(cls, name: str, *, model: str | None = None, part: Part = "both", **options: Any) -> JudgeMonitor:

@@ -2,7 +2,20 @@
 per benchmark, Safe@K by strategy, misalignment rates with confidence intervals, DTR per category, habit
 profiles, monitor ROC curves, and example traces with reasoning and answer apart and evidence highlighted."""
 
-from cotscope.report._html import CSP, build_report, collect, highlight, render_report, trace_card
+from cotscope.report._format import column_names, fmt_num, fmt_pct, format_cell, format_rows
+from cotscope.report._html import build_report, highlight, render_report, trace_card
 from cotscope.report._svg import bar_chart, roc_chart
 
-__all__ = ["CSP", "bar_chart", "build_report", "collect", "highlight", "render_report", "roc_chart", "trace_card"]
+__all__ = [
+    "bar_chart",
+    "build_report",
+    "column_names",
+    "fmt_num",
+    "fmt_pct",
+    "format_cell",
+    "format_rows",
+    "highlight",
+    "render_report",
+    "roc_chart",
+    "trace_card",
+]

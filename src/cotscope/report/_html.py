@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
 from cotscope.store import Store
 from cotscope.traces import Trace
@@ -52,10 +53,12 @@ def highlight(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-def _table(t: dict[str, Any]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in t["columns"])
-    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in t["rows"])
-    return f'<table><caption>{_e(t["title"])}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+def _table(t: Any) -> str:
+    """A metric table (typed values, formatted here) as escaped HTML."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in column_names(t))
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in format_rows(t))
+    title = t["title"] if isinstance(t, dict) else t.title
+    return f'<table><caption>{_e(title)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def _plot(p: dict[str, Any]) -> str:
@@ -117,15 +120,16 @@ def _latest_runs(store: Store) -> list[dict[str, Any]]:
 
 def collect(store: Store) -> list[dict[str, Any]]:
     """Metrics of every latest benchmark run in the store, recomputed from its stored plan."""
-    from cotscope.benchmarks import RunPlan, compute_metrics
+    from cotscope.benchmarks import RunPlan, get_kind
 
     sections = []
     for r in _latest_runs(store):
         try:
             plan = RunPlan.model_validate(r["config"])
+            kind = get_kind(plan.benchmark.kind)
         except ValueError:
             continue  # a run recorded by an older, incompatible version: nothing to recompute from
-        m = compute_metrics(store, plan)
+        m = kind.metrics(store, plan).model_dump(mode="json")
         m["run"] = {"id": r["id"], "status": r["status"], "started": str(r["started_at"]),
                     "notes": (r.get("stats") or {}).get("notes") or [],
                     "judges": [pj.label + (f" — skipped: {pj.skipped}" if pj.skipped else "") for pj in plan.judges],
@@ -188,8 +192,9 @@ def render_report(store: Store, title: str = "cotscope report") -> str:
         parts.append("</section>")
         body.append("".join(parts))
     if not sections:
-        body.append("<p>No benchmark runs in this store yet: "
-                    "<code>cotscope run BENCHMARK --model M --store S</code>.</p>")
+        body.append("<p class='muted'>No benchmark runs in this store: "
+                    "<code>cotscope run BENCHMARK --model M --store S</code> adds the papers' tables.</p>")
+    body.append(_store_section(store))
     cross = _cross_model(sections)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -198,6 +203,52 @@ def render_report(store: Store, title: str = "cotscope report") -> str:
             f"<title>{_e(title)}</title><style>{_css()}</style></head><body>"
             f'<header><h1>{_e(title)}</h1><p class="muted">store {_e(store.path)} · {now}</p>'
             f"<nav><ul>{nav}</ul></nav></header><main>{''.join(body)}{cross}</main></body></html>")
+
+
+def _store_section(store: Store, n_examples: int = 6) -> str:
+    """Every judge and monitor result in the store, whichever command wrote it (ingested and judged traces
+    included): label counts per evaluator, SafeChain metrics per model and strategy, example traces."""
+    from cotscope.pipeline import safety_metrics
+
+    counts = store.con.execute(
+        "SELECT r.evaluator, r.part, r.kind, any_value(e.label_meaning), count(*), count(*) FILTER (label),"
+        " count(*) FILTER (NOT label), count(*) FILTER (parse_error IS NOT NULL)"
+        " FROM results r LEFT JOIN evaluators e USING (evaluator, config_hash)"
+        " GROUP BY ALL ORDER BY r.evaluator, r.part").fetchall()
+    if not counts:
+        return ""
+    n_traces = store.count()
+    parts = ["<section id='store'><h2>All judged traces in this store</h2>",
+             f"<p class='muted'>{n_traces:,} traces; results of every judge and monitor, whether they came from "
+             "a benchmark run, <code>cotscope judge</code> / <code>monitor</code> or an ingested log.</p>"]
+    parts.append(_table({"title": "Results per judge and monitor",
+                         "columns": [{"name": c, "kind": k} for c, k in (
+                             ("evaluator", "text"), ("part", "text"), ("kind", "text"), ("label means", "text"),
+                             ("results", "int"), ("label true", "int"), ("label false", "int"),
+                             ("parse errors", "int"))],
+                         "rows": [list(r) for r in counts]}))
+    rows = safety_metrics(store, ["model", "strategy"])
+    if rows:
+        parts.append(_table({"title": "Safe@1, Safe@K, ConsSafe@K per judge, model and strategy",
+                             "columns": [{"name": c, "kind": k} for c, k in (
+                                 ("judge", "text"), ("model", "text"), ("strategy", "text"), ("part", "text"),
+                                 ("K", "int"), ("groups", "int"), ("Safe@1", "rate"), ("Safe@K", "rate"),
+                                 ("ConsSafe@K", "rate"), ("both safe", "rate"))],
+                             "rows": [[r.judge, r.by.get("model"), r.by.get("strategy"), r.part, r.k, r.groups,
+                                       r.safe_at_1, r.safe_at_k, r.conssafe_at_k, r.both_safe_rate]
+                                      for r in rows]}))
+    # Examples: traces with a true label first (unsafe, refused, flagged), then the rest.
+    ids = [r[0] for r in store.con.execute(
+        "SELECT trace_id FROM results GROUP BY trace_id ORDER BY bool_or(coalesce(label, false)) DESC,"
+        " min(created_at) LIMIT ?", [n_examples]).fetchall()]
+    if ids:
+        traces = {t.id: t for t in store.traces(ids=ids)}
+        res: dict[str, list[dict[str, Any]]] = {}
+        for r in store.results(trace_ids=ids):
+            res.setdefault(r["trace_id"], []).append(r)
+        parts.append("<h3>Example traces</h3>" + "".join(trace_card(traces[i], res.get(i, [])) for i in ids
+                                                        if i in traces))
+    return "".join(parts) + "</section>"
 
 
 def build_report(store: Store, out_dir: str | Path, title: str = "cotscope report") -> Path:

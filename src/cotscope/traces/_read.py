@@ -147,21 +147,15 @@ class _Batcher:
 
 
 def _iter_jsonl(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    from cotscope.traces._records import iter_jsonl_lines
+
     b = _Batcher(stats, src)
-    loads = orjson.loads
-    with _open_binary(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = loads(line)
-            except orjson.JSONDecodeError as e:
-                b.reject(lineno, f"invalid JSON: {e}")
-                continue
-            ctx.line = lineno
-            b.take(lineno, read_record, rec, ctx, fmt)
-            if full := b.pop_full(batch):
-                yield full
+    # The one JSONL line reader (shared with prompt and label files); a bad line is rejected, the rest proceeds.
+    for lineno, rec in iter_jsonl_lines(path, src, lambda e: b.reject(e.line or 0, e.error)):
+        ctx.line = lineno
+        b.take(lineno, read_record, rec, ctx, fmt)
+        if full := b.pop_full(batch):
+            yield full
     if b.rows:
         yield b.rows
 

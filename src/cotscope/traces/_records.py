@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,7 +81,8 @@ def _records_of_object(obj: dict[str, Any]) -> list[Any]:
     return [obj]
 
 
-def _iter_jsonl(path: Path, src: str, report: _Report) -> Iterator[tuple[int, Any]]:
+def iter_jsonl_lines(path: Path, src: str, report: Callable[[RecordError], None]) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` of each non-blank JSONL line; a line that is not JSON goes to ``report``."""
     loads = orjson.loads
     with _open(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -148,7 +149,7 @@ class _Report:
         self.errors.append(err)
 
 
-_READERS = {"jsonl": _iter_jsonl, "json": _iter_json, "csv": _iter_csv}
+_READERS = {"jsonl": iter_jsonl_lines, "json": _iter_json, "csv": _iter_csv}
 
 
 def iter_records(path: str | Path, errors: list[RecordError] | None = None) -> Iterator[tuple[int, Any]]:

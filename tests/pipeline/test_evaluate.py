@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from cotscope.judges import get_judge, run_judge
+from cotscope.judges import get_judge
 from cotscope.models import ModelOutput
+from cotscope.pipeline import evaluate as run_judge
 from cotscope.store import Store
 from cotscope.traces import Message, Trace
 

@@ -1,0 +1,32 @@
+"""The stages, one implementation each, called by the CLI, the benchmarks and the Python API alike.
+
+- :func:`generate`: prompts -> K samples per prompt under a strategy -> traces in the store (resumable).
+- :func:`evaluate`: a judge or monitor over stored traces -> results keyed by (trace, evaluator, config, part).
+- :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store.
+
+Stages report progress through the small :class:`Progress` protocol and never draw anything.
+"""
+
+from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
+from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
+from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
+from cotscope.pipeline._progress import NullProgress, Progress, ProgressTask
+
+__all__ = [
+    "GROUP_BY",
+    "Contexts",
+    "EvaluateStats",
+    "Evaluator",
+    "GenerateStats",
+    "NullProgress",
+    "Progress",
+    "ProgressTask",
+    "SafetyRow",
+    "Sampling",
+    "as_evaluator",
+    "evaluate",
+    "generate",
+    "plan_work",
+    "result_row",
+    "safety_metrics",
+]

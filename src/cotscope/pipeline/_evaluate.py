@@ -1,0 +1,260 @@
+"""The evaluate stage: a judge or monitor over traces already in the store; skip what exists, store what is new.
+
+One implementation for ``cotscope judge``, ``cotscope monitor``, the judge phase of ``cotscope run`` and the
+Python API. Results are keyed by ``(trace, evaluator, config hash, part)``; the evaluator is recorded in the
+store's evaluators table with its label meaning, so any later command (metrics, report, traces --where)
+knows what a ``true`` label means whichever command wrote it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cotscope.judges import Judge, JudgeResult, Part
+from cotscope.monitors import Monitor
+from cotscope.pipeline._progress import NullProgress, Progress
+from cotscope.traces import Trace
+
+if TYPE_CHECKING:
+    from cotscope.store import Store
+
+#: Largest remainder fetched with an id list rather than by scanning the store.
+_ID_FETCH_MAX = 5000
+
+#: Per-trace context handed to a judge (e.g. DeceptionBench's elicited belief), by trace id.
+Contexts = Mapping[str, Mapping[str, Any]]
+
+ScoreBatch = Callable[[Sequence[Trace], Sequence[Mapping[str, Any]] | None], Awaitable[list[JudgeResult]]]
+
+
+@dataclass
+class Evaluator:
+    """A judge or a monitor as the evaluate stage sees it: a name, a key and a batch scorer.
+
+    Attributes:
+        name: the evaluator name stored with each result.
+        kind: ``judge`` or ``monitor``.
+        part: the trace part its results are stored under.
+        label_meaning: what a true label means (``unsafe``, ``refused``, ``flagged``, ...).
+        config: everything that changes its verdicts; hashed into the store key.
+        score: scores a batch of traces (with optional per-trace context).
+        close: releases its backend.
+        preferred_batch: traces per batch (large for local classifiers, 64 for LLM judges).
+    """
+
+    name: str
+    kind: str
+    part: str
+    label_meaning: str | None
+    config: dict[str, Any]
+    score: ScoreBatch
+    close: Callable[[], Awaitable[None]]
+    preferred_batch: int = 64
+
+    @property
+    def config_hash(self) -> str:
+        """The configuration part of the store key."""
+        from cotscope.store import config_hash
+
+        return config_hash(self.config)
+
+
+def as_evaluator(obj: Judge | Monitor | Evaluator, part: Part | None = None) -> Evaluator:
+    """Adapt a judge (which needs ``part``) or a monitor (which has its own part) to an :class:`Evaluator`.
+
+    Raises:
+        ValueError: a judge without a part, or an unknown part.
+    """
+    if isinstance(obj, Evaluator):
+        return obj
+    # A monitor first: a judge wrapped as a monitor also carries a ``judge`` attribute.
+    if isinstance(obj, Monitor):
+        mon = obj
+
+        async def score_m(batch: Sequence[Trace], ctx: Sequence[Mapping[str, Any]] | None) -> list[JudgeResult]:
+            return list(await mon.monitor(batch))
+
+        return Evaluator(name=mon.name, kind="monitor", part=mon.part, label_meaning=mon.label_meaning,
+                         config=mon.config(), score=score_m, close=mon.aclose,
+                         preferred_batch=mon.preferred_batch)
+    jdg = obj
+    if part not in ("reasoning", "answer", "both"):
+        raise ValueError(f"judge {jdg.name} needs a part: reasoning, answer or both (got {part!r})")
+    p: Part = part
+
+    async def score_j(batch: Sequence[Trace], ctx: Sequence[Mapping[str, Any]] | None) -> list[JudgeResult]:
+        return await jdg.judge(batch, p, ctx)
+
+    # The label meaning is part of the key so that two judges that differ only in what their label means
+    # never share results (and so that keys written before this module existed stay the same).
+    return Evaluator(name=jdg.name, kind="judge", part=p, label_meaning=jdg.label_meaning,
+                     config=jdg.config() | {"label_meaning": jdg.label_meaning}, score=score_j, close=jdg.aclose,
+                     preferred_batch=jdg.preferred_batch)
+
+
+@dataclass
+class EvaluateStats:
+    """What one judge/monitor pass did. ``total == skipped + stored + errors``."""
+
+    evaluator: str
+    kind: str
+    part: str
+    config_hash: str
+    run_id: str = ""
+    total: int = 0
+    skipped: int = 0
+    stored: int = 0
+    label_true: int = 0
+    label_false: int = 0
+    no_label: int = 0
+    parse_errors: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    error_examples: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stats as the JSON object of ``cotscope judge --json``."""
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        d["traces_per_s"] = round(self.stored / self.seconds, 2) if self.seconds > 0 else None
+        return d
+
+    def count(self, r: JudgeResult) -> None:
+        """Count one stored result."""
+        if r.parse_error:
+            self.parse_errors += 1
+        elif r.label is None:
+            self.no_label += 1
+        elif r.label:
+            self.label_true += 1
+        else:
+            self.label_false += 1
+
+
+def result_row(trace_id: str, ev: Evaluator, chash: str, r: JudgeResult, run_id: str) -> dict[str, Any]:
+    """The store row of one result."""
+    return {
+        "trace_id": trace_id, "evaluator": ev.name, "config_hash": chash, "part": ev.part, "kind": ev.kind,
+        "label": r.label, "score": r.score, "parse_error": r.parse_error, "raw": r.raw, "reason": r.reason,
+        "evidence": [e.model_dump(exclude_none=True) for e in r.evidence], "details": r.details or None,
+        "run_id": run_id,
+    }
+
+
+async def evaluate(
+    store: Store,
+    evaluator: Judge | Monitor | Evaluator,
+    part: Part | None = None,
+    *,
+    trace_ids: Sequence[str] | None = None,
+    context: Contexts | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+    description: str | None = None,
+    close: bool = False,
+    **filters: Any,
+) -> EvaluateStats:
+    """Score every stored trace that has no result for this evaluator's key yet.
+
+    Each batch is stored as soon as it is scored, so a killed run resumes where it stopped. Backend
+    failures are counted, not stored, so a rerun retries them; parse errors are stored with the raw output
+    (rerunning would not change them) and never become labels. Nothing is generated: only stored traces
+    are read.
+
+    Args:
+        store: the open store.
+        evaluator: a judge (give ``part``), a monitor, or an :class:`Evaluator`.
+        part: the part a judge reads.
+        trace_ids: only these traces (a benchmark's); default every trace matching ``filters``.
+        context: per-trace context by trace id, handed to the judge (DeceptionBench's belief, ...).
+        batch_size: traces per batch (default: the evaluator's preferred batch).
+        limit: score at most this many new traces.
+        run_id: record results under this run; ``None`` starts and finishes a run of the evaluator's kind.
+        progress: where progress goes.
+        description: the progress label.
+        close: close the evaluator's backend at the end.
+        **filters: trace filters (``model=``, ``strategy=``, ``group_id=``, ``source_format=``, ...).
+    """
+    ev = as_evaluator(evaluator, part)
+    chash = ev.config_hash
+    stats = EvaluateStats(evaluator=ev.name, kind=ev.kind, part=ev.part, config_hash=chash)
+    store.add_evaluator(ev.name, chash, kind=ev.kind, label_meaning=ev.label_meaning, config=ev.config)
+    done = store.done_trace_ids(ev.name, chash, ev.part)
+    ids = list(dict.fromkeys(trace_ids)) if trace_ids is not None else list(store.trace_ids(**filters))
+    todo = [i for i in ids if i not in done]
+    stats.skipped = len(ids) - len(todo)
+    if limit is not None:
+        todo = todo[:limit]
+    stats.total = stats.skipped + len(todo)
+    own_run = run_id is None
+    if own_run:
+        run_id = store.start_run(ev.kind, ev.name, {"config": ev.config, "part": ev.part, "config_hash": chash})
+    assert run_id is not None
+    stats.run_id = run_id
+    task = (progress or NullProgress()).task(description or f"{ev.kind} {ev.name}:{ev.part}", total=len(todo))
+    t0 = time.perf_counter()
+    status = "failed"
+    try:
+        await _score_all(store, ev, chash, todo, ids, trace_ids is not None, filters, context,
+                         batch_size or ev.preferred_batch, run_id, stats, task)
+        status = "done"
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        task.done()
+        stats.seconds = time.perf_counter() - t0
+        if own_run:
+            store.finish_run(run_id, status, stats.to_dict())
+        if close:
+            await ev.close()
+    return stats
+
+
+async def _score_all(store: Store, ev: Evaluator, chash: str, todo: list[str], ids: list[str], by_ids: bool,
+                     filters: dict[str, Any], context: Contexts | None, batch_size: int, run_id: str,
+                     stats: EvaluateStats, task: Any) -> None:
+    if not todo:
+        return
+    todo_set = set(todo)
+    batch: list[Trace] = []
+
+    async def flush() -> None:
+        ctx = [context.get(t.id, {}) for t in batch] if context is not None else None
+        results = await ev.score(batch, ctx)
+        if len(results) != len(batch):
+            raise RuntimeError(f"{ev.name} returned {len(results)} results for {len(batch)} traces")
+        rows = []
+        for t, r in zip(batch, results, strict=True):
+            if r.error:
+                stats.errors += 1
+                if len(stats.error_examples) < 5:
+                    stats.error_examples.append(f"{t.id}: {r.error}")
+                continue
+            rows.append(result_row(t.id, ev, chash, r, run_id))
+            stats.count(r)
+        stats.stored += store.add_results(rows)
+        task.advance(len(batch), f"{stats.label_true} true · {stats.parse_errors} parse errors")
+        batch.clear()
+
+    # Streams in store order. A small remainder (or an explicit id list) is fetched by id; a large one is
+    # filtered here, because an id-list predicate over a big store costs more than reading the rows.
+    source: Iterator[Trace]
+    if by_ids or (len(todo) < len(ids) and len(todo) <= _ID_FETCH_MAX):
+        source = (t for i in range(0, len(todo), _ID_FETCH_MAX) for t in store.traces(ids=todo[i:i + _ID_FETCH_MAX]))
+    else:
+        source = store.traces(**filters)
+    for t in source:
+        if t.id not in todo_set:
+            continue
+        todo_set.discard(t.id)
+        batch.append(t)
+        if len(batch) >= batch_size:
+            await flush()
+    if batch:
+        await flush()

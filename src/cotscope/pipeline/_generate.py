@@ -1,0 +1,246 @@
+"""The generation stage: prompts -> K samples per prompt under one strategy -> traces in the store.
+
+One implementation for ``cotscope generate``, ``cotscope run`` and the Python API. The plan is worked out
+before any backend starts (group ids derive from prompt, model and strategy), so a finished set costs
+nothing to rerun and a killed run resumes with the missing ``(group, sample)`` pairs only. Requests go
+through the engine (concurrency, request cache, fault handling) and traces are written in small batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cotscope.pipeline._progress import NullProgress, Progress
+from cotscope.traces import PromptItem
+from cotscope.traces._rows import make_row
+from cotscope.traces._trace import group_id_for
+
+if TYPE_CHECKING:
+    from cotscope.models import GenerateConfig, Model, ModelOutput, RequestCache
+    from cotscope.store import Store
+    from cotscope.thinking import Strategy
+
+#: Errors kept with the stats (all are counted); a few examples are enough to diagnose a failure.
+MAX_ERROR_EXAMPLES = 50
+
+#: The source format recorded on every generated trace, whichever entry point generated it.
+GENERATED = "generate"
+
+
+@dataclass
+class Sampling:
+    """Sampling settings shared by every request of one generation.
+
+    Attributes:
+        temperature: sampling temperature.
+        top_p: nucleus sampling.
+        max_tokens: generation budget per response.
+        seed: base seed; sample ``k`` is requested with ``seed + k`` so a rerun on a fresh store reproduces
+            the samples where the backend honours seeds (``None``: unseeded).
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int | None = None
+
+    def config(self, k: int) -> GenerateConfig:
+        """The request settings of sample ``k``."""
+        from cotscope.models import GenerateConfig
+
+        return GenerateConfig(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                              seed=None if self.seed is None else self.seed + k)
+
+
+@dataclass
+class GenerateStats:
+    """What one generation did. ``prompts * samples == skipped_existing + new_traces + len(errors)`` up to
+    duplicates: identical responses share an id, so ``new_traces`` can be lower than what was generated."""
+
+    model: str
+    strategy: str
+    prompts: int = 0
+    samples: int = 1
+    duplicate_prompts: int = 0
+    requested: int = 0
+    skipped_existing: int = 0
+    generated: int = 0
+    new_traces: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_count: int = 0
+    seconds: float = 0.0
+    engine: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stats as a JSON object (``errors`` is the count, ``error_list`` the examples)."""
+        d = asdict(self)
+        d["error_list"] = d.pop("errors")
+        d["errors"] = d.pop("error_count")
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+def plan_work(store: Store, prompts: Sequence[PromptItem], model: str, strategy: str,
+              samples: int) -> tuple[list[tuple[PromptItem, str, int]], int, int, int]:
+    """The ``(prompt, group id, sample index)`` pairs still missing from the store.
+
+    Prompts with identical messages share one group (their K samples are generated once).
+
+    Returns:
+        ``(work, groups, duplicates, skipped)``.
+    """
+    gids = [group_id_for(p.messages, model, strategy) for p in prompts]
+    have = store.existing_samples(group_id=sorted(set(gids))) if gids else set()
+    seen: set[str] = set()
+    work: list[tuple[PromptItem, str, int]] = []
+    duplicates = 0
+    for p, gid in zip(prompts, gids, strict=True):
+        if gid in seen:
+            duplicates += 1
+            continue
+        seen.add(gid)
+        work.extend((p, gid, k) for k in range(samples) if (gid, k) not in have)
+    return work, len(seen), duplicates, len(seen) * samples - len(work)
+
+
+async def generate(
+    store: Store,
+    prompts: Sequence[PromptItem],
+    *,
+    model: str,
+    strategy: str | Strategy = "normal",
+    samples: int = 1,
+    sampling: Sampling | None = None,
+    backend: Model | Callable[[], Model] | None = None,
+    model_base_url: str | None = None,
+    model_args: dict[str, Any] | None = None,
+    cache: RequestCache | None = None,
+    source_file: str | None = None,
+    run_id: str | None = None,
+    run_config: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    description: str | None = None,
+    flush_every: int = 64,
+) -> GenerateStats:
+    """Generate the missing samples of ``prompts`` into ``store``.
+
+    Args:
+        store: the open store.
+        prompts: what to answer; each prompt's ``metadata`` goes onto its traces.
+        model: ``provider/model`` of the model under test (recorded on every trace).
+        strategy: a decoding strategy or its name (``normal``, ``zerothink``, ``think-budget:64``, ...).
+        samples: K samples per prompt.
+        sampling: temperature, top-p, budget and seed.
+        backend: the backend, or a factory called only when something is left to generate; default
+            ``get_model(model, base_url=model_base_url, **model_args)``. A backend built here is closed here.
+        model_base_url: an OpenAI-compatible server URL for the default backend.
+        model_args: backend options for the default backend.
+        cache: the request cache (``None``: send every request).
+        source_file: recorded as each trace's source (a prompt file path, or ``benchmark:NAME``).
+        run_id: record the traces under this run (a benchmark run); ``None`` starts and finishes a
+            ``generate`` run of its own.
+        run_config: extra configuration recorded with a run of its own.
+        progress: where progress goes (default: nowhere).
+        description: the progress label.
+        flush_every: traces per store write (a killed run loses at most this many, or a second of work).
+
+    Returns:
+        What was generated, skipped and failed. Failed requests are not stored: a rerun retries them.
+    """
+    from cotscope.thinking import get_strategy
+
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    sampling = sampling or Sampling()
+    progress = progress or NullProgress()
+    stats = GenerateStats(model=model, strategy=strat.name, samples=samples)
+    work, stats.prompts, stats.duplicate_prompts, stats.skipped_existing = plan_work(
+        store, prompts, model, strat.name, samples)
+    stats.requested = len(work)
+    own_run = run_id is None
+    if own_run:
+        run_id = store.start_run("generate", model, {
+            "model": model, "strategy": strat.name, "samples": samples, **asdict(sampling),
+            "source": source_file, **(run_config or {})})
+    assert run_id is not None
+    stats.run_id = run_id
+    t0 = time.perf_counter()
+    status = "failed"
+    try:
+        if work:
+            await _run_engine(store, work, model, strat, sampling, backend, model_base_url, model_args, cache,
+                              source_file, run_id, progress, description or f"{model} · {strat.name}", flush_every,
+                              stats)
+        status = "done"
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        stats.seconds = time.perf_counter() - t0
+        if own_run:
+            store.finish_run(run_id, status, stats.to_dict())
+    return stats
+
+
+async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], model: str, strat: Strategy,
+                      sampling: Sampling, backend: Any, base_url: str | None, model_args: dict[str, Any] | None,
+                      cache: RequestCache | None, source_file: str | None, run_id: str, progress: Progress,
+                      description: str, flush_every: int, stats: GenerateStats) -> None:
+    from cotscope.models import Engine, GenerateRequest, get_model
+
+    owned = backend is None or (callable(backend) and not hasattr(backend, "generate"))
+    if backend is None:
+        be = get_model(model, base_url=base_url, **(model_args or {}))
+    elif owned:
+        be = backend()
+    else:
+        be = backend
+    requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
+    engine = Engine(be, strat, cache)
+    task = progress.task(description, total=len(requests))
+    pending: list[dict[str, Any]] = []
+    last_flush = time.perf_counter()
+    t0 = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            stats.new_traces += store.add_rows(pending, run_id)
+            pending.clear()
+        last_flush = time.perf_counter()
+
+    def on_result(i: int, out: ModelOutput) -> None:
+        p, gid, k = work[i]
+        es = engine.stats
+        elapsed = time.perf_counter() - t0
+        task.advance(1, f"{es.completion_tokens / elapsed if elapsed else 0:,.0f} tok/s · {es.cached} cached"
+                        f" · {es.errors} errors")
+        if out.error is not None:
+            stats.error_count += 1
+            if len(stats.errors) < MAX_ERROR_EXAMPLES:
+                stats.errors.append({"prompt_line": p.line, "item_id": p.metadata.get("item_id"),
+                                     "sample_index": k, "error": out.error[:500]})
+            return
+        stats.generated += 1
+        meta = {**p.metadata, "finish_reason": out.finish_reason, "prompt_tokens": out.prompt_tokens,
+                "completion_tokens": out.completion_tokens, "cached": out.cached, "served_by": out.model}
+        pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=model,
+                                strategy=strat.name, group_id=gid, sample_index=k, metadata=meta,
+                                source_file=source_file, source_line=p.line, source_format=GENERATED))
+        # Small batches: a killed run loses at most a batch or a second of work.
+        if len(pending) >= flush_every or time.perf_counter() - last_flush > 1.0:
+            flush()
+
+    try:
+        await engine.run(requests, on_result)
+    finally:
+        flush()
+        task.done()
+        stats.engine = engine.stats.to_dict()
+        if cache is not None:
+            cache.flush()
+        if owned:
+            await be.aclose()
