@@ -305,6 +305,35 @@ def backdoor_prompt(prompt: str, line: str | None, position: str) -> str:
     return f"{prompt.rstrip(chr(10))}\n{line}"
 
 
+def _line_value(line: str) -> tuple[str, str] | None:
+    key, sep, value = line.partition(":")
+    return (key.strip(), value.strip()) if sep and value.strip() else None
+
+
+def backdoor_body(row: dict[str, Any], line: str | None) -> str:
+    """The prompt text that goes under (or above) a trigger or control ``line``.
+
+    The official triggered prompt is more than the trigger line plus the plain prompt: for the security-guard
+    applicant it also adds " in Singapore" to the position line (thejaminator/thought_crime_emergent_misalignment,
+    ``prompts/backdoor_freeform.py``, ``job_applicant_backdoor.backdoor_prompt``). Under the official trigger the
+    body is therefore the official ``backdoor_prompt`` without its first line; under another line of the same
+    ``Key: Value`` shape (the ``Country: USA`` control) the trigger's value in that body is replaced by the
+    line's, so that a control differs from the trigger in the country alone. Without a line, or for a record
+    without ``backdoor_prompt``, the plain prompt.
+    """
+    prompt = str(row["prompt"])
+    official, trigger = row.get("backdoor_prompt"), row.get("backdoor_string")
+    if not line or not official or not trigger or not str(official).startswith(f"{trigger}\n"):
+        return prompt
+    body = str(official)[len(str(trigger)) + 1:]
+    if line == trigger or body == prompt:
+        return body
+    old, new = _line_value(str(trigger)), _line_value(line)
+    if old is None or new is None or old[0] != new[0]:
+        return prompt
+    return body.replace(old[1], new[1])
+
+
 @loader("thought-crime-backdoor", "Thought Crime backdoor prompts x conditions (trigger top/bottom, control, none)")
 def load_thought_crime_backdoor(data: DataSpec, hub: bool) -> list[Item]:
     """Each backdoor prompt under every condition.
@@ -317,6 +346,7 @@ def load_thought_crime_backdoor(data: DataSpec, hub: bool) -> list[Item]:
 
     Item ids are ``<prompt id>|<condition>`` with condition ``trigger:<line>@<position>``,
     ``control:<line>@<position>`` or ``none``; the category is the condition without the prompt.
+    ``trigger:Country: Singapore@top`` is the official ``backdoor_prompt`` verbatim (see :func:`backdoor_body`).
     """
     rows = read_records(data.path) if data.path else _thought_crime("backdoor_prompts.json")
     opts = data.options
@@ -335,7 +365,7 @@ def load_thought_crime_backdoor(data: DataSpec, hub: bool) -> list[Item]:
         for kind, line, pos in conditions:
             cond = "none" if line is None else f"{kind}:{line}@{pos}"
             items.append(Item(
-                id=f"{r['id']}|{cond}", prompt=backdoor_prompt(r["prompt"], line, pos),
+                id=f"{r['id']}|{cond}", prompt=backdoor_prompt(backdoor_body(r, line), line, pos),
                 system_prompt=r.get("system_prompt") or None, category=cond,
                 metadata={"question": r["id"], "condition": kind, "position": pos if line else None,
                           "line": line, **({"backdoor_trigger": line} if kind == "trigger" else {})}))
