@@ -11,10 +11,18 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TaskID
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from typer.core import TyperGroup
 
-from cotscope._progress import make_progress
 from cotscope.errors import CotscopeError
 
 
@@ -54,13 +62,26 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def make_progress(console: Console | None = None, *, disable: bool = False) -> Progress:
+    """The one progress-bar layout of every command: spinner, description, bar, done/total, ``info``, times.
+
+    Tasks must be added with an ``info`` field (``add_task(..., info="")``).
+    """
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, disable=disable, transient=False)
+
+
 class _RichTask:
     def __init__(self, bar: Progress, task: TaskID) -> None:
         self.bar = bar
         self.id = task
 
     def advance(self, n: int = 1, info: str = "") -> None:
-        self.bar.update(self.id, advance=n, info=info)
+        if info:
+            self.bar.update(self.id, advance=n, info=info)
+        else:
+            self.bar.advance(self.id, n)
 
     def total(self, total: int | None) -> None:
         self.bar.update(self.id, total=total)

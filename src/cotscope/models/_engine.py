@@ -1,4 +1,4 @@
-"""The generation engine: many requests through one backend and one strategy, with cache, progress and stats.
+"""The generation engine: many requests through one backend and one strategy, with cache and stats.
 
 Requests are cut into chunks of the backend's ``batch_size`` (1 for HTTP, 8 or so for local models) and
 served by ``max_concurrency`` workers (the HTTP connection limit; 1 for in-process models). Cache hits
@@ -15,10 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-from rich.progress import Progress
-
-from cotscope._progress import make_progress
 from cotscope.models._cache import CachedModel, RequestCache
 from cotscope.models._protocol import DecodingStrategy, GenerateRequest, Model, ModelOutput, PlainDecoding
 
@@ -78,15 +74,15 @@ class EngineStats:
 
 
 class Engine:
-    """Runs requests through a backend with a strategy, an optional cache and an optional progress bar.
+    """Runs requests through a backend with a strategy and an optional cache.
+
+    The engine draws nothing: callers follow it through ``on_result`` (the generation stage turns that into
+    progress reports) and :attr:`stats`.
 
     Args:
         model: the backend.
         strategy: the decoding strategy, any :class:`DecodingStrategy` (default: requests as they are).
         cache: the request cache, or ``None`` to send everything.
-        progress: show a rich progress bar (prompts done, tokens/s) on ``console``.
-        console: where the bar goes (default stderr).
-        description: the bar's label.
     """
 
     def __init__(
@@ -94,18 +90,11 @@ class Engine:
         model: Model,
         strategy: DecodingStrategy | None = None,
         cache: RequestCache | None = None,
-        *,
-        progress: bool = False,
-        console: Console | None = None,
-        description: str = "generate",
     ) -> None:
         self.model = model
         self.strategy: DecodingStrategy = strategy or PlainDecoding()
         self.cache = cache
         self.backend: Model = CachedModel(model, cache) if cache is not None else model
-        self.progress = progress
-        self.console = console or Console(stderr=True)
-        self.description = description
         self.stats = EngineStats()
 
     async def run(
@@ -116,31 +105,14 @@ class Engine:
         stats = self.stats = EngineStats(requests=n)
         results: list[ModelOutput | None] = [None] * n
         t0 = time.perf_counter()
-        bar: Progress | None = None
-        task: Any = None
-        if self.progress:
-            bar = make_progress(self.console)
-            bar.start()
-            task = bar.add_task(self.description, total=n, info="")
-        last_draw = 0.0
 
         def finish(i: int, out: ModelOutput) -> None:
-            nonlocal last_draw
             if results[i] is not None:  # a second result for one request would be a bug; keep the first
                 return
             results[i] = out
             stats.add(out)
             if on_result is not None:
                 on_result(i, out)
-            if bar is not None:
-                now = time.perf_counter()
-                bar.advance(task)
-                # Redrawing the info text per request costs more than a fast request; do it a few times a second.
-                if now - last_draw > 0.2:
-                    last_draw = now
-                    el = now - t0
-                    bar.update(task, info=f"{stats.completion_tokens / el if el else 0:,.0f} tok/s"
-                               f" · {stats.cached} cached · {stats.errors} errors")
 
         try:
             todo = list(range(n))
@@ -160,10 +132,6 @@ class Engine:
             stats.seconds = time.perf_counter() - t0
             if self.cache is not None:
                 self.cache.flush()
-            if bar is not None:
-                bar.update(task, info=f"{stats.tokens_per_s:,.0f} tok/s · {stats.cached} cached"
-                           f" · {stats.errors} errors")
-                bar.stop()
         missing = [i for i, r in enumerate(results) if r is None]
         for i in missing:  # cannot happen unless a worker was cancelled; still never drop a request silently
             finish(i, ModelOutput(error="not generated (run interrupted)"))

@@ -7,10 +7,10 @@
 Stages report progress through the small :class:`Progress` protocol and never draw anything.
 """
 
+from cotscope._progress import NullProgress, Progress, ProgressTask
 from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
 from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
-from cotscope.pipeline._progress import NullProgress, Progress, ProgressTask
 
 __all__ = [
     "GROUP_BY",

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cotscope._progress import NullProgress, Progress
 from cotscope.judges import Judge, JudgeResult, Part
 from cotscope.monitors import Monitor
-from cotscope.pipeline._progress import NullProgress, Progress
 from cotscope.traces import Trace
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cotscope.pipeline._progress import NullProgress, Progress
+from cotscope._progress import NullProgress, Progress
 from cotscope.traces import PromptItem
 from cotscope.traces._rows import make_row
 from cotscope.traces._trace import group_id_for
@@ -212,12 +212,20 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
             pending.clear()
         last_flush = time.perf_counter()
 
+    last_info = 0.0
+
     def on_result(i: int, out: ModelOutput) -> None:
+        nonlocal last_info
         p, gid, k = work[i]
-        es = engine.stats
-        elapsed = time.perf_counter() - t0
-        task.advance(1, f"{es.completion_tokens / elapsed if elapsed else 0:,.0f} tok/s · {es.cached} cached"
-                        f" · {es.errors} errors")
+        now = time.perf_counter()
+        info = ""
+        # Rendering the status text per request costs more than a fast request: a few times a second suffices.
+        if now - last_info > 0.2 or i == len(work) - 1:
+            last_info = now
+            es, elapsed = engine.stats, now - t0
+            info = (f"{es.completion_tokens / elapsed if elapsed else 0:,.0f} tok/s · {es.cached} cached"
+                    f" · {es.errors} errors")
+        task.advance(1, info)
         if out.error is not None:
             stats.error_count += 1
             if len(stats.errors) < MAX_ERROR_EXAMPLES:
