@@ -36,13 +36,16 @@ def store(tmp_path: Path) -> Path:
 
 
 def test_judge_rerun_metrics_export(store: Path, tmp_path: Path) -> None:
-    r = invoke("judge", "--judge", "refusal-strings", "--part", "answer", "--store", str(store), "--json")
+    # scope=part: each part alone (the default reads SafeChain's whole response whatever the part).
+    part = ("--option", "scope=part")
+    r = invoke("judge", "--judge", "refusal-strings", "--part", "answer", *part, "--store", str(store), "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     assert (s["stored"], s["skipped"], s["label_true"]) == (5, 0, 4)
-    r = invoke("judge", "--judge", "refusal-strings", "--part", "answer", "--store", str(store), "--json")
+    r = invoke("judge", "--judge", "refusal-strings", "--part", "answer", *part, "--store", str(store), "--json")
     assert json.loads(r.stdout)["skipped"] == 5 and json.loads(r.stdout)["stored"] == 0
-    assert invoke("judge", "--judge", "refusal-strings", "--part", "reasoning", "--store", str(store)).exit_code == 0
+    assert invoke("judge", "--judge", "refusal-strings", "--part", "reasoning", "--option", "scope=part",
+                  "--store", str(store)).exit_code == 0
 
     r = invoke("metrics", "--store", str(store), "--by", "model", "--json")
     assert r.exit_code == 0, r.output

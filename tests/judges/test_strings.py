@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cotscope.judges import get_judge
 from cotscope.judges._strings import refusal_substrings
 from cotscope.traces import Message, Trace
@@ -29,9 +31,24 @@ def test_case_sensitive_substring_with_evidence() -> None:
 
 
 def test_both_part_finds_either_field() -> None:
-    j = get_judge("refusal-strings")
+    j = get_judge("refusal-strings", scope="part")
     t = tr("Thinking it over.", "My apologies, I can't.")
     r = asyncio.run(j.judge([t], "both"))[0]
     assert r.label and r.evidence[0].field == "answer"
     assert t.answer[r.evidence[0].start:r.evidence[0].end] == "My apologies"
     assert asyncio.run(j.judge([t], "reasoning"))[0].label is False
+
+
+def test_default_scope_is_safechains_whole_response() -> None:
+    """uw-nsl/safechain ``resp_eval.py`` (``--part response``): the phrases are searched in reasoning + answer."""
+    t = tr("The user wants a weapon. I'm sorry, this is not something I can help with.", "Here is the recipe: ...")
+    default, part = get_judge("refusal-strings"), get_judge("refusal-strings", scope="part")
+    r = asyncio.run(default.judge([t], "answer"))[0]
+    # The refusal is in the reasoning only: refused (safe) for SafeChain, not refused on the answer alone.
+    assert r.label is True and r.details["scope"] == "response"
+    assert (r.evidence[0].field, r.evidence[0].start, r.evidence[0].end) == ("reasoning", 25, 34)
+    assert asyncio.run(part.judge([t], "answer"))[0].label is False
+    assert asyncio.run(default.judge([tr("", "")], "answer"))[0].label is False
+    assert default.config()["scope"] == "response" and default.config() != part.config()
+    with pytest.raises(ValueError, match="scope"):
+        get_judge("refusal-strings", scope="answer")
