@@ -203,3 +203,14 @@ def test_hub_loader_goes_through_datasets(monkeypatch: pytest.MonkeyPatch) -> No
     assert calls == [{"path": "walledai/StrongREJECT", "split": "train"}] and items[0].prompt == "hub prompt"
     with pytest.raises(ValueError, match="Hugging Face"):
         load_items(get_benchmark("thought-crime-backdoor").data.model_copy(update={"loader": "prompts"}), hub=True)
+
+
+def test_llama_guard_specs_say_native_and_refusal_strings_the_whole_response() -> None:
+    """SafeChain runs Llama Guard on [user, assistant] and its refusal strings on the whole response."""
+    for name in ("safechain-strongreject", "safechain-strongreject-small", "safechain-wildjailbreak",
+                 "judge-agreement-harmbench"):
+        guards = [j for j in get_benchmark(name).judges if j.name == "llama-guard"]
+        assert guards and all(j.options == {"mode": "native"} for j in guards), name
+    for name in ("safechain-strongreject", "safechain-strongreject-small", "safechain-wildjailbreak"):
+        (rs,) = [j for j in get_benchmark(name).judges if j.name == "refusal-strings"]
+        assert (rs.part, rs.options) == ("both", {"scope": "response"}), name
