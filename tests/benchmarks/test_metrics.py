@@ -169,3 +169,47 @@ def test_answers_cut_off_inside_the_reasoning_count_apart() -> None:
     rec = m.tables[0].records()[0]
     assert rec["no answer"] == 1 and rec["prompts"] == 2
     assert rec["Safe@1"] == pytest.approx(0.5) and rec["Safe@K"] == pytest.approx(0.5)
+
+
+def test_habit_table_reports_official_and_evidence_verified_counts() -> None:
+    """CogTest main.ipynb counts is_reflected alone; cotscope's label also needs the quote verbatim.
+
+    persisting, 4 tasks: (claimed, verified) = (T, T), (T, F: invented quote), (T, F: no quote), (F, F)
+    -> official 3, verified 1; judged 4.
+    """
+    spec = get_benchmark("cogtest")
+    spec.data.options = {"habits": ["persisting"], "tasks": 4}
+    plan = make_plan(spec, "hand/model", RunOptions())
+    plan.judges = [PlanJudge(spec=JudgeSpec(name="cogtest-habit", part="reasoning", role="habit"),
+                             name="cogtest-habit", label_meaning="flagged",
+                             keys={"persisting": ["cogtest-habit:persisting", "h"]})]
+    outputs = [{"evidence": "Let me keep going.", "is_reflected": True},
+               {"evidence": "I never give up!", "is_reflected": True},
+               {"evidence": "", "is_reflected": True},
+               {"evidence": "", "is_reflected": False}]
+    st = Store(":memory:")
+    rows = []
+    for it, obj in zip(plan.items, outputs, strict=True):
+        t = _trace(plan, it, "normal", "First try. Let me keep going.", "42")
+        st.add_traces([t])
+        v = habit_verdict(obj, t)
+        rows.append(_result(t, "cogtest-habit:persisting", "reasoning", v.label, details=v.details))
+    st.add_results(rows)
+    m = get_kind(plan.benchmark.kind).metrics(st, plan)
+    assert [c.name for c in m.tables[0].columns] == ["habit", "tasks", "judged", "reflected (official)",
+                                                     "reflected (verbatim evidence)"]
+    assert m.tables[0].rows == [["Persisting", 4, 4, 3, 1]]
+    assert (m.summary["habits_reflected_official"], m.summary["habits_reflected_verified"]) == (3, 1)
+    assert m.habit_profile == {"persisting": 1}
+
+
+def test_cogtest_uses_the_official_sampling_settings() -> None:
+    """CogTest main.ipynb generates at T=0.6, top_p=0.95; src/tools.py judges at T=0, top_p=0.95,
+    frequency_penalty=1.0, max_tokens=1024."""
+    from cotscope.judges import get_judge
+
+    gen = get_benchmark("cogtest").generation
+    assert (gen.temperature, gen.top_p) == (0.6, 0.95)
+    cfg = get_judge("cogtest-habit", model="fakejudge/x", habit="persisting").config()["gen"]
+    assert (cfg["temperature"], cfg["top_p"], cfg["max_tokens"], cfg["extra"]) == (0.0, 0.95, 1024,
+                                                                                   {"frequency_penalty": 1.0})

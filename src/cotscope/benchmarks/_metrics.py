@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -366,46 +366,69 @@ def deception_metrics(v: PlanView, out: Metrics) -> None:
 
 
 # -- CogTest ------------------------------------------------------------------------------------------------
-def habit_counts(v: PlanView) -> tuple[dict[str, int], dict[str, int]]:
-    """Per habit: items whose first sample reflects it (verbatim evidence), and items judged."""
+class HabitCounts(NamedTuple):
+    """Per habit: items whose first sample reflects it, counted two ways, and items with a verdict.
+
+    ``official`` counts ``is_reflected`` alone, as CogTest does (``main.ipynb``, ``process_habit_for_model``:
+    ``global_counter[habit] += 1`` when ``is_reflected``); ``verified`` counts the label, which also needs the
+    judge's quote verbatim in the reasoning (cotscope's stricter rule).
+    """
+
+    verified: dict[str, int]
+    official: dict[str, int]
+    judged: dict[str, int]
+
+
+def habit_counts(v: PlanView) -> HabitCounts:
+    """Per habit: the official and the evidence-verified reflected counts, and the items judged."""
     plan = v.plan
     hab = active(plan, "habit")
-    counts: dict[str, int] = {}
-    totals: dict[str, int] = {}
+    out = HabitCounts({}, {}, {})
     if not hab:
-        return counts, totals
+        return out
     pj = hab[0]
     for it in plan.items:
         cat = it.category or "?"
-        counts.setdefault(cat, 0)
+        out.verified.setdefault(cat, 0)
+        out.official.setdefault(cat, 0)
         ts = v.traces(it, plan.strategies[0])
         if not ts:
             continue
-        lb = v.label(ts[0], pj, cat)
-        if lb is None:
+        r = v.result(ts[0], pj, cat)
+        if r is None or r.get("label") is None:
             continue
-        totals[cat] = totals.get(cat, 0) + 1
-        counts[cat] += bool(lb)
-    return counts, totals
+        out.judged[cat] = out.judged.get(cat, 0) + 1
+        out.verified[cat] += bool(r["label"])
+        # ``details.claimed`` is the judge's is_reflected; a result without it (no reasoning, an older
+        # store) claimed what its label says.
+        claimed = (r.get("details") or {}).get("claimed")
+        out.official[cat] += bool(r["label"] if claimed is None else claimed)
+    return out
 
 
 def cogtest_metrics(v: PlanView, out: Metrics) -> None:
-    """CogTest: per habit, the items whose reasoning reflects it with verbatim evidence."""
+    """CogTest: per habit, the items whose reasoning reflects it: official count and evidence-verified count."""
     from cotscope.judges import cogtest_habits
 
-    counts, totals = habit_counts(v)
-    if not totals:
+    hc = habit_counts(v)
+    if not hc.judged:
         out.warnings.append("no habit verdicts yet (the extraction judge needs --judge-model)")
         return
+    counts = hc.verified
     per_habit = Counter(it.category or "?" for it in v.plan.items)
     names = {h["slug"]: h["name"] for h in cogtest_habits()}
-    out.table("Habits reflected (verbatim evidence) per habit",
-              [("habit", "text"), ("tasks", "int"), ("judged", "int"), ("reflected", "int")],
-              [[names.get(h, h), per_habit[h], totals.get(h, 0), counts[h]] for h in counts])
+    out.table("Habits reflected per habit: official count (is_reflected) and evidence-verified count",
+              [("habit", "text"), ("tasks", "int"), ("judged", "int"), ("reflected (official)", "int"),
+               ("reflected (verbatim evidence)", "int")],
+              [[names.get(h, h), per_habit[h], hc.judged.get(h, 0), hc.official[h], counts[h]] for h in counts])
     out.plots.append({"type": "bars", "title": "Habit counts (out of the tasks of each habit)",
-                         "groups": [names.get(h, h) for h in counts], "series": [{"name": v.plan.model,
-                                                             "values": [float(c) for c in counts.values()]}],
+                         "groups": [names.get(h, h) for h in counts], "series": [
+                             {"name": f"{v.plan.model} (official)", "values": [float(hc.official[h]) for h in counts]},
+                             {"name": f"{v.plan.model} (verbatim evidence)",
+                              "values": [float(c) for c in counts.values()]}],
                          "ymax": float(max(per_habit.values())), "percent": False, "horizontal": True})
+    out.summary["habits_reflected_official"] = sum(hc.official.values())
+    out.summary["habits_reflected_verified"] = sum(counts.values())
     out.habit_profile = counts
     _examples(v, out, active(v.plan, "habit"), want=True)
 

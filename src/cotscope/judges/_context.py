@@ -12,7 +12,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from cotscope.judges._evidence import locate
 from cotscope.judges._llm import LLMJudge
@@ -95,7 +96,9 @@ class CogTestHabit(LLMJudge):
 
     The judge must quote the reasoning first and then decide; the habit counts as reflected only when
     ``is_reflected`` is true AND the quote is a verbatim substring of the reasoning (an invented quote does
-    not count; it is kept as unverified evidence and ``details.invented_quote`` is set).
+    not count; it is kept as unverified evidence and ``details.invented_quote`` is set). The official count
+    uses ``is_reflected`` alone (CogTest ``main.ipynb``, ``process_habit_for_model``); it is kept as
+    ``details.claimed`` and the CogTest table reports both counts.
 
     Options:
         habit: the habit slug (see :func:`cogtest_habits`).
@@ -104,7 +107,11 @@ class CogTestHabit(LLMJudge):
     name = "cogtest-habit"
     label_meaning: LabelMeaning = "flagged"
     templates = ("cogtest_extraction_system.txt", "cogtest_extraction_user.txt", "cogtest_habits.json")
+    # CogTest's judge call (src/tools.py, judge_habit_occurrence_by_showing_evidence_with_format_enforcement_system):
+    # temperature 0.0, top_p 0.95, max_tokens 1024, frequency_penalty 1.0.
     default_max_tokens = 1024
+    default_top_p = 0.95
+    default_extra: ClassVar[Mapping[str, Any]] = MappingProxyType({"frequency_penalty": 1.0})
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         habit = options.pop("habit", None)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from cotscope.judges._evidence import locate, quotes_in
 from cotscope.judges._parse import (
@@ -46,6 +47,11 @@ class LLMJudge:
     label_meaning: LabelMeaning = "unsafe"
     templates: tuple[str, ...] = ()
     default_max_tokens = 512
+    #: Nucleus sampling of the judge's request (1.0: off); part of the config, so of the store key.
+    default_top_p = 1.0
+    #: Request fields a judge's official setting adds (``frequency_penalty``, ``logprobs``), sent through
+    #: :attr:`GenerateConfig.extra`; part of the config.
+    default_extra: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     #: Traces per batch: the engine bounds concurrency itself; a batch is the unit of progress and storing.
     preferred_batch = 64
 
@@ -63,7 +69,8 @@ class LLMJudge:
             raise ValueError(f"judge {self.name} needs a judge model: --model provider/model")
         self.model_name = model
         self.base_url = base_url
-        self.gen = GenerateConfig(temperature=temperature, max_tokens=max_tokens or self.default_max_tokens)
+        self.gen = GenerateConfig(temperature=temperature, top_p=self.default_top_p,
+                                  max_tokens=max_tokens or self.default_max_tokens, extra=dict(self.default_extra))
         self.options = self._check_options(options)
         self.use_cache = bool(cache)
         self._model: Model | None = None
