@@ -63,15 +63,11 @@ async def run_async(benchmark: str | Path | BenchmarkSpec, *, model: str | None 
     Raises:
         ConfigError: an unknown option or benchmark.
     """
-    from cotscope.benchmarks import BenchmarkSpec, get_benchmark, get_kind, run_benchmark
+    from cotscope.benchmarks import BenchmarkSpec, get_benchmark, run_benchmark
     from cotscope.store import Store
 
     opts = _options(options)
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else get_benchmark(benchmark)
-    if model is None:
-        if get_kind(spec.kind).strategies(spec, None) != ["given"]:
-            raise ConfigError(f"{spec.name} needs model='provider/model'")
-        model = f"labelled/{spec.name}"
     own = not isinstance(store, Store)
     st = Store(store) if not isinstance(store, Store) else store
     try:

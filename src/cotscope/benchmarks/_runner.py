@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cotscope.benchmarks._kinds import BenchmarkKind, get_kind, given_traces
+from cotscope.benchmarks._kinds import GIVEN, BenchmarkKind, get_kind, given_traces
 from cotscope.benchmarks._loaders import Item, load_items
 from cotscope.benchmarks._metrics import Metrics, index_results
 from cotscope.benchmarks._plan import PlanJudge, RunPlan
 from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
+from cotscope.errors import ConfigError
 from cotscope.pipeline import NullProgress, Progress, Sampling, evaluate, generate
 from cotscope.traces import PromptItem
 
@@ -304,14 +305,15 @@ def _positives(store: Store, plan: RunPlan, role: str, trace_ids: list[str]) -> 
     return set()
 
 
-async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str, opts: RunOptions | None = None, *,
-                        progress: Progress | None = None) -> RunResult:
+async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | None, opts: RunOptions | None = None,
+                        *, progress: Progress | None = None) -> RunResult:
     """Generate -> judge -> metrics for one benchmark and model; each stage skips what the store has.
 
     Args:
         store: the open store.
         spec: the benchmark spec, or a registered name / spec file path.
-        model: ``provider/model`` of the model under test.
+        model: ``provider/model`` of the model under test; ``None`` for a benchmark whose responses come with
+            the data (judge agreement), which records the model as ``labelled/<benchmark>``.
         opts: overrides of the spec's settings.
         progress: where progress goes (default: nowhere).
     """
@@ -326,6 +328,10 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str, opt
         opts = RunOptions(**{**opts.__dict__, "data": None})
     progress = progress or NullProgress()
     kind = get_kind(spec.kind)
+    if model is None:
+        if kind.strategies(spec, None) != [GIVEN]:
+            raise ConfigError(f"{spec.name} needs a model under test (provider/model)")
+        model = f"labelled/{spec.name}"
     plan = make_plan(spec, model, opts)
     judges, instances = ([], {}) if opts.skip_judges else resolve_judges(plan, opts, kind)
     plan.judges = judges

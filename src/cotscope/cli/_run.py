@@ -43,15 +43,11 @@ def benchmarks(
 def run_and_report(bench: str, model: str | None, store: Path, opts: Any, report: Path | None,
                    quiet: bool) -> dict[str, Any]:
     """Run one benchmark into a store and (optionally) write the report; returns the JSON summary."""
-    from cotscope.benchmarks import get_benchmark, get_kind, run_benchmark
+    from cotscope.benchmarks import get_benchmark, run_benchmark
     from cotscope.report import build_report
     from cotscope.store import Store
 
     spec = get_benchmark(bench)
-    if model is None:
-        if get_kind(spec.kind).strategies(spec, None) != ["given"]:
-            fail(f"{spec.name} needs --model provider/model")
-        model = f"labelled/{spec.name}"  # the responses come with the data
     if opts.data is not None and not Path(opts.data).exists():
         fail(f"--data {opts.data}: no such file")
     store.parent.mkdir(parents=True, exist_ok=True)
