@@ -311,7 +311,8 @@ def _chat_output(prefix: str, resp: Any) -> ModelOutput:
     reasoning = _field(msg, "reasoning_content")
     if reasoning is None:
         reasoning = _field(msg, "reasoning")
-    out = ModelOutput(text=content, finish_reason=choice.finish_reason, model=resp.model)
+    out = ModelOutput(text=content, finish_reason=choice.finish_reason, model=resp.model,
+                      top_logprobs=_top_logprobs(choice))
     _usage(out, resp)
     if not reasoning:
         # No reasoning parser on the server: the text carries <think> tags, if any.
@@ -331,6 +332,21 @@ def _chat_output(prefix: str, resp: Any) -> ModelOutput:
     return out.model_copy(
         update={"text": text, "reasoning": s.reasoning, "answer": s.answer, "reasoning_closed": s.reasoning_closed}
     )
+
+
+def _top_logprobs(choice: Any, positions: int = 4) -> list[dict[str, float]] | None:
+    """``token -> logprob`` of the top alternatives at the first ``positions`` tokens, if the reply has them.
+
+    The chat API's ``choices[0].logprobs.content[i].top_logprobs`` (asked for with ``logprobs=true,
+    top_logprobs=N``), as the Emergent Misalignment judge reads it (emergent-misalignment ``open_models/judge.py``,
+    ``OpenAiJudge.logprob_probs``). A server that ignores the request returns none: ``None``.
+    """
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    out = [{str(t.token): float(t.logprob) for t in (getattr(c, "top_logprobs", None) or [])}
+           for c in content[:positions]]
+    return out if any(out) else None
 
 
 def _short(text: str, n: int = 200) -> str:

@@ -52,6 +52,10 @@ class ModelOutput(BaseModel):
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: The top alternatives of the first generated tokens, ``token -> log-probability`` per position, when the
+    #: request asked for them (``extra={"logprobs": True, "top_logprobs": 20}``) and the backend returns them;
+    #: ``None`` otherwise. The Emergent Misalignment judge scores from the first position.
+    top_logprobs: list[dict[str, float]] | None = None
     model: str | None = None
     error: str | None = None
     cached: bool = False
