@@ -44,7 +44,7 @@ class RunOptions:
         limit: only the first N items (per habit for CogTest).
         judge_model: ``provider/model`` of the LLM judges; without it the embedded fallbacks run.
         judge_base_url: OpenAI-compatible server of the judge model.
-        judge_options: options for every judge of the spec, as ``-J key=value`` (e.g. ``mode=native``);
+        judge_options: options for every judge of the spec, as ``-J key=value`` (e.g. ``mode=template``);
             a key ``judge.key`` applies to that judge only.
         model_base_url: OpenAI-compatible server of the model under test.
         model_args: backend options (``-M threads=2``).
