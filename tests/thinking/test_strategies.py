@@ -134,7 +134,7 @@ class ScriptedModel:
 def test_morethink_rounds_stop_rethink_and_close() -> None:
     m = ScriptedModel()
     s = MoreThink(think_budget=10000, enforce_num=3)
-    [out] = asyncio.run(s.generate(m, [_req(max_tokens=50)]))
+    [out] = asyncio.run(s.generate(m, [_req(max_tokens=10050)]))
     think_calls, final = m.calls[:-1], m.calls[-1]
     assert len(think_calls) == 4  # the first round plus enforce_num rethinks
     assert all("</think>" in c.config.stop for c in think_calls)
@@ -143,7 +143,7 @@ def test_morethink_rounds_stop_rethink_and_close() -> None:
         added = nxt.prefill[len(prev.prefill) + len(" a thought.\n\n"):]
         assert nxt.prefill.startswith(prev.prefill) and added in ("Wait", "Let me think again")
     assert final.prefill.endswith("</think>\n\n") and "</think>" not in final.config.stop
-    assert final.config.max_tokens == 50
+    assert final.config.max_tokens == 50  # SafeChain's solution budget: 10050 - 10000
     assert out.answer == "Final answer."
     assert out.reasoning.count("a thought.") == 4
     assert out.reasoning.count("Wait") + out.reasoning.count("Let me think again") == 3
@@ -161,9 +161,9 @@ def test_morethink_stops_rethinking_when_budget_is_spent() -> None:
 
 def test_morethink_is_deterministic_per_request() -> None:
     a, b = ScriptedModel(), ScriptedModel()
-    asyncio.run(MoreThink(enforce_num=5).generate(a, [_req("x")]))
-    asyncio.run(MoreThink(enforce_num=5).generate(b, [_req("x")]))
-    assert [c.prefill for c in a.calls] == [c.prefill for c in b.calls]
+    asyncio.run(MoreThink(enforce_num=5).generate(a, [_req("x", max_tokens=16000)]))
+    asyncio.run(MoreThink(enforce_num=5).generate(b, [_req("x", max_tokens=16000)]))
+    assert len(a.calls) == 7 and [c.prefill for c in a.calls] == [c.prefill for c in b.calls]
 
 
 def test_morethink_error_in_a_round_is_the_output() -> None:
@@ -172,5 +172,59 @@ def test_morethink_error_in_a_round_is_the_output() -> None:
             outs = await super().generate(requests)
             return [ModelOutput(error="HTTP 500: boom") if len(self.calls) == 2 else o for o in outs]
 
-    [out] = asyncio.run(MoreThink(enforce_num=3).generate(Failing(), [_req()]))
+    [out] = asyncio.run(MoreThink(enforce_num=3).generate(Failing(), [_req(max_tokens=16000)]))
     assert out.error == "HTTP 500: boom"
+
+
+@pytest.mark.parametrize(
+    ("budget", "enforce", "per_round", "max_tokens", "think_max", "answer_max"),
+    [
+        # SafeChain's defaults (config.py max_tokens 16000; resp_gen.py think_budget 10000, enforce_num 10):
+        # 11 rounds of 7 tokens stay under the budget, so the answer gets 16000 - 10000 = 6000.
+        (10000, 10, 7, 16000, [10000 - 7 * k for k in range(11)], 6000),
+        # Budget 100, 40 tokens a round (a server that overshoots its max_tokens): SafeChain's loop leaves
+        # max_thinking_tokens = 100 - 40 - 40 - 40 = -20, so solution_budget = 160 - (100 - min(0, -20)) = 40.
+        (100, 10, 40, 160, [100, 60, 20], 40),
+        # Under the budget: the answer gets the total minus the whole budget, not minus what was used.
+        (100, 2, 7, 160, [100, 93, 86], 60),
+    ],
+)
+def test_morethink_answer_gets_safechains_remaining_budget(
+    budget: int, enforce: int, per_round: int, max_tokens: int, think_max: list[int], answer_max: int
+) -> None:
+    m = ScriptedModel(tokens_per_round=per_round)
+    [out] = asyncio.run(MoreThink(think_budget=budget, enforce_num=enforce).generate(m, [_req(max_tokens=max_tokens)]))
+    assert [c.config.max_tokens for c in m.calls[:-1]] == think_max
+    assert m.calls[-1].config.max_tokens == answer_max
+    assert out.error is None and out.answer == "Final answer."
+
+
+def test_morethink_without_an_answer_budget_fails_each_request_before_sending() -> None:
+    m = ScriptedModel()
+    outs = asyncio.run(MoreThink().generate(m, [_req(max_tokens=4096), _req("r", max_tokens=10001)]))
+    assert m.calls and all(c.messages[0]["content"] == "r" for c in m.calls)  # the first never went out
+    assert outs[0].error is not None and outs[0].error.startswith("strategy morethink: max_tokens 4096")
+    assert "thinking budget of 10000" in outs[0].error
+    assert outs[1].error is None and m.calls[-1].config.max_tokens == 1
+
+
+def test_rounds_record_each_way_their_prefills_went_and_prefill_errors_name_the_strategy() -> None:
+    class Switching(ScriptedModel):
+        """A backend whose auto mode sent think rounds through completions and the answer through chat."""
+
+        async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+            outs = await super().generate(requests)
+            return [o.model_copy(update={"prefill_applied": "chat-continue" if r.prefill.endswith("</think>\n\n")
+                                         else "completions"}) for r, o in zip(requests, outs, strict=True)]
+
+    [out] = asyncio.run(MoreThink(think_budget=100, enforce_num=2).generate(Switching(), [_req(max_tokens=200)]))
+    assert out.prefill_applied == "completions+chat-continue"
+
+    class Refusing(ScriptedModel):
+        async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
+            return [ModelOutput(error="prefill not applied: openai/m (URL) ...") for _ in requests]
+
+    [z] = asyncio.run(get_strategy("zerothink").generate(Refusing(), [_req()]))
+    [m] = asyncio.run(MoreThink(think_budget=10, enforce_num=0).generate(Refusing(), [_req(max_tokens=20)]))
+    assert z.error == "strategy zerothink: prefill not applied: openai/m (URL) ..."
+    assert m.error == "strategy morethink:10,0: prefill not applied: openai/m (URL) ..."

@@ -7,6 +7,15 @@ timeout), ``drop`` (closes the connection without a reply) and ``truncate`` (a 2
 off). It is a bare asyncio HTTP/1.1 server with keep-alive so that, run in its own process, it is not the
 bottleneck of a client benchmark.
 
+Chat templates, for the prefill checks: with ``FaultConfig.chat_template`` (a Jinja chat template) a chat
+request is rendered the way vLLM renders it, through transformers' ``render_jinja_template`` with the
+request's ``continue_final_message``/``add_generation_prompt``/``chat_template_kwargs`` (a template that
+deletes part of a continued message gives transformers' error as an HTTP 400, as vLLM does), and the fake
+model continues the rendered text like a completion. ``FaultConfig.ignore_continue`` plays a server
+without the extension (Ollama, llama.cpp's server): the prefill is ignored and the model starts afresh.
+Every prompt text the fake model continued (completions and templated chats) is kept in
+``ServerStats.prompts``.
+
 Run: ``python -m cotscope.models._fakeserver --port 8000 [--fault-rate 0.3] [--faults 429,500]``.
 """
 
@@ -38,6 +47,8 @@ class FaultConfig:
     hang_s: float = 5.0
     reasoning_field: bool = False
     delay_s: float = 0.0
+    chat_template: str | None = None
+    ignore_continue: bool = False
 
 
 @dataclass
@@ -46,6 +57,7 @@ class ServerStats:
 
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    prompts: list[str] = field(default_factory=list)
 
     def add(self, kind: str) -> None:
         with self.lock:
@@ -77,12 +89,40 @@ def _cut(text: str, stops: Any) -> tuple[str, str]:
     return (text[:best], "stop") if best < len(text) else (text, "stop")
 
 
-def _chat(body: dict[str, Any], cfg: FaultConfig) -> dict[str, Any]:
+class TemplateRefused(ValueError):
+    """The chat template deleted part of the message to continue (transformers' ValueError)."""
+
+
+def render_template(template: str, body: dict[str, Any]) -> str:
+    """The prompt text vLLM would build for a chat request, by transformers' Jinja renderer."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    cont = bool(body.get("continue_final_message"))
+    add = bool(body.get("add_generation_prompt", not cont))
+    try:
+        # Annotated as str, but it returns (renderings, generation indices).
+        result: Any = render_jinja_template(
+            [body.get("messages") or []], chat_template=template, continue_final_message=cont,
+            add_generation_prompt=add, **(body.get("chat_template_kwargs") or {}),
+        )
+    except ValueError as e:
+        raise TemplateRefused(str(e)) from None
+    return str(result[0][0])
+
+
+def _chat(body: dict[str, Any], cfg: FaultConfig, stats: ServerStats | None = None) -> dict[str, Any]:
     messages = body.get("messages") or []
     q = _question(messages)
     seed = body.get("seed")
     reasoning: str | None = None
-    if messages and messages[-1].get("role") == "assistant" and body.get("continue_final_message"):
+    if cfg.chat_template is not None and not cfg.ignore_continue:
+        prompt = render_template(cfg.chat_template, body)
+        if stats is not None:
+            with stats.lock:
+                stats.prompts.append(prompt)
+        text = _continuation(_closed(prompt), q, seed)
+    elif (messages and messages[-1].get("role") == "assistant" and body.get("continue_final_message")
+          and not cfg.ignore_continue):
         prefill = str(messages[-1].get("content") or "")
         text = _continuation("</think>" in prefill or "<think>" not in prefill, q, seed)
     elif cfg.reasoning_field or "reasoning-field" in str(body.get("model")):
@@ -103,11 +143,17 @@ def _chat(body: dict[str, Any], cfg: FaultConfig) -> dict[str, Any]:
     }
 
 
-def _completion(body: dict[str, Any]) -> dict[str, Any]:
+def _closed(prompt: str) -> bool:
+    return prompt.rfind("</think>") > prompt.rfind("<think>") or "<think>" not in prompt
+
+
+def _completion(body: dict[str, Any], stats: ServerStats | None = None) -> dict[str, Any]:
     prompt = str(body.get("prompt") or "")
-    closed = prompt.rfind("</think>") > prompt.rfind("<think>") or "<think>" not in prompt
+    if stats is not None:
+        with stats.lock:
+            stats.prompts.append(prompt)
     tail = prompt[-40:].replace("\n", " ")
-    text, finish = _cut(_continuation(closed, tail, body.get("seed")), body.get("stop"))
+    text, finish = _cut(_continuation(_closed(prompt), tail, body.get("seed")), body.get("stop"))
     return {
         "id": "cmpl-fake",
         "object": "text_completion",
@@ -203,7 +249,14 @@ class FakeOpenAIServer:
         except ValueError:
             self._send(writer, 400, {"error": {"message": "bad json"}})
             return True
-        payload = _chat(body, self.faults) if path.endswith("chat/completions") else _completion(body)
+        try:
+            payload = (_chat(body, self.faults, self.stats) if path.endswith("chat/completions")
+                       else _completion(body, self.stats))
+        except TemplateRefused as e:
+            # vLLM answers a template error of the request as a 400 with the error's text.
+            self.stats.add("template_refused")
+            self._send(writer, 400, {"error": {"message": str(e), "type": "BadRequestError", "code": 400}})
+            return True
         data = json.dumps(payload).encode()
         if fault == "truncate":
             data = data[: len(data) // 2]

@@ -130,7 +130,8 @@ class LlamaCppModel:
             out = ModelOutput(text=choice.get("text") or "", finish_reason=choice.get("finish_reason"),
                               prompt_tokens=usage.get("prompt_tokens"),
                               completion_tokens=usage.get("completion_tokens"),
-                              model=self.name, latency_s=time.perf_counter() - t0)
+                              model=self.name, latency_s=time.perf_counter() - t0,
+                              prefill_applied="rendered" if request.prefill else "none")
             return finish_output(prefix, out)
         except Exception as e:  # a context overflow or a template error ends this request, not the run
             return ModelOutput(error=f"{type(e).__name__}: {e}")

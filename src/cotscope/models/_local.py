@@ -235,7 +235,7 @@ class LocalModel:
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         eos = set(_as_list(getattr(self.model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
         results = []
-        for row, (_, prefix), plen in zip(out, rendered, prompt_lens, strict=True):
+        for row, r, (_, prefix), plen in zip(out, requests, rendered, prompt_lens, strict=True):
             gen = row[width:].tolist()
             n = len(gen)
             finish = "length"
@@ -248,8 +248,9 @@ class LocalModel:
                 cut = text.find(s)
                 if cut >= 0:
                     text, finish = text[:cut], "stop"
+            # The prefill went in after the template cotscope rendered, exactly as intended.
             o = ModelOutput(text=text, finish_reason=finish, prompt_tokens=int(plen), completion_tokens=n,
-                            model=self.name, latency_s=dt)
+                            model=self.name, latency_s=dt, prefill_applied="rendered" if r.prefill else "none")
             results.append(finish_output(prefix, o))
         return results
 

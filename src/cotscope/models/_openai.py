@@ -5,14 +5,26 @@ Requests go through the async ``openai`` SDK with its own retries switched off: 
 honouring ``Retry-After``/``retry-after-ms``, and every request ends either as an output or as an output
 whose ``error`` names the cause and the number of attempts.
 
-Prefill (the strategies need the assistant turn to start with given text) is done one of two ways:
+Prefill (the strategies need the assistant turn to start with given text) goes one of two ways:
 
-* ``tokenizer=PATH_OR_HUB_ID`` model arg: the chat template is rendered locally with that transformers
-  tokenizer, the prefill appended (without doubling a template's ``<think>``), and the text sent to the
-  raw ``/v1/completions`` endpoint. Works with any server that has a completions endpoint.
-* otherwise: the chat endpoint with the prefill as a final assistant message and vLLM/SGLang's
-  ``continue_final_message=true, add_generation_prompt=false`` request extension. Plain OpenAI does not
-  support continuing a message.
+* chat (``chat-continue``): the prefill as a final assistant message with vLLM/SGLang's
+  ``continue_final_message=true, add_generation_prompt=false`` request extension. The served model's chat
+  template renders that message, and some templates drop or rewrite it (DeepSeek-R1's strips everything up
+  to ``</think>``; Qwen3's puts an empty think block in front of an open one), which silently turns
+  ZeroThink, LessThink and ``<think>\nOkay.`` into normal decoding. So a chat prefill is checked: with a
+  known tokenizer (``tokenizer=`` model arg) the template is rendered locally both ways
+  (:func:`cotscope.models._render.template_problem`), a server that refuses to continue the message
+  (transformers' "final message does not appear") is a rewrite, and the reply must be able to continue
+  the prefill (:func:`cotscope.models._prefill.continuation_problem`).
+* completions (``completions``): the chat template rendered by cotscope with the ``tokenizer=``
+  tokenizer, the prefill appended (without doubling a template's ``<think>``), the text sent to the raw
+  ``/v1/completions`` endpoint. Exact control of the prompt text; needs the tokenizer.
+
+``prefill_mode`` chooses: ``auto`` (default) takes chat when it passes the checks, completions when it does
+not and the tokenizer is known, and otherwise fails the request with a message naming the model (the
+strategy adds its name); ``chat`` fails on a rewrite; ``completions`` always renders locally;
+``chat-keep`` keeps rewritten chat outputs, marked ``template-rewrote``. Every output records the way its
+prefill went in ``ModelOutput.prefill_applied``.
 
 Reasoning comes from the ``reasoning_content`` or ``reasoning`` message fields (servers run with a
 reasoning parser) or from ``<think>`` tags in the text.
@@ -32,7 +44,15 @@ from typing import Any
 
 import openai
 
-from cotscope.models._prefill import finish_output, merge_prefill
+from cotscope.errors import ConfigError
+from cotscope.models._prefill import (
+    PREFILL_MODES,
+    PREFILL_NOT_APPLIED,
+    continuation_problem,
+    finish_output,
+    merge_prefill,
+    think_state,
+)
 from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
 from cotscope.traces import split_reasoning
 
@@ -92,6 +112,35 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _PrefillRejected(Exception):
+    """A chat request whose prefill the server's template dropped or rewrote (never retried as it is)."""
+
+    def __init__(self, reason: str, output: ModelOutput | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.output = output
+
+
+def load_tokenizer(name: str) -> Any:
+    """A transformers tokenizer from a local path or an already-cached Hugging Face id, without network.
+
+    Raises:
+        ConfigError: transformers is missing, or the tokenizer is neither local nor cached.
+    """
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise ConfigError(f"the tokenizer {name!r} needs transformers: pip install transformers ({e})") from None
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except Exception as e:
+        raise ConfigError(
+            f"tokenizer {name!r} is neither a local path nor a Hugging Face id in the local cache "
+            f"(cotscope does not download it at run time; fetch it first, e.g. `hf download {name} "
+            f"--include 'tokenizer*' 'chat_template*'`): {_short(str(e))}"
+        ) from None
+
+
 class OpenAIModel:
     """An OpenAI-compatible server.
 
@@ -105,8 +154,14 @@ class OpenAIModel:
         backoff_base: first backoff in seconds.
         backoff_max: longest backoff in seconds.
         endpoint: ``chat`` or ``completions`` (raw text; needs ``tokenizer`` for a chat template).
-        tokenizer: a transformers tokenizer path or Hub id to render chat templates locally for prefill.
+        tokenizer: a transformers tokenizer path or cached Hub id of the served model: checks prefills
+            against its chat template and renders it for the completions endpoint.
+        prefill_mode: ``auto``, ``chat``, ``completions`` (needs ``tokenizer``) or ``chat-keep``; see the
+            module docstring.
         name: the name recorded on outputs and cache keys (default ``openai/<model>``).
+
+    Raises:
+        ConfigError: a bad ``endpoint`` or ``prefill_mode``, or a tokenizer that cannot be loaded.
     """
 
     batch_size = 1
@@ -124,14 +179,24 @@ class OpenAIModel:
         backoff_max: float = 60.0,
         endpoint: str = "chat",
         tokenizer: str | None = None,
+        prefill_mode: str = "auto",
         name: str | None = None,
     ) -> None:
         if endpoint not in ("chat", "completions"):
-            raise ValueError(f"endpoint must be chat or completions, got {endpoint!r}")
+            raise ConfigError(f"endpoint must be chat or completions, got {endpoint!r}")
+        if prefill_mode not in PREFILL_MODES:
+            raise ConfigError(f"prefill_mode must be one of {', '.join(PREFILL_MODES)}, got {prefill_mode!r}")
+        if prefill_mode == "completions" and tokenizer is None:
+            raise ConfigError("prefill_mode=completions renders the chat template locally and needs the served "
+                              "model's tokenizer: add the model arg tokenizer=PATH_OR_HUB_ID")
         self.model = model
         self.name = name or f"openai/{model}"
         # Two servers may serve different weights under one model name; cache entries stay apart.
         self.cache_id = f"{self.name}@{base_url or 'https://api.openai.com/v1'}"
+        if prefill_mode != "auto":
+            # A forced way of applying prefills (chat-keep above all) must not reuse auto's outputs.
+            self.cache_id += f"#prefill_mode={prefill_mode}"
+        self.prefill_mode = prefill_mode
         self.base_url = base_url
         self.max_connections = max(1, int(max_connections))
         self.max_concurrency = self.max_connections
@@ -141,7 +206,11 @@ class OpenAIModel:
         self.backoff_max = float(backoff_max)
         self.endpoint = endpoint
         self.tokenizer_id = tokenizer
-        self._tokenizer: Any = None
+        # Loaded now so that a wrong path fails before any request, not as one error per request.
+        self._tokenizer: Any = load_tokenizer(tokenizer) if tokenizer is not None else None
+        # Think states (see think_state) whose chat prefills this server rewrote: later ones go straight
+        # to completions. Only used when completions can take over, so a false alarm costs nothing.
+        self._rejected: dict[str, str] = {}
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
         if key is None:
             raise ValueError("no API key: set OPENAI_API_KEY, pass --model-arg api_key=..., or --model-base-url")
@@ -184,7 +253,57 @@ class OpenAIModel:
 
     # -- one request -------------------------------------------------------------------------------
     async def generate_one(self, request: GenerateRequest) -> ModelOutput:
-        """Send one request with retries; never raises for request failures."""
+        """Send one request with retries, its prefill applied as ``prefill_mode`` says; never raises."""
+        t0 = time.perf_counter()
+        try:
+            out = await self._apply_prefill(request)
+        except Exception as e:  # a bug or an unexpected reply must not lose the request
+            out = ModelOutput(error=f"{type(e).__name__}: {_short(str(e))}")
+        out.latency_s = time.perf_counter() - t0
+        return out
+
+    async def _apply_prefill(self, request: GenerateRequest) -> ModelOutput:
+        if self._uses_completions(request):
+            return await self._send(request, completions=True)
+        if not request.prefill:
+            return await self._send(request, completions=False)
+        keep = self.prefill_mode == "chat-keep"
+        fallback = self.prefill_mode == "auto" and self._tokenizer is not None
+        problem = self._rejected.get(think_state(request.prefill)) if fallback else None
+        if problem is None and self._tokenizer is not None:
+            from cotscope.models._render import template_problem
+
+            problem = template_problem(self._tokenizer, request.messages, request.prefill, request.template_kwargs)
+        if problem is None or keep:
+            try:
+                out = await self._send(request, completions=False)
+            except _PrefillRejected as e:
+                if keep and e.output is not None:
+                    return e.output.model_copy(update={"prefill_applied": "template-rewrote"})
+                problem = e.reason
+                self._rejected.setdefault(think_state(request.prefill), problem)
+            else:
+                if problem is not None:  # chat-keep past a rewrite the local template showed
+                    out.prefill_applied = "template-rewrote"
+                return out
+        assert problem is not None
+        if fallback:
+            return await self._send(request, completions=True)
+        return ModelOutput(error=self._prefill_error(request, problem))
+
+    def _prefill_error(self, request: GenerateRequest, problem: str) -> str:
+        if self._tokenizer is None:
+            fix = ("give the model arg tokenizer=PATH_OR_HUB_ID (the served model's tokenizer, a local path or a "
+                   "cached Hugging Face id) so that cotscope renders the chat template itself and sends the "
+                   "prefill to /v1/completions")
+        else:
+            fix = "use prefill_mode=auto or prefill_mode=completions to send it through /v1/completions"
+        return (f"{PREFILL_NOT_APPLIED}: the chat endpoint of {self.name} ({self.base_url or 'OpenAI'}) does not "
+                f"continue the prefill {_clip(request.prefill, 60)!r} as given: {problem}; {fix}, or "
+                "prefill_mode=chat-keep to keep such outputs, marked template-rewrote")
+
+    async def _send(self, request: GenerateRequest, completions: bool) -> ModelOutput:
+        """One request to one endpoint with retries; raises only :class:`_PrefillRejected`."""
         client = self._bind()
         sem = self._sem
         assert sem is not None
@@ -193,9 +312,11 @@ class OpenAIModel:
         for attempt in range(self.max_retries + 1):
             try:
                 async with sem:
-                    out = await self._attempt(client, request)
+                    out = await self._attempt(client, request, completions)
                 out.latency_s = time.perf_counter() - t0
                 return out
+            except _PrefillRejected:
+                raise
             except _Retryable as e:
                 cause = e.cause
                 if attempt == self.max_retries:
@@ -238,36 +359,35 @@ class OpenAIModel:
     def _uses_completions(self, request: GenerateRequest) -> bool:
         if self.endpoint == "completions":
             return True
-        return self.tokenizer_id is not None and bool(request.prefill or request.template_kwargs)
+        return self.prefill_mode == "completions" and bool(request.prefill or request.template_kwargs)
 
     def _render(self, request: GenerateRequest) -> tuple[str, str]:
         from cotscope.models._render import fallback_prompt, render_chat
 
-        if self.tokenizer_id is None:
+        if self._tokenizer is None:
             rendered = fallback_prompt(request.messages)
         else:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_id)
             rendered = render_chat(self._tokenizer, request.messages, request.template_kwargs)
         return merge_prefill(rendered, request.prefill)
 
-    async def _attempt(self, client: openai.AsyncOpenAI, request: GenerateRequest) -> ModelOutput:
+    async def _attempt(self, client: openai.AsyncOpenAI, request: GenerateRequest, completions: bool) -> ModelOutput:
         params = self._params(request)
+        applied = "none"
         try:
-            if self._uses_completions(request):
+            if completions:
                 prompt, prefix = self._render(request)
                 resp: Any = await client.completions.create(prompt=prompt, **params)
                 choice = resp.choices[0]
                 out = ModelOutput(text=choice.text or "", finish_reason=choice.finish_reason, model=resp.model)
                 _usage(out, resp)
+                out.prefill_applied = "completions" if request.prefill else "none"
                 return finish_output(prefix, out)
             messages = list(request.messages)
             body = dict(params.pop("extra_body", None) or {})
             if request.prefill:
                 messages.append({"role": "assistant", "content": request.prefill})
                 body.update(continue_final_message=True, add_generation_prompt=False)
+                applied = "chat-continue"
             if request.template_kwargs:
                 body["chat_template_kwargs"] = {**body.get("chat_template_kwargs", {}), **request.template_kwargs}
             if body:
@@ -282,10 +402,27 @@ class OpenAIModel:
                 raise _Retryable(
                     f"HTTP {e.status_code}: {_short(e.message)}", retry_after_seconds(e.response.headers)
                 ) from None
+            if applied == "chat-continue" and "continue_final_message" in str(e.message):
+                # transformers (inside vLLM) refuses a final message the template deleted part of:
+                # "continue_final_message is set but the final message does not appear in the chat...";
+                # a server without the extension names the field it does not know.
+                raise _PrefillRejected(
+                    f"the server refused to continue it (HTTP {e.status_code}: {_short(str(e.message), 160)})"
+                ) from None
             raise
         except (json.JSONDecodeError, openai.APIResponseValidationError, UnicodeDecodeError) as e:
             raise _Retryable(f"unparseable response: {_short(str(e))}") from None
-        return _chat_output(request.prefill, resp)
+        out = _chat_output(request.prefill, resp)
+        out.prefill_applied = applied
+        if applied == "chat-continue":
+            msg = resp.choices[0].message
+            reasoning = _field(msg, "reasoning_content")
+            if reasoning is None:
+                reasoning = _field(msg, "reasoning")
+            problem = continuation_problem(request.prefill, msg.content or "", reasoning and str(reasoning))
+            if problem is not None:
+                raise _PrefillRejected(problem, out)
+        return out
 
 
 def _usage(out: ModelOutput, resp: Any) -> None:
@@ -347,6 +484,11 @@ def _top_logprobs(choice: Any, positions: int = 4) -> list[dict[str, float]] | N
     out = [{str(t.token): float(t.logprob) for t in (getattr(c, "top_logprobs", None) or [])}
            for c in content[:positions]]
     return out if any(out) else None
+
+
+def _clip(text: str, n: int) -> str:
+    # Unlike _short, whitespace stays as it is: in a prefill, newlines are the point.
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _short(text: str, n: int = 200) -> str:

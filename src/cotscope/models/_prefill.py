@@ -18,7 +18,24 @@ from typing import Any
 from cotscope.models._protocol import ModelOutput
 from cotscope.traces import split_reasoning
 
-__all__ = ["finish_output", "merge_prefill", "strategy_strings"]
+__all__ = [
+    "PREFILL_MODES",
+    "PREFILL_NOT_APPLIED",
+    "continuation_problem",
+    "finish_output",
+    "merge_prefill",
+    "strategy_strings",
+    "think_state",
+]
+
+#: How a chat backend may apply a prefill: check and fall back (``auto``), chat only and fail when the
+#: template rewrites it (``chat``), always through cotscope's rendering (``completions``), or chat keeping
+#: rewritten outputs marked ``template-rewrote`` (``chat-keep``, for studying the rewrite itself).
+PREFILL_MODES = ("auto", "chat", "completions", "chat-keep")
+
+#: The start of every error that says a prefill did not reach the model as given; strategies put their
+#: name in front so that the message names the model (the backend's part) and the strategy.
+PREFILL_NOT_APPLIED = "prefill not applied"
 
 
 @cache
@@ -77,3 +94,44 @@ def finish_output(prefix: str, out: ModelOutput) -> ModelOutput:
     return out.model_copy(
         update={"text": text, "reasoning": s.reasoning, "answer": s.answer, "reasoning_closed": s.reasoning_closed}
     )
+
+
+def think_state(text: str) -> str:
+    """Where a text leaves the think block: ``open`` (inside one), ``closed`` (after one) or ``none``."""
+    o, c = text.rfind("<think>"), text.rfind("</think>")
+    if o < 0 and c < 0:
+        return "none"
+    return "open" if o > c else "closed"
+
+
+def continuation_problem(prefill: str, content: str, reasoning: str | None = None) -> str | None:
+    """Why a chat reply cannot be the continuation of its prefill, or None when it can be.
+
+    The reply of a chat request holds only what the model generated after the (continued) final
+    assistant message, so it shows a dropped prefill only by what the model did next:
+
+    * after a closed think block (ZeroThink, LessThink, no-think) the model answers; a reply that closes
+      or opens a think block (in the text, or a server's reasoning parser that found a ``</think>`` and
+      returned both reasoning and content) thought on its own, so the block was not in its prompt;
+    * inside an open block (``<think>\nOkay.``, MoreThink's rounds) the model goes on thinking; a reply
+      that opens a new block was not inside one.
+
+    A template that keeps the prefill but puts something in front of it (Qwen3's empty think block) is
+    invisible here; only rendering the template locally shows it (:func:`cotscope.models._render.template_problem`).
+
+    Args:
+        prefill: the assistant-turn prefix sent as the final message.
+        content: the reply's message content.
+        reasoning: the reply's ``reasoning_content``/``reasoning`` field, if the server has a parser.
+    """
+    state = think_state(prefill)
+    head = content.lstrip()
+    if state == "closed":
+        if "</think>" in content or head.startswith("<think>"):
+            return "the reply thinks again after the prefill's closed think block"
+        if reasoning and content.strip():
+            # A parser only splits off reasoning when the generated text closed a block of its own.
+            return "the server's reasoning parser found a think block in the reply after the prefill's closed one"
+    elif state == "open" and head.startswith("<think>"):
+        return "the reply opens a new think block although the prefill left one open"
+    return None

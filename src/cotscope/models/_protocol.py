@@ -60,6 +60,16 @@ class ModelOutput(BaseModel):
     error: str | None = None
     cached: bool = False
     latency_s: float | None = None
+    prefill_applied: str | None = Field(
+        default=None,
+        description=(
+            "how the request's prefill reached the model: 'none' (no prefill), 'chat-continue' (the final "
+            "assistant message of a chat request, checked), 'completions' (appended to the chat template "
+            "rendered by cotscope, sent to /v1/completions), 'rendered' (the same, in-process: local and "
+            "llama.cpp backends), 'template-rewrote' (kept although the server's chat template dropped or "
+            "rewrote it); None when the backend did not say (outputs cached before the field existed)"
+        ),
+    )
 
 
 @runtime_checkable

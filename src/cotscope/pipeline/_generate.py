@@ -234,7 +234,8 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
             return
         stats.generated += 1
         meta = {**p.metadata, "finish_reason": out.finish_reason, "prompt_tokens": out.prompt_tokens,
-                "completion_tokens": out.completion_tokens, "cached": out.cached, "served_by": out.model}
+                "completion_tokens": out.completion_tokens, "cached": out.cached, "served_by": out.model,
+                "prefill_applied": out.prefill_applied}
         pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=model,
                                 strategy=strat.name, group_id=gid, sample_index=k, metadata=meta,
                                 source_file=source_file, source_line=p.line, source_format=GENERATED))

@@ -15,12 +15,12 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cotscope._registry import Registry, UnknownNameError
 from cotscope.errors import ConfigError
-from cotscope.models._prefill import strategy_strings
+from cotscope.models._prefill import PREFILL_NOT_APPLIED, strategy_strings
 from cotscope.models._protocol import GenerateRequest, Model, ModelOutput
 from cotscope.traces import split_reasoning
 
@@ -54,7 +54,16 @@ class Strategy:
 
     async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
         """Generate one output per prompt request with this strategy."""
-        return await model.generate([self.prepare(r) for r in requests])
+        outs = await model.generate([self.prepare(r) for r in requests])
+        return [o.model_copy(update={"error": self.named_error(o.error)}) if o.error else o for o in outs]
+
+    def named_error(self, error: str) -> str:
+        """A backend's error, with this strategy's name in front when it says the prefill did not apply.
+
+        The backend names the model and the prefill; the strategy is known only here, and a user reads
+        "strategy zerothink: prefill not applied: ..." as the pair that does not work together.
+        """
+        return f"strategy {self.name}: {error}" if error.startswith(PREFILL_NOT_APPLIED) else error
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -70,6 +79,7 @@ class _Round:
     latency: float = 0.0
     error: str | None = None
     last: ModelOutput | None = None
+    applied: list[str] = field(default_factory=list)  # how each round's prefill went, distinct, in order
 
 
 class ThinkRounds(Strategy):
@@ -79,7 +89,8 @@ class ThinkRounds(Strategy):
     ``enforce_num`` rethinks were made and thinking tokens remain within ``think_budget``, a rethink
     string is appended and generation continues. Then the block is closed (:meth:`closing`) and the answer
     is generated with :meth:`answer_tokens` tokens, continuing after the closed block. All requests of a
-    batch go through each round together. Subclasses choose the settings and override the two hooks.
+    batch go through each round together. Subclasses choose the settings and override the hooks
+    (:meth:`closing`, :meth:`answer_tokens`, :meth:`budget_error`).
 
     Args:
         name: the name recorded on the traces.
@@ -107,19 +118,23 @@ class ThinkRounds(Strategy):
         """The answer round's ``max_tokens``: the request's own."""
         return st.request.config.max_tokens
 
+    def budget_error(self, request: GenerateRequest) -> str | None:
+        """Why a request's settings leave this strategy no room to answer, or None (checked before sending)."""
+        return None
+
     def _rng(self, st: _Round) -> random.Random:
         key = json.dumps([st.request.messages, st.request.sample_index, st.rounds], sort_keys=True, default=str)
         return random.Random(hashlib.blake2b(key.encode(), digest_size=8).digest())
 
     async def generate(self, model: Model, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
         """Run the think rounds in lockstep over the batch, then the answer round."""
-        states = [_Round(request=r, text=self.prefill + r.prefill) for r in requests]
+        states = [_Round(request=r, text=self.prefill + r.prefill, error=self.budget_error(r)) for r in requests]
 
         def sub(st: _Round, prefill: str, max_tokens: int, stop: list[str]) -> GenerateRequest:
             cfg = st.request.config.model_copy(update={"max_tokens": max_tokens, "stop": stop})
             return st.request.model_copy(update={"prefill": prefill, "config": cfg})
 
-        active = list(states)
+        active = [st for st in states if st.error is None]
         while active:
             outs = await model.generate(
                 [sub(st, st.text, self.think_budget - st.used, [*st.request.config.stop, self.stop]) for st in active]
@@ -146,9 +161,11 @@ class ThinkRounds(Strategy):
 
     def _absorb(self, st: _Round, o: ModelOutput, prefix: str, final: bool = False) -> bool:
         if o.error is not None:
-            st.error = o.error
+            st.error = self.named_error(o.error)
             st.last = o
             return False
+        if o.prefill_applied is not None and o.prefill_applied not in st.applied:
+            st.applied.append(o.prefill_applied)
         # The raw continuation is what the backend generated after the prefill we sent.
         cont = o.text[len(prefix) :] if o.text.startswith(prefix) else o.text
         n = o.completion_tokens if o.completion_tokens is not None else max(1, len(cont) // 4)
@@ -180,6 +197,8 @@ class ThinkRounds(Strategy):
             model=last.model,
             cached=False,
             latency_s=st.latency,
+            # One way for all rounds as a rule; "chat-continue+completions" when auto mode switched.
+            prefill_applied="+".join(st.applied) or None,
         )
 
 
@@ -189,8 +208,13 @@ class MoreThink(ThinkRounds):
     Generation stops at ``</think>``; while fewer than ``enforce_num`` rethinks were made and thinking
     tokens remain within ``think_budget``, one of ``Wait`` / ``Let me think again`` is appended and
     generation continues. Then the block is closed with ``</think>\\n\\n`` and the answer is generated with
-    the request's ``max_tokens``. The rethink string is drawn from a generator seeded by the request
-    (prompt, sample index, round) so a rerun (and the request cache) sees the same requests.
+    SafeChain's remaining budget: the request's ``max_tokens`` is the total, and the answer gets the total
+    minus the thinking budget (minus any overshoot of it), as ``morethink_single`` in SafeChain's
+    ``utils_model.py`` computes ``solution_budget = sampling_params.max_tokens - (think_budget -
+    min(0, max_thinking_tokens))`` (SafeChain's defaults, ``config.py`` and ``resp_gen.py``: 16000 in all,
+    10000 for thinking, so 6000 for the answer). A ``max_tokens`` that leaves no answer budget is an error
+    of each request, not a silent one-token answer. The rethink string is drawn from a generator seeded
+    by the request (prompt, sample index, round) so a rerun (and the request cache) sees the same requests.
 
     Args:
         think_budget: thinking tokens in all rounds together.
@@ -205,6 +229,20 @@ class MoreThink(ThinkRounds):
         default = (budget, enforce) == (s["morethink_think_budget"], s["morethink_enforce_num"])
         super().__init__("morethink" if default else f"morethink:{budget},{enforce}", budget, enforce,
                          s["morethink_rethink_strings"])
+
+    def answer_tokens(self, st: _Round) -> int:
+        """SafeChain's solution budget: ``max_tokens - think_budget - max(0, used - think_budget)``."""
+        overshoot = max(0, st.used - self.think_budget)
+        return max(1, st.request.config.max_tokens - self.think_budget - overshoot)
+
+    def budget_error(self, request: GenerateRequest) -> str | None:
+        """An error when ``max_tokens`` (the total) is not above the thinking budget."""
+        total = request.config.max_tokens
+        if total > self.think_budget:
+            return None
+        return (f"strategy {self.name}: max_tokens {total} is the total of thinking and answer (as in SafeChain, "
+                f"16000 by default) and leaves no answer budget after the thinking budget of {self.think_budget} "
+                f"tokens; raise max_tokens above {self.think_budget} or use morethink:BUDGET with a smaller budget")
 
 
 class ThinkBudget(ThinkRounds):
