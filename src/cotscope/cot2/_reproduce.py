@@ -208,15 +208,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--table", action="store_true", help="Only print the markdown tables of --results.")
     args = ap.parse_args(argv)
     results: dict[str, Any] = {}
+    extra: dict[str, Any] = {}  # other top-level blocks of the file (e.g. a measured "cost"), kept as they are
     if args.results.exists():
-        results = json.loads(args.results.read_text()).get("runs", {})
+        doc = json.loads(args.results.read_text())
+        results = doc.pop("runs", {})
+        extra = {k: v for k, v in doc.items() if k != "definitions"}
     if args.table:
         print(render_tables(results))
         return
 
     def save() -> None:
         args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps({"definitions": DEFINITIONS, "runs": results}, indent=1))
+        args.results.write_text(json.dumps({"definitions": DEFINITIONS, **extra, "runs": results}, indent=1))
 
     def record(name: str, cmd: str, m: dict[str, Any], secs: float | None) -> None:
         if secs is not None:
