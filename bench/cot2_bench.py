@@ -22,14 +22,13 @@ from cotscope.cot2 import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
-    csft_loss,
     eval_continuous,
     eval_greedy,
-    fed_logits,
-    grpo_train,
     make_task,
-    sample_rollouts,
 )
+from cotscope.cot2._csft import csft_loss, fed_logits
+from cotscope.cot2._grpo import grpo_train
+from cotscope.cot2._sampling import sample_rollouts
 
 #: The shared machines are often oversubscribed; rates are per second of this process's CPU time
 #: (equal to wall time on an idle machine with one thread), and the wall-clock rate is kept alongside.

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cotscope.cot2 import GRPOConfig, TrainConfig, load_config, teacher_prob
+from cotscope.cot2 import GRPOConfig, TrainConfig, load_config
+from cotscope.cot2._train import teacher_prob
 
 
 def test_yaml_and_json_roundtrip(tmp_path: Path) -> None:

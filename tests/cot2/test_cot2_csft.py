@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cotscope.cot2 import CoT2Model, ModelConfig, csft_loss, fed_logits, teacher_forced_logits
+from cotscope.cot2 import CoT2Model, ModelConfig
+from cotscope.cot2._csft import csft_loss, fed_logits, teacher_forced_logits
 
 
 def test_csft_loss_hand_computed() -> None:

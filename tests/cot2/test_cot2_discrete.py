@@ -8,7 +8,8 @@ from math import comb
 import pytest
 import torch
 
-from cotscope.cot2 import CoT2Model, ModelConfig, decode_discrete, pass_at_k, pass_at_k_curve
+from cotscope.cot2 import CoT2Model, ModelConfig, pass_at_k, pass_at_k_curve
+from cotscope.cot2._discrete import decode_discrete
 
 
 @pytest.mark.parametrize(("n", "c"), [(5, 0), (5, 1), (5, 3), (10, 10), (6, 2)])

@@ -24,14 +24,16 @@ from cotscope.cot2 import (
     MTSRatio,
     TaskConfig,
     TrainConfig,
+    run_grpo,
+    train,
+)
+from cotscope.cot2._sampling import (
     dirichlet_log_prob,
     mts_log_prob,
     official_dirichlet_concentration,
     official_dirichlet_support,
     rollout_log_probs,
-    run_grpo,
     sample_rollouts,
-    train,
 )
 
 # p_old = (0.5, 0.25, 0.25), p_new = (0.2, 0.6, 0.2), K = 3 tokens drawn: (0, 1, 1).

@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cotscope.cot2 import (
-    CoT2Model,
-    GRPOConfig,
-    ModelConfig,
-    clipped_surrogate,
-    group_advantages,
-    grpo_train,
-    kl_to_reference,
-)
+from cotscope.cot2 import CoT2Model, GRPOConfig, ModelConfig
+from cotscope.cot2._grpo import clipped_surrogate, group_advantages, grpo_train, kl_to_reference
 from cotscope.cot2._tasks import TaskData
 
 

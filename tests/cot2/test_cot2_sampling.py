@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cotscope.cot2 import (
-    CoT2Model,
-    ModelConfig,
+from cotscope.cot2 import CoT2Model, ModelConfig
+from cotscope.cot2._discrete import decode_discrete
+from cotscope.cot2._sampling import (
     decode_continuous,
-    decode_discrete,
     dirichlet_concentration,
     dirichlet_log_prob,
     mts_log_prob,

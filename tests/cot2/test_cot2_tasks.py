@@ -9,19 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cotscope.cot2 import (
-    GraphConfig,
-    GraphTask,
-    MNNSConfig,
-    MNNSTask,
-    TaskConfig,
-    is_reachable,
-    make_task,
-    mnns_brute_force,
-    mnns_solve,
-    multiset_key,
-    reachable_sets,
-)
+from cotscope.cot2 import GraphConfig, GraphTask, MNNSConfig, MNNSTask, TaskConfig, make_task
+from cotscope.cot2._tasks import is_reachable, mnns_brute_force, mnns_solve, multiset_key, reachable_sets
 
 
 @settings(max_examples=200, deadline=None)

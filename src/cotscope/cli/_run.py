@@ -111,9 +111,9 @@ def run(
     model_base_url: Annotated[str | None, typer.Option("--model-base-url", help="OpenAI-compatible server.")] = None,
     judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="Server of the judge model.")] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M", help="Backend option k=v.")] = None,
-    judge_option: Annotated[list[str] | None, typer.Option("--judge-option", "-J", help="Judge option k=v for every "
-                                                           "judge, or judge.k=v for one (e.g. llama-guard.mode=template)"
-                                                           ".")] = None,
+    judge_option: Annotated[list[str] | None, typer.Option(
+        "--judge-option", "-J", help="Judge option k=v for every judge, or judge.k=v for one "
+        "(llama-guard.mode=template).")] = None,
     cache: Annotated[Path | None, typer.Option(help="Request cache file (default ~/.cache/cotscope).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every generation request.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report into this folder.")] = None,
