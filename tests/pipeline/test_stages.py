@@ -174,3 +174,36 @@ def test_report_shows_ingested_and_judged_traces(tmp_path: Path) -> None:
     assert "How to &lt;b&gt;hack&lt;/b&gt;?" in html and "<b>hack" not in html
     # The refusal phrase is highlighted as the judge's verified evidence, inside the escaped answer.
     assert "<mark" in html and "sorry</mark>, no." in html
+
+
+class _ClosingModel:
+    """A backend that fails once closed, like the local transformers backend (it frees its model)."""
+
+    def __init__(self) -> None:
+        self.inner: Any = FAKES.FakeModel("model")
+        self.name = "closing"
+        self.closed = 0
+
+    async def generate(self, requests: Any) -> Any:
+        return await self.inner.generate(requests)
+
+    async def aclose(self) -> None:
+        self.inner = None
+        self.closed += 1
+
+
+def test_one_backend_serves_every_phase_and_is_closed_once(tmp_path: Path) -> None:
+    """Two strategies (two generation phases) on one backend: the first phase must not close it."""
+    built: list[_ClosingModel] = []
+
+    def factory(model: str, base_url: str | None = None, **kw: Any) -> _ClosingModel:
+        built.append(_ClosingModel())
+        return built[-1]
+
+    modelapi("closing")(factory)
+    y = _spec(tmp_path)
+    y.write_text(y.read_text().replace("strategies: [normal]", "strategies: [normal, zerothink]"))
+    r = runner.invoke(app, ["run", str(y), "--model", "closing/x", "--store", str(tmp_path / "s.duckdb"), "--json"])
+    s = json.loads(r.stdout)
+    assert r.exit_code == 0 and s["generation_errors"] == 0 and s["generated"] == 12, s["notes"]
+    assert len(built) == 1 and built[0].closed == 1

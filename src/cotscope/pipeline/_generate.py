@@ -135,8 +135,9 @@ async def generate(
         strategy: a decoding strategy or its name (``normal``, ``zerothink``, ``think-budget:64``, ...).
         samples: K samples per prompt.
         sampling: temperature, top-p, budget and seed.
-        backend: the backend, or a factory called only when something is left to generate; default
-            ``get_model(model, base_url=model_base_url, **model_args)``. A backend built here is closed here.
+        backend: the backend, or a factory called only when something is left to generate (the caller owns
+            what either gives and closes it); default ``get_model(model, base_url=model_base_url,
+            **model_args)``, built and closed here.
         model_base_url: an OpenAI-compatible server URL for the default backend.
         model_args: backend options for the default backend.
         cache: the request cache (``None``: send every request).
@@ -191,13 +192,15 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
                       description: str, flush_every: int, stats: GenerateStats) -> None:
     from cotscope.models import Engine, GenerateRequest, get_model
 
-    owned = backend is None or (callable(backend) and not hasattr(backend, "generate"))
+    # Only a backend built here from the model name is closed here: a caller that passes a backend or a
+    # factory may share it across several generations (the phases of a benchmark run).
+    owned = backend is None
     if backend is None:
         be = get_model(model, base_url=base_url, **(model_args or {}))
-    elif owned:
-        be = backend()
-    else:
+    elif hasattr(backend, "generate"):
         be = backend
+    else:
+        be = backend()
     requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
     engine = Engine(be, strat, cache)
     task = progress.task(description, total=len(requests))
