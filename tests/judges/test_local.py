@@ -123,3 +123,27 @@ def test_harmful_request_head_reads_the_prompt_for_every_part() -> None:
         assert r.score == pytest.approx(prompt_only.score, abs=1e-6), part
         assert r.details["field"] == "prompt" and r.details["chunks"] == 1
         assert r.evidence[0].field == "prompt" and r.evidence[0].text == bread
+
+
+def test_shipped_heads_record_sources_and_heldout_figures() -> None:
+    # The metadata is what a reader (and `config()`) sees of a head: it must name the data the head was trained
+    # on and carry the held-out figures docs/judges.md reports, and its sha must be that of the shipped weights,
+    # so that results stored under an older head are never reused for a retrained one.
+    import hashlib
+
+    import numpy as np
+
+    heads = load_heads()
+    for task in ("refusal", "harm"):
+        head = heads[task]
+        sources = head.meta["sources"]
+        assert any(s.startswith("xstest") for s in sources)
+        assert sum(sources.values()) == head.meta["n_train"]
+        for by in ("model", "dataset"):
+            assert 0.5 < head.meta[f"heldout_{by}_mean_auroc"] <= 1.0
+            assert 0.0 <= head.meta[f"heldout_{by}_pooled_auroc"] <= 1.0  # the old harm head: 0.48 across data sets
+        raw = head.coef.astype(np.float32).tobytes() + np.float32(head.intercept).tobytes()
+        assert hashlib.sha1(raw).hexdigest()[:12] == head.meta["sha"]
+        name = {"refusal": "local-refusal", "harm": "local-harm"}[task]
+        assert get_judge(name).config()["head"] == head.meta["sha"]
+    assert "pyrit-refusal" in heads["refusal"].meta["sources"] and "harmbench-val" in heads["harm"].meta["sources"]
