@@ -94,9 +94,14 @@ def demo(
     if not runs[-1].get("report"):
         fail("no report was written")
     seconds = round(time.perf_counter() - t0, 1)
+    failed = sum(r["generation_errors"] + r["judge_errors"] for r in runs)
     if json:
         print_json({"store": str(store), "model": model, "report": runs[-1]["report"], "seconds": seconds,
                     "runs": runs, **samples_info})
-        return
-    console.print(f"done in {seconds:.0f}s · open [bold]{escape(runs[-1]['report'])}[/] · next: "
-                  f"[bold]cotscope report --store {escape(str(store))} --out DIR[/]", highlight=False)
+    else:
+        console.print(f"done in {seconds:.0f}s · open [bold]{escape(runs[-1]['report'])}[/] · next: "
+                      f"[bold]cotscope report --store {escape(str(store))} --out DIR[/]", highlight=False)
+    if failed:
+        # A demo whose requests failed did not show what it claims to: say so in the exit code too.
+        console.print(f"[red]{failed} generation or judge request(s) failed; see the notes above[/]")
+        raise typer.Exit(1)
