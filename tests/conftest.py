@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def _load_bench_fakes() -> None:
+    """Register the deterministic ``fake/`` backend of ``tests/benchmarks/fakes.py`` for every test, importable
+    as ``cotscope_test_fakes`` (tests outside that package use it without a relative import)."""
+    path = Path(__file__).parent / "benchmarks" / "fakes.py"
+    spec = importlib.util.spec_from_file_location("cotscope_test_fakes", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["cotscope_test_fakes"] = mod
+    spec.loader.exec_module(mod)
+
+
+_load_bench_fakes()
 
 Reply = Callable[[GenerateRequest], str | ModelOutput]
 SCRIPTS: dict[str, Reply] = {}

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
+import cotscope_test_fakes  # noqa: F401  (the fake/ backend, registered by tests/conftest.py)
 import pytest
 
 import cotscope
-
-
-def _load_fakes() -> ModuleType:
-    path = Path(__file__).parent / "benchmarks" / "fakes.py"
-    spec = importlib.util.spec_from_file_location("cotscope_test_fakes_api", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_load_fakes()
 
 
 def _spec(tmp_path: Path) -> Path:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import shutil
 import subprocess
 from html import unescape
 from pathlib import Path
-from types import ModuleType
 
+import cotscope_test_fakes as fakes  # registered by tests/conftest.py
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,18 +19,7 @@ from cotscope.report import bar_chart, build_report, highlight, roc_chart, trace
 from cotscope.store import Store
 from cotscope.traces import Trace
 
-
-def _load_fakes() -> ModuleType:
-    # The fake backend lives with the benchmark tests; load it by path (tests/ is not a package).
-    path = Path(__file__).parent.parent / "benchmarks" / "fakes.py"
-    spec = importlib.util.spec_from_file_location("cotscope_test_fakes", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-XSS = _load_fakes().XSS
+XSS = fakes.XSS
 
 
 def test_highlight_escapes_and_marks() -> None:
