@@ -93,3 +93,23 @@ def test_atexit_hook_stops_everything(fake_vllm: Path) -> None:
     assert srv.running
     stop_all_servers()
     assert not srv.running
+
+
+def test_managed_server_checks_prefills_with_the_served_models_tokenizer(fake_vllm: Path, tmp_path: Path) -> None:
+    """vLLM loaded the model, so its tokenizer is on disk: the backend checks prefills against it by default."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path / "served-model"
+    fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
+                                   unk_token="[UNK]")
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    fast.save_pretrained(folder)
+    m = get_model(f"vllm/{folder}")
+    unknown = get_model("vllm/Org/Not-On-Disk")
+    try:
+        assert m.client.tokenizer_id == str(folder)  # type: ignore[attr-defined]
+        assert unknown.client.tokenizer_id is None  # type: ignore[attr-defined]  # nothing to load: no check
+    finally:
+        asyncio.run(m.aclose())
+        asyncio.run(unknown.aclose())

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from cotscope.models._openai import OpenAIModel, coerce_openai_args
+from cotscope.errors import ConfigError
+from cotscope.models._openai import OpenAIModel, coerce_openai_args, load_tokenizer
 from cotscope.models._protocol import GenerateRequest, ModelOutput, modelapi
 
 
@@ -197,6 +198,14 @@ class VLLMModel:
         self.name = f"vllm/{model}"
         # Managed servers get a new port each time; the cache must not depend on it.
         self.cache_id = self.name if self.server is not None else f"{self.name}@{base_url}"
+        if self.server is not None and "tokenizer" not in model_args:
+            # vLLM loaded this model, so its tokenizer is on disk: prefills are then checked against the chat
+            # template rendered locally (a template that drops or rewrites a prefill is caught before sending).
+            try:
+                load_tokenizer(model)
+                model_args["tokenizer"] = model
+            except ConfigError:
+                pass
         self.client = OpenAIModel(model, base_url, name=self.name, **coerce_openai_args(model_args))
         self.max_concurrency = self.client.max_concurrency
 
