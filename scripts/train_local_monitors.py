@@ -17,7 +17,7 @@ Validation, all with the package's inference rule (max over chunks; heads train 
 - grouped 5-fold CV over the pooled data (``GroupKFold`` by prompt / HarmBench behaviour): the earlier figure,
   optimistic because train and test share models.
 
-Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5] [--no-write]``.
+Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5] [--no-write] [--write-heads refusal]``.
 Embeddings are cached in ``$COTSCOPE_LOCAL_CACHE`` (default ``/tmp/cotscope-local-monitors``; safe to delete),
 so each text is encoded once; a rerun with a warm cache only fits and validates.
 """
@@ -447,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out-cv", type=Path, default=ROOT / "docs" / "local_monitors_cv.json")
     ap.add_argument("--no-write", action="store_true", help="report only; leave the shipped heads alone")
+    ap.add_argument("--write-heads", default="refusal",
+                    help="comma-separated heads to replace (refusal, harm, harmful_request); the others keep the "
+                         "shipped weights and metadata. Default: refusal, the one head whose retrained version "
+                         "ships (see docs/judges.md for why harm and harmful_request keep theirs)")
     args = ap.parse_args(argv)
+    write_heads = {h.strip() for h in args.write_heads.split(",") if h.strip()}
 
     t_start = time.perf_counter()
     enc = CachedEncoder()
@@ -490,6 +495,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report only: {CACHE / 'report.json'}", file=sys.stderr)
         return 0
     WEIGHTS.mkdir(parents=True, exist_ok=True)
+    # Heads not asked for keep what ships: a rerun must not silently replace a head that was kept on purpose.
+    if (WEIGHTS / "local_heads.npz").exists():
+        shipped = np.load(WEIGHTS / "local_heads.npz")
+        shipped_meta = json.loads((WEIGHTS / "local_heads.json").read_text(encoding="utf-8"))
+        for task in tasks:
+            if task not in write_heads and task in shipped_meta.get("tasks", {}):
+                for part in ("coef", "intercept"):
+                    arrays[f"{task}_{part}"] = shipped[f"{task}_{part}"]
+                meta["tasks"][task] = shipped_meta["tasks"][task]
     # numpy's stub types **kwds so that a str-keyed dict could fill ``allow_pickle``; the keys are array names.
     np.savez_compressed(WEIGHTS / "local_heads.npz", **arrays)  # type: ignore[arg-type]
     (WEIGHTS / "local_heads.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
