@@ -17,7 +17,8 @@ Validation, all with the package's inference rule (max over chunks; heads train 
 - grouped 5-fold CV over the pooled data (``GroupKFold`` by prompt / HarmBench behaviour): the earlier figure,
   optimistic because train and test share models.
 
-Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5] [--no-write] [--write-heads refusal]``.
+Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5] [--no-write]
+[--write-heads refusal]``.
 Embeddings are cached in ``$COTSCOPE_LOCAL_CACHE`` (default ``/tmp/cotscope-local-monitors``; safe to delete),
 so each text is encoded once; a rerun with a warm cache only fits and validates.
 """
