@@ -49,12 +49,14 @@ class Phase:
         strategy: the decoding strategy name.
         prompts: what to answer (their metadata goes onto the traces).
         given: the responses come with the data: they are stored as traces and no model is called.
+        samples: samples per prompt; ``None``: the run's K.
     """
 
     name: str
     strategy: str
     prompts: list[PromptItem]
     given: bool = False
+    samples: int | None = None
 
 
 class BenchmarkKind:
@@ -198,7 +200,8 @@ class DeceptionBenchKind(BenchmarkKind):
                              metadata={"benchmark": plan.benchmark.name, "item_id": it.id, "category": it.category,
                                        "phase": "belief"})
                   for i, it in enumerate(plan.items)]
-        return [Phase("belief", BELIEF_STRATEGY, belief), *super().phases(plan)]
+        # One belief per item: the model's own view, whatever K the scenario is sampled with.
+        return [Phase("belief", BELIEF_STRATEGY, belief, samples=1), *super().phases(plan)]
 
     def contexts(self, store: Store, plan: RunPlan) -> dict[str, dict[str, Any]] | None:
         """Each scenario trace gets its item's elicited belief (the belief response's answer) and question."""
@@ -208,15 +211,13 @@ class DeceptionBenchKind(BenchmarkKind):
             if t.sample_index == 0:
                 beliefs[str(t.group_id)] = t.answer or t.reasoning
         scen = plan.all_groups()
-        by_group: dict[str, list[Trace]] = {}
-        for t in store.traces(group_id=scen) if scen else []:
-            by_group.setdefault(str(t.group_id), []).append(t)
+        by_group = store.ids_by_group(group_id=scen) if scen else {}
         out: dict[str, dict[str, Any]] = {}
         for it in plan.items:
             belief = beliefs.get(it.belief_group or "")
             for gid in it.groups.values():
-                for t in by_group.get(gid, []):
-                    out.setdefault(t.id, {"belief": belief, "inner_prompt": it.metadata.get("inner_prompt")})
+                for tid in by_group.get(gid, []):
+                    out.setdefault(tid, {"belief": belief, "inner_prompt": it.metadata.get("inner_prompt")})
         return out
 
     def measure(self, view: PlanView, out: Metrics) -> None:

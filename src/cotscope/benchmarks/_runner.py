@@ -19,7 +19,7 @@ from cotscope.benchmarks._metrics import Metrics, index_results
 from cotscope.benchmarks._plan import PlanJudge, RunPlan
 from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
 from cotscope.errors import ConfigError
-from cotscope.pipeline import NullProgress, Progress, Sampling, evaluate, generate
+from cotscope.pipeline import Evaluator, NullProgress, Progress, Sampling, as_evaluator, evaluate, generate
 from cotscope.traces import PromptItem
 
 if TYPE_CHECKING:
@@ -114,13 +114,18 @@ class RunResult:
 
 def select_items(spec: BenchmarkSpec, opts: RunOptions) -> list[Item]:
     """The spec's items cut to ``--limit`` (or the spec's own limit), as the spec's kind cuts them."""
-    data = spec.data.model_copy(update={"path": opts.data}) if opts.data else spec.data
-    items = load_items(data, hub=opts.hub)
+    items = load_items(spec.data, hub=opts.hub)
     return get_kind(spec.kind).select(items, opts.limit if opts.limit is not None else spec.limit)
 
 
 def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
-    """The plan of one run (items, strategies, K); judges are resolved later."""
+    """The plan of one run (items, strategies, K); judges are resolved later.
+
+    ``opts.data`` replaces the spec's data file; the plan's spec records the resolved path, so the stored
+    run says where its items came from.
+    """
+    if opts.data:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(Path(opts.data).resolve())})})
     kind = get_kind(spec.kind)
     gen = spec.generation
     strategies = kind.strategies(spec, opts.strategies)
@@ -170,24 +175,27 @@ def _build(name: str, js: JudgeSpec, opts: RunOptions, extra: dict[str, Any]) ->
     return judge
 
 
-def judge_key(judge: Any) -> tuple[str, str]:
-    """``(evaluator, config hash)``: the store key the evaluate stage uses for this judge."""
-    from cotscope.pipeline import as_evaluator
+def _evaluator(name: str, js: JudgeSpec, opts: RunOptions, extra: dict[str, Any]) -> Evaluator:
+    """The judge as the evaluate stage runs it: on the spec's part, recorded as a monitor for role ``monitor``.
 
-    ev = as_evaluator(judge, "answer")
-    return ev.name, ev.config_hash
+    Computing its key loads what the judge needs (prompt files, classifier weights): a judge that cannot even
+    say its configuration cannot run either, and fails here.
+    """
+    ev = as_evaluator(_build(name, js, opts, extra), js.part)
+    ev.kind = "monitor" if js.role == "monitor" else "judge"
+    return ev
 
 
 def resolve_judges(plan: RunPlan, opts: RunOptions,
-                   kind: BenchmarkKind | None = None) -> tuple[list[PlanJudge], dict[tuple[int, str], Any]]:
-    """Build every judge of the spec (or its fallback); returns the plan entries and the instances.
+                   kind: BenchmarkKind | None = None) -> tuple[list[PlanJudge], dict[tuple[int, str], Evaluator]]:
+    """Build every judge of the spec (or its fallback); returns the plan entries and the evaluators.
 
-    Instances are keyed by ``(judge index, category)``; category ``"*"`` unless the kind runs the judge
+    Evaluators are keyed by ``(judge index, category)``; category ``"*"`` unless the kind runs the judge
     once per category (CogTest's habits).
     """
     kind = kind or get_kind(plan.benchmark.kind)
     entries: list[PlanJudge] = []
-    instances: dict[tuple[int, str], Any] = {}
+    instances: dict[tuple[int, str], Evaluator] = {}
     cats = sorted({it.category or "" for it in plan.items})
     for i, js in enumerate(plan.benchmark.judges):
         variants = kind.judge_variants(js, cats)
@@ -196,15 +204,14 @@ def resolve_judges(plan: RunPlan, opts: RunOptions,
         why = ""
         for n_try, name in enumerate(names):
             try:
-                built = {c: _build(name, js, opts, extra if name == js.name else {}) for c, extra in variants.items()}
-                # Computing the key loads what the judge needs (prompt files, classifier weights): a judge
-                # that cannot even say its configuration cannot run either.
-                keys = {c: list(judge_key(j)) for c, j in built.items()}
+                built = {c: _evaluator(name, js, opts, extra if name == js.name else {})
+                         for c, extra in variants.items()}
             except (ValueError, TypeError, ImportError, OSError, RuntimeError) as e:
                 why = f"{name}: {e}"
                 continue
             pj = PlanJudge(spec=js, name=name, fallback_used=n_try > 0,
-                           label_meaning=str(next(iter(built.values())).label_meaning), keys=keys)
+                           label_meaning=str(next(iter(built.values())).label_meaning),
+                           keys={c: [ev.name, ev.config_hash] for c, ev in built.items()})
             for c, j in built.items():
                 instances[(i, c)] = j
             break
@@ -235,8 +242,8 @@ async def generation_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, bac
                 res.skipped_samples += len(traces) - len(todo)
                 res.generated += store.add_traces(todo, res.run_id)
                 continue
-            samples = 1 if ph.name == "belief" else plan.samples
-            st = await generate(store, ph.prompts, model=plan.model, strategy=ph.strategy, samples=samples,
+            st = await generate(store, ph.prompts, model=plan.model, strategy=ph.strategy,
+                                samples=ph.samples or plan.samples,
                                 sampling=sampling, backend=shared, cache=cache, source_file=source,
                                 run_id=res.run_id, progress=progress,
                                 description=f"generate {plan.benchmark.name} · {ph.strategy}"
@@ -252,15 +259,13 @@ async def generation_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, bac
             await b.aclose()
 
 
-async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, instances: dict[tuple[int, str], Any],
-                      res: RunResult, progress: Progress) -> None:
+async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind,
+                      instances: dict[tuple[int, str], Evaluator], res: RunResult, progress: Progress) -> None:
     """Each resolved judge over the plan's traces through the evaluate stage (skipping stored results)."""
     by_cat: dict[str, list[str]] = {}
     ids_all: list[str] = []
     groups = plan.all_groups()
-    group_ids: dict[str, list[str]] = {}
-    for t in store.traces(group_id=groups) if groups else []:
-        group_ids.setdefault(str(t.group_id), []).append(t.id)
+    group_ids = store.ids_by_group(group_id=groups) if groups else {}
     for it in plan.items:
         for gid in it.groups.values():
             for tid in group_ids.get(gid, []):
@@ -275,23 +280,12 @@ async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, instance
             if pj.spec.only_if:
                 pos = _positives(store, plan, pj.spec.only_if, ids)
                 ids = [t for t in ids if t in pos]
-            judge = instances[(i, cat)]
-            kind_name = "monitor" if pj.role == "monitor" else "judge"
-            st = await evaluate(store, _as_kind(judge, pj.part, kind_name), trace_ids=ids, context=contexts,
-                                run_id=res.run_id, progress=progress,
-                                description=f"{kind_name} {pj.keys[cat][0]}:{pj.part}")
+            ev = instances[(i, cat)]
+            st = await evaluate(store, ev, trace_ids=ids, context=contexts, run_id=res.run_id, progress=progress,
+                                description=f"{ev.kind} {ev.name}:{ev.part}")
             res.judged += st.stored
             res.skipped_judgments += st.skipped
             res.judge_errors += st.errors
-
-
-def _as_kind(judge: Any, part: str, kind_name: str) -> Any:
-    """A judge adapted for the evaluate stage, recorded as a judge or (role ``monitor``) a monitor."""
-    from cotscope.pipeline import as_evaluator
-
-    ev = as_evaluator(judge, part)  # type: ignore[arg-type]
-    ev.kind = kind_name
-    return ev
 
 
 def _positives(store: Store, plan: RunPlan, role: str, trace_ids: list[str]) -> set[str]:
@@ -323,9 +317,6 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
     if not isinstance(spec, BenchmarkSpec):
         spec = get_benchmark(spec)
     opts = opts or RunOptions()
-    if opts.data:
-        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(Path(opts.data).resolve())})})
-        opts = RunOptions(**{**opts.__dict__, "data": None})
     progress = progress or NullProgress()
     kind = get_kind(spec.kind)
     if model is None:
@@ -335,7 +326,8 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
     plan = make_plan(spec, model, opts)
     judges, instances = ([], {}) if opts.skip_judges else resolve_judges(plan, opts, kind)
     plan.judges = judges
-    res = RunResult(run_id=store.start_run("benchmark", spec.name, plan.model_dump(mode="json")), plan=plan)
+    res = RunResult(run_id=store.start_run("benchmark", plan.benchmark.name, plan.model_dump(mode="json")),
+                    plan=plan)
     for pj in judges:
         if pj.skipped:
             res.notes.append(f"judge {pj.spec.name}:{pj.part} skipped: {pj.skipped}")
@@ -351,8 +343,8 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
         res.metrics = kind.metrics(store, plan)
         status = "done"
     finally:
-        for j in instances.values():
-            await j.aclose()
+        for ev in instances.values():
+            await ev.close()
         if cache is not None:
             cache.close()
         store.finish_run(res.run_id, status, {k: v for k, v in res.to_dict().items() if k != "run_id"})

@@ -222,10 +222,12 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
         p, gid, k = work[i]
         now = time.perf_counter()
         info = ""
-        # Rendering the status text per request costs more than a fast request: a few times a second suffices.
-        if now - last_info > 0.2 or i == len(work) - 1:
+        es = engine.stats  # already counts this result
+        # Rendering the status text per request costs more than a fast request: a few times a second (and for
+        # the last result) suffices.
+        if now - last_info > 0.2 or es.completed + es.errors == len(work):
             last_info = now
-            es, elapsed = engine.stats, now - t0
+            elapsed = now - t0
             info = (f"{es.completion_tokens / elapsed if elapsed else 0:,.0f} tok/s · {es.cached} cached"
                     f" · {es.errors} errors")
         task.advance(1, info)
@@ -251,8 +253,6 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
     finally:
         flush()
         task.done()
-        stats.engine = engine.stats.to_dict()
-        if cache is not None:
-            cache.flush()
+        stats.engine = engine.stats.to_dict()  # the engine has flushed the cache itself
         if owned:
             await be.aclose()

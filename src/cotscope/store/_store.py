@@ -248,6 +248,18 @@ class Store:
             for g, i in self.con.execute(f"SELECT group_id, sample_index FROM traces {where}", params).fetchall()
         }
 
+    def ids_by_group(self, **filters: Any) -> dict[str, list[str]]:
+        """Trace ids per group id, in sample order (without reading the traces themselves).
+
+        Used to pick the traces of a benchmark's groups for judging, where only ids are needed.
+        """
+        where, params = _where(filters)
+        out: dict[str, list[str]] = {}
+        for g, tid in self.con.execute(
+                f"SELECT group_id, id FROM traces {where} ORDER BY group_id, sample_index, id", params).fetchall():
+            out.setdefault(g, []).append(tid)
+        return out
+
     def iter_rows(
         self, *, limit: int | None = None, ids: Iterable[str] | None = None, chunk: int = 2000, **filters: Any
     ) -> Iterator[Row]:
