@@ -401,18 +401,10 @@ class Store:
 
     def results(self, evaluator: str | None = None, trace_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Stored results, optionally for one evaluator or some traces."""
-        sql = (
+        where, params = _results_where(evaluator, trace_ids, "results")
+        cur = self.con.execute(
             "SELECT trace_id, evaluator, config_hash, part, kind, label, score, parse_error, raw, reason,"
-            " evidence, details, run_id FROM results WHERE 1=1"
-        )
-        params: list[Any] = []
-        if evaluator is not None:
-            sql += " AND evaluator = ?"
-            params.append(evaluator)
-        if trace_ids is not None:
-            sql += " AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
-            params.append(list(trace_ids))
-        cur = self.con.execute(sql + " ORDER BY created_at", params)
+            f" evidence, details, run_id FROM results {where} ORDER BY created_at", params)
         cols = [d[0] for d in cur.description]
         out = []
         for tup in cur.fetchall():
@@ -551,16 +543,10 @@ class Store:
             evaluator: only the results of this evaluator.
             trace_ids: only the results of these traces.
         """
+        where, params = _results_where(evaluator, trace_ids, "r")
         sql = ("SELECT r.trace_id, r.evaluator, r.config_hash, r.part, r.kind, e.label_meaning, r.label, r.score,"
                " r.parse_error, r.reason, r.run_id FROM results r LEFT JOIN {ev} e"
-               " ON e.evaluator = r.evaluator AND e.config_hash = r.config_hash WHERE 1=1")
-        params: list[Any] = []
-        if evaluator is not None:
-            sql += " AND r.evaluator = ?"
-            params.append(evaluator)
-        if trace_ids is not None:
-            sql += " AND r.trace_id IN (SELECT unnest(?::VARCHAR[]))"
-            params.append(list(trace_ids))
+               f" ON e.evaluator = r.evaluator AND e.config_hash = r.config_hash {where}")
         ev, tables = self._evaluators_source()
         df = _to_pandas(self.con, sql.format(ev=ev) + " ORDER BY r.created_at, r.trace_id", params, tables)
         df["label"] = df["label"].astype("boolean")
@@ -644,6 +630,19 @@ def _to_pandas(
         return cur.sql(sql, params=params).to_arrow_table().to_pandas()
     finally:
         cur.close()
+
+
+def _results_where(evaluator: str | None, trace_ids: Iterable[str] | None, table: str) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (possibly empty) and parameters selecting results of one evaluator and/or traces."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if evaluator is not None:
+        clauses.append(f"{table}.evaluator = ?")
+        params.append(evaluator)
+    if trace_ids is not None:
+        clauses.append(f"{table}.trace_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(trace_ids))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:

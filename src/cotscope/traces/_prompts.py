@@ -7,12 +7,15 @@ that one command accepts, the others accept too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cotscope.traces._errors import RecordError
 from cotscope.traces._records import iter_records
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from cotscope.traces._trace import Trace
@@ -91,17 +94,25 @@ def read_prompts(path: str | Path) -> tuple[list[PromptItem], list[RecordError]]
     Raises:
         TraceFileError: the file cannot be read at all.
     """
+    def item(line: int, rec: Any) -> PromptItem:
+        msgs, meta = record_messages(rec)
+        return PromptItem(msgs, line, meta)
+
+    return _read_each(path, item)
+
+
+def _read_each(path: str | Path, convert: Callable[[int, Any], T]) -> tuple[list[T], list[RecordError]]:
+    """``convert(line, record)`` for every record of a file; a record it rejects (``ValueError``) becomes an
+    error with file and line, in line order with the file's unreadable records, and the rest proceeds."""
     errors: list[RecordError] = []
-    items: list[PromptItem] = []
+    out: list[T] = []
     for line, rec in iter_records(path, errors):
         try:
-            msgs, meta = record_messages(rec)
+            out.append(convert(line, rec))
         except ValueError as e:
             errors.append(RecordError(str(e), str(path), line))
-            continue
-        items.append(PromptItem(msgs, line, meta))
     errors.sort(key=lambda e: e.line or 0)
-    return items, errors
+    return out, errors
 
 
 def _labelled_trace(rec: Any) -> tuple[Trace, bool]:
@@ -138,16 +149,5 @@ def read_labelled(path: str | Path) -> tuple[list[Trace], list[bool], list[Recor
     Raises:
         TraceFileError: the file cannot be read at all.
     """
-    errors: list[RecordError] = []
-    traces: list[Trace] = []
-    labels: list[bool] = []
-    for line, rec in iter_records(path, errors):
-        try:
-            trace, lab = _labelled_trace(rec)
-        except ValueError as e:
-            errors.append(RecordError(str(e), str(path), line))
-            continue
-        traces.append(trace)
-        labels.append(lab)
-    errors.sort(key=lambda e: e.line or 0)
-    return traces, labels, errors
+    pairs, errors = _read_each(path, lambda line, rec: _labelled_trace(rec))
+    return [t for t, _ in pairs], [lab for _, lab in pairs], errors
