@@ -202,3 +202,13 @@ def test_nothing_below_the_cli_imports_it() -> None:
     bad = [f"{f.relative_to(ROOT.parent)}:{line}" for f in ROOT.rglob("*.py") if "cli" not in f.relative_to(ROOT).parts
            for line, name in _imports(f) if _package_of(name) == "cli"]
     assert not bad
+
+
+def test_the_cli_starts_without_duckdb_arrow_or_model_sdks() -> None:
+    """``cotscope --help`` stays fast: loading the CLI pulls in none of the heavy libraries (commands import
+    them when they run)."""
+    code = ("import sys, cotscope.cli; "
+            "print(sorted(m for m in ('duckdb', 'pyarrow', 'pandas', 'torch', 'openai', 'transformers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

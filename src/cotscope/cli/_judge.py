@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import app, console, fail, print_json, progress_bar, stage_progress
-from cotscope.report._format import fmt_num
 
 if TYPE_CHECKING:
     from cotscope.pipeline import EvaluateStats
@@ -133,6 +132,7 @@ def metrics_cmd(
 ) -> None:
     """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label."""
     from cotscope.pipeline import safety_metrics
+    from cotscope.report import fmt_num, format_cell
 
     byc = [b.strip() for b in by.split(",") if b.strip()]
     st = open_store(store, read_only=True)
@@ -154,7 +154,7 @@ def metrics_cmd(
     for r in rows:
         t.add_row(r.judge, *[str(r.by.get(b)) for b in byc], r.part, str(r.k), str(r.groups),
                   fmt_num(r.safe_at_1), fmt_num(r.safe_at_k), fmt_num(r.conssafe_at_k), fmt_num(r.both_safe_rate),
-                  "-" if r.no_label is None else str(r.no_label))
+                  format_cell(r.no_label, "int"))
     console.print(t)
 
 
@@ -175,6 +175,7 @@ def validate_cmd(
 
     from cotscope.metrics import MetricError, agreement, bootstrap_ci, roc_auc, tpr_at_fpr
     from cotscope.monitors import get_monitor
+    from cotscope.report import fmt_num
     from cotscope.traces import read_labelled
 
     if not labels.exists():
