@@ -46,6 +46,8 @@ def request_key(model: str, request: GenerateRequest) -> str:
     if request.template_kwargs:
         # Only present when set, so that keys of plain requests stay the same as before the field existed.
         payload["template_kwargs"] = request.template_kwargs
+    if request.metadata:
+        payload["metadata"] = request.metadata
     raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 

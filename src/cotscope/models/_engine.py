@@ -96,6 +96,55 @@ class Engine:
         self.cache = cache
         self.backend: Model = CachedModel(model, cache) if cache is not None else model
         self.stats = EngineStats()
+        self._queue: list[tuple[GenerateRequest, asyncio.Future[ModelOutput]]] = []
+        self._in_flight = 0
+        self._pump_scheduled = False
+
+    async def submit(self, request: GenerateRequest) -> ModelOutput:
+        """Generate one request among others submitted concurrently (multi-turn callers such as the agent loop).
+
+        Requests submitted in the same event-loop turn are served together in chunks of the backend's
+        ``batch_size`` with at most ``max_concurrency`` chunks in flight, so concurrent episodes batch on a
+        local model as a single :meth:`run` would. Outputs go through the cache and into :attr:`stats`; a
+        backend that raises gives an error output, never an exception. ``stats.seconds`` is left to the caller,
+        which knows the wall time of its whole job.
+        """
+        fut: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, fut))
+        self.stats.requests += 1
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+        return await fut
+
+    def _limits(self) -> tuple[int, int]:
+        bs = max(1, int(getattr(self.backend, "batch_size", getattr(self.model, "batch_size", 1))))
+        conc = max(1, int(getattr(self.backend, "max_concurrency", getattr(self.model, "max_concurrency", 1))))
+        return bs, conc
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        bs, conc = self._limits()
+        while self._queue and self._in_flight < conc:
+            chunk, self._queue = self._queue[:bs], self._queue[bs:]
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._serve(chunk))
+
+    async def _serve(self, chunk: list[tuple[GenerateRequest, asyncio.Future[ModelOutput]]]) -> None:
+        try:
+            outs = await self.strategy.generate(self.backend, [r for r, _ in chunk])
+            if len(outs) != len(chunk):
+                raise RuntimeError(f"backend returned {len(outs)} outputs for {len(chunk)} requests")
+        except Exception as e:
+            outs = [ModelOutput(error=f"backend failure: {type(e).__name__}: {e}") for _ in chunk]
+        finally:
+            self._in_flight -= 1
+        for (_, fut), out in zip(chunk, outs, strict=True):
+            self.stats.add(out)
+            if not fut.done():
+                fut.set_result(out)
+        if self._queue:
+            self._pump()
 
     async def run(
         self, requests: Sequence[GenerateRequest], on_result: ResultCallback | None = None
@@ -140,8 +189,7 @@ class Engine:
     async def _dispatch(self, requests: Sequence[GenerateRequest], todo: list[int], finish: ResultCallback) -> None:
         if not todo:
             return
-        bs = max(1, int(getattr(self.backend, "batch_size", getattr(self.model, "batch_size", 1))))
-        conc = max(1, int(getattr(self.backend, "max_concurrency", getattr(self.model, "max_concurrency", 1))))
+        bs, conc = self._limits()
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         it = iter(chunks)
 

@@ -40,6 +40,13 @@ class GenerateRequest(BaseModel):
     template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="extra chat-template variables, e.g. enable_thinking=False"
     )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "what the request is for (the agent loop sets task id and step); never sent to a server, read by "
+            "in-process backends such as the scripted model, and part of the cache key when set"
+        ),
+    )
 
 
 class ModelOutput(BaseModel):
