@@ -53,7 +53,7 @@ def test_script_errors_name_the_cause(tmp_path: Path) -> None:
 ])
 def test_malformed_scripts_name_file_and_line(tmp_path: Path, lines: list[Any], message: str) -> None:
     p = _script(tmp_path, lines)
-    with pytest.raises(DataError, match="script.jsonl") as e:
+    with pytest.raises(DataError, match=r"script\.jsonl") as e:
         ScriptedModel(p)
     assert message in str(e.value)
 

@@ -11,7 +11,6 @@ from cotscope.models._cache import CachedModel, RequestCache, default_cache_dir,
 from cotscope.models._engine import Engine, EngineStats, generate_all
 from cotscope.models._openai import OpenAIModel
 from cotscope.models._prefill import finish_output, merge_prefill, strategy_strings
-from cotscope.models._script import ScriptedModel
 from cotscope.models._protocol import (
     DecodingStrategy,
     GenerateConfig,
@@ -23,6 +22,7 @@ from cotscope.models._protocol import (
     model_providers,
     modelapi,
 )
+from cotscope.models._script import ScriptedModel
 
 __all__ = [
     "CachedModel",
