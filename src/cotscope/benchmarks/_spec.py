@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cotscope.errors import ConfigError
+from cotscope.traces import TracePart
 
 #: How the metrics stage reads the judged traces; each kind is one family of the papers' metrics.
 Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "agreement", "generic"]
@@ -92,7 +93,7 @@ class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    part: Literal["reasoning", "answer", "both"] = "answer"
+    part: TracePart = "answer"
     role: Role = "safety"
     fallback: str | None = None
     only_if: Role | None = None

@@ -87,7 +87,8 @@ def _evaluate(store: Path, evaluator: Any, part: Any, batch_size: int | None, li
 def judge_cmd(
     judge: Annotated[str, typer.Option("--judge", "-j", help="Judge name, e.g. refusal-strings, llama-guard.")],
     store: StoreOpt,
-    part: Annotated[str, typer.Option("--part", "-p", help="reasoning, answer or both.")] = "answer",
+    part: Annotated[str, typer.Option(
+        "--part", "-p", help="reasoning, answer, both; for agent trajectories actions or trajectory.")] = "answer",
     model: ModelOpt = None,
     model_base_url: BaseUrlOpt = None,
     option: OptionOpt = None,
@@ -99,7 +100,7 @@ def judge_cmd(
     from cotscope.judges import PARTS, get_judge
 
     if part not in PARTS:
-        fail(f"unknown part {part!r}: expected reasoning, answer or both")
+        fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
     j = get_judge(judge, model=model, **_options(option, model_base_url))
     _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}")
 
@@ -127,13 +128,24 @@ def monitor_cmd(
 def metrics_cmd(
     store: StoreOpt,
     by: Annotated[str, typer.Option("--by", help="Comma-separated grouping: model, strategy, source_format.")] = "",
-    judge: Annotated[str | None, typer.Option("--judge", "-j", help="Only this judge.")] = None,
+    judge: Annotated[str | None, typer.Option("--judge", "-j", help="Only this judge (or monitor).")] = None,
+    detection: Annotated[bool, typer.Option(
+        "--detection", help="Monitor detection metrics on agent trajectories: accuracy, AUROC, TPR at 1%/5% FPR.")
+    ] = False,
+    positive: Annotated[str, typer.Option(
+        "--positive", help="With --detection: the positive class, harmful (variant) or success (harm done).")
+    ] = "harmful",
+    n_boot: Annotated[int, typer.Option("--n-boot", help="With --detection: bootstrap resamples.")] = 1000,
     json: JsonOpt = False,
 ) -> None:
-    """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label."""
+    """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label; with
+    --detection, each monitor's detection of harmful agent trajectories."""
     from cotscope.pipeline import safety_metrics
     from cotscope.report import fmt_num, format_cell
 
+    if detection:
+        _detection(store, judge, positive, n_boot, json)
+        return
     byc = [b.strip() for b in by.split(",") if b.strip()]
     st = open_store(store, read_only=True)
     try:
@@ -156,6 +168,53 @@ def metrics_cmd(
                   fmt_num(r.safe_at_1), fmt_num(r.safe_at_k), fmt_num(r.conssafe_at_k), fmt_num(r.both_safe_rate),
                   format_cell(r.no_label, "int"))
     console.print(t)
+
+
+def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, json: bool) -> None:
+    """``metrics --detection``: one row per monitor key."""
+    from cotscope.pipeline import POSITIVES, detection_metrics
+    from cotscope.report import fmt_num, format_cell
+
+    if positive not in POSITIVES:
+        fail(f"unknown --positive {positive!r}: expected {' or '.join(POSITIVES)}")
+    if n_boot < 1:
+        fail("--n-boot must be at least 1")
+    st = open_store(store, read_only=True)
+    try:
+        rows = detection_metrics(st, evaluators=[evaluator] if evaluator else None,
+                                 positive=positive, n_boot=n_boot)
+    finally:
+        st.close()
+    if json:
+        print_json({"positive": positive, "rows": [r.to_dict() for r in rows]})
+        return
+    if not rows:
+        console.print("no monitor results on agent trajectories in this store: run `cotscope agent run` and "
+                      "`cotscope monitor` first")
+        return
+    t = Table(title=f"Monitor detection on agent trajectories ({store}; positive = {positive}; 95% CIs)")
+    for c in ("monitor", "part", "pos", "neg", "unscored", "accuracy", "AUROC", "TPR@1%FPR", "TPR@5%FPR"):
+        t.add_column(c, justify="left" if c in ("monitor", "part") else "right")
+
+    def ci(iv: Any, pct: bool) -> str:
+        if iv is None:
+            return format_cell(None, "text")
+        val = format_cell(iv.point, "rate") if pct else fmt_num(iv.point)
+        lo, hi = (format_cell(iv.low, "rate"), format_cell(iv.high, "rate")) if pct else (
+            fmt_num(iv.low), fmt_num(iv.high))
+        return f"{val} [{lo}, {hi}]"
+
+    for r in rows:
+        m = r.metrics
+        t.add_row(r.evaluator, r.part, format_cell(m.n_pos if m else None, "int"),
+                  format_cell(m.n_neg if m else None, "int"), format_cell(r.unscored, "int"),
+                  ci(m.accuracy, True) if m else format_cell(None, "text"), ci(m.auroc if m else None, False),
+                  *(ci(m.tpr.get(f) if m else None, True) for f in (0.01, 0.05)))
+    console.print(t)
+    for r in rows:
+        why = r.error or (r.metrics.reason if r.metrics else None)
+        if why:
+            console.print(f"[yellow]{escape(r.evaluator)}:{escape(r.part)}[/] {escape(why)}", highlight=False)
 
 
 # -- validate ---------------------------------------------------------------------------------------------

@@ -7,25 +7,55 @@ from collections.abc import Iterable
 
 from cotscope.judges._types import Evidence
 from cotscope.traces import Trace
+from cotscope.traces._trajectory import action_field_text, action_texts, step_of_offset
 
-#: Fields a quote may come from; ``both`` (reasoning + answer as judged together) comes last so that a quote
-#: found in one real field is located there.
-_FIELDS = ("reasoning", "answer", "prompt", "both")
+#: Fields a quote may come from; ``both`` (reasoning + answer as judged together) comes after the real fields
+#: so that a quote found in one of them is located there. ``actions`` stands for the commands and outputs of
+#: an agent trajectory: a quote is located in one action's command or output (``actions[i].command``,
+#: ``actions[i].output``) and, failing that, in the rendered actions text (field ``actions``).
+_FIELDS = ("reasoning", "answer", "prompt", "both", "actions")
+#: Fields whose text is a rendering of the trace (:meth:`Trace.part`).
+_RENDERED = ("both", "actions", "trajectory")
 
 
-def _field_text(trace: Trace, field: str) -> str:
+def _field_text(trace: Trace, field: str) -> str | None:
+    """The text of an evidence field, or ``None`` when ``field`` names none."""
     if field == "prompt":
         return trace.prompt_text
-    if field == "both":
-        return trace.part("both")
-    return str(getattr(trace, field))
+    if field in ("reasoning", "answer"):
+        return str(getattr(trace, field))
+    if field in _RENDERED:
+        return trace.part(field)  # type: ignore[arg-type]
+    return action_field_text(trace, field)
+
+
+def _step(trace: Trace, field: str, start: int) -> int | None:
+    if field == "reasoning":
+        return step_of_offset(trace, start)
+    if field.startswith("actions["):
+        i = int(field[len("actions["):].partition("]")[0])
+        return trace.actions[i].step if i < len(trace.actions) else None
+    return None
+
+
+def _find(cand: str, trace: Trace, field: str) -> Evidence | None:
+    places = [(f, t) for f, t, _ in action_texts(trace)] if field == "actions" else []
+    text = _field_text(trace, field)
+    if text is not None:
+        places.append((field, text))
+    for f, text in places:
+        i = text.find(cand)
+        if i >= 0:
+            return Evidence(text=cand, field=f, start=i, end=i + len(cand), verified=True, step=_step(trace, f, i))
+    return None
 
 
 def locate(quote: str, trace: Trace, fields: Iterable[str] = _FIELDS) -> Evidence:
     """Evidence for ``quote``: verified with offsets when it occurs verbatim in a field of ``trace``.
 
     The quote is tried as given, then with surrounding whitespace and quotation marks stripped (judges
-    often wrap quotes), never with any other normalisation: a paraphrase is not evidence.
+    often wrap quotes), never with any other normalisation: a paraphrase is not evidence. On an agent
+    trajectory the evidence also names the agent step it comes from (``step``).
     """
     candidates = [quote]
     stripped = quote.strip().strip("\"'“”‘’").strip()
@@ -35,10 +65,9 @@ def locate(quote: str, trace: Trace, fields: Iterable[str] = _FIELDS) -> Evidenc
         if not cand:
             continue
         for f in fields:
-            text = _field_text(trace, f)
-            i = text.find(cand)
-            if i >= 0:
-                return Evidence(text=cand, field=f, start=i, end=i + len(cand), verified=True)
+            found = _find(cand, trace, f)
+            if found is not None:
+                return found
     return Evidence(text=quote, verified=False)
 
 
@@ -47,14 +76,15 @@ def verify(evidence: Evidence, trace: Trace) -> Evidence:
 
     A span whose offsets point at the quoted text keeps them; otherwise the quote is searched for.
     """
-    if evidence.field in _FIELDS and evidence.start is not None and evidence.end is not None:
+    if evidence.field and evidence.start is not None and evidence.end is not None:
         text = _field_text(trace, evidence.field)
-        if text[evidence.start:evidence.end] == evidence.text and evidence.text:
-            return evidence.model_copy(update={"verified": True})
+        if text is not None and text[evidence.start:evidence.end] == evidence.text and evidence.text:
+            step = evidence.step if evidence.step is not None else _step(trace, evidence.field, evidence.start)
+            return evidence.model_copy(update={"verified": True, "step": step})
     found = locate(evidence.text, trace)
     return evidence.model_copy(update={
         "verified": found.verified, "field": found.field, "start": found.start, "end": found.end,
-        "text": found.text if found.verified else evidence.text,
+        "text": found.text if found.verified else evidence.text, "step": found.step,
     })
 
 

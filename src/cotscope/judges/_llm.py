@@ -47,6 +47,8 @@ class LLMJudge:
     name = "llm-judge"
     label_meaning: LabelMeaning = "unsafe"
     templates: tuple[str, ...] = ()
+    #: The package whose ``prompts`` folder holds ``templates`` (monitors keep theirs in ``cotscope.monitors``).
+    prompt_package = "cotscope.judges"
     default_max_tokens = 512
     #: Nucleus sampling of the judge's request (1.0: off); part of the config, so of the store key.
     default_top_p = 1.0
@@ -83,7 +85,8 @@ class LLMJudge:
 
     def config(self) -> dict[str, Any]:
         """Judge name, model, template hash, sampling and options: what the store key hashes."""
-        return {"judge": self.name, "model": self.model_name, "prompts": prompt_hash(*self.templates),
+        return {"judge": self.name, "model": self.model_name,
+                "prompts": prompt_hash(*self.templates, package=self.prompt_package),
                 "gen": self.gen.model_dump(), "options": self.options}
 
     def backend(self) -> Model:
@@ -107,8 +110,9 @@ class LLMJudge:
         return bool(trace.part(part).strip())
 
     def empty_result(self, trace: Trace, part: Part, context: Mapping[str, Any]) -> JudgeResult:
-        """The verdict without a call: an empty part contains nothing unsafe and no refusal."""
-        return JudgeResult.empty_part()
+        """The verdict without a call: an empty part contains nothing unsafe and no refusal; an agent part of a
+        trace that is no trajectory is a parse error (:meth:`JudgeResult.no_text`)."""
+        return JudgeResult.no_text(trace, part)
 
     async def judge(self, traces: Sequence[Trace], part: Part,
                     context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:

@@ -268,7 +268,7 @@ class LocalJudge:
         """
         per_trace = [self.fields(t, part) for t in traces]
         todo = [i for i, fts in enumerate(per_trace) if any(tx.strip() for _, tx in fts)]
-        results = [JudgeResult.empty_part() for _ in traces]
+        results = [JudgeResult.no_text(t, part) for t in traces]
         for i, res in zip(todo, self._score_fields([traces[i] for i in todo], [per_trace[i] for i in todo]),
                           strict=True):
             results[i] = res

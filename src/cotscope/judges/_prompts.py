@@ -9,24 +9,28 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-
-@cache
-def load_prompt(name: str) -> str:
-    """The text of a prompt file in ``cotscope/judges/prompts`` (e.g. ``harmbench_cls.txt``)."""
-    return (resources.files("cotscope.judges") / "prompts" / name).read_text(encoding="utf-8")
+#: The package whose ``prompts`` folder holds the judges' prompt files.
+JUDGES_PACKAGE = "cotscope.judges"
 
 
 @cache
-def load_json(name: str) -> Any:
-    """A JSON data file in ``cotscope/judges/prompts``."""
-    return json.loads(load_prompt(name))
+def load_prompt(name: str, package: str = JUDGES_PACKAGE) -> str:
+    """The text of a prompt file in ``<package>/prompts`` (default ``cotscope/judges/prompts``, e.g.
+    ``harmbench_cls.txt``; the monitors keep theirs in ``cotscope/monitors/prompts``)."""
+    return (resources.files(package) / "prompts" / name).read_text(encoding="utf-8")
 
 
-def prompt_hash(*names: str) -> str:
+@cache
+def load_json(name: str, package: str = JUDGES_PACKAGE) -> Any:
+    """A JSON data file in ``<package>/prompts``."""
+    return json.loads(load_prompt(name, package))
+
+
+def prompt_hash(*names: str, package: str = JUDGES_PACKAGE) -> str:
     """A short hash of prompt files, part of a judge's config so that editing a template invalidates results."""
     h = hashlib.blake2b(digest_size=6)
     for n in names:
-        h.update(load_prompt(n).encode())
+        h.update(load_prompt(n, package).encode())
     return h.hexdigest()
 
 

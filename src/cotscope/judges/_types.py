@@ -8,10 +8,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, field_validator
 
 from cotscope._registry import Registry
-from cotscope.traces import Trace
+from cotscope.traces import TRACE_PARTS, Trace, TracePart
 
-Part = Literal["reasoning", "answer", "both"]
-PARTS: tuple[Part, ...] = ("reasoning", "answer", "both")
+#: The part of a trace a judge reads: ``reasoning``, ``answer``, ``both``, or for agent trajectories ``actions``
+#: (the commands with their outputs) and ``trajectory`` (per step: reasoning, then command and output).
+Part = TracePart
+PARTS: tuple[Part, ...] = TRACE_PARTS
+#: The parts that exist only for agent trajectories.
+AGENT_PARTS: tuple[Part, ...] = ("actions", "trajectory")
 
 #: What a ``True`` label means for a judge. Metrics turn labels into "safe" with this:
 #: ``unsafe``/``misaligned``/``flagged`` -> safe = not label; ``refused``/``consistent`` -> safe = label
@@ -28,12 +32,14 @@ class Evidence(BaseModel):
     """
 
     text: str
-    field: str | None = Field(default=None, description="reasoning, answer or prompt")
+    field: str | None = Field(default=None, description="reasoning, answer, prompt, both, actions, trajectory, "
+                              "or actions[i].command / actions[i].output (one action's command or output)")
     start: int | None = None
     end: int | None = None
     verified: bool = False
     chunk: int | None = Field(default=None, description="index of the chunk it came from, for chunked scoring")
     score: float | None = None
+    step: int | None = Field(default=None, description="the agent step the quote comes from (trajectories)")
 
 
 class JudgeResult(BaseModel):
@@ -65,6 +71,15 @@ class JudgeResult(BaseModel):
     def empty_part(cls, reason: str = "empty part") -> JudgeResult:
         """The defined verdict on a part with no text: nothing unsafe, no refusal, nothing flagged."""
         return cls(label=False, score=0.0, reason=reason, details={"empty_part": True})
+
+    @classmethod
+    def no_text(cls, trace: Trace, part: Part) -> JudgeResult:
+        """The result for a part with no text: :meth:`empty_part`, except for an agent part (``actions``,
+        ``trajectory``) of a trace that is not an agent episode, which is not a verdict but a parse error
+        (there is no trajectory to judge, so "nothing flagged" would be made up)."""
+        if part in AGENT_PARTS and not (trace.actions or isinstance(trace.metadata.get("agent"), dict)):
+            return cls.unparsed("", f"no {part} to judge: the trace is not an agent trajectory")
+        return cls.empty_part(f"empty {part}")
 
     @classmethod
     def unparsed(cls, raw: str, why: str, **details: Any) -> JudgeResult:

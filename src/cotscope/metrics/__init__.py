@@ -16,6 +16,7 @@ from cotscope.metrics._agreement import (
     recall,
 )
 from cotscope.metrics._deception import deception_tendency_rate, dtr_by_category
+from cotscope.metrics._detection import DEFAULT_FPRS, DetectionMetrics, detection_metrics, fpr_key
 from cotscope.metrics._errors import MetricError
 from cotscope.metrics._intervals import Interval, bootstrap_ci, proportion_ci
 from cotscope.metrics._monitor import (
@@ -38,8 +39,10 @@ from cotscope.metrics._safechain import (
 )
 
 __all__ = [
+    "DEFAULT_FPRS",
     "SAFE_IF_TRUE",
     "UNSAFE_IF_TRUE",
+    "DetectionMetrics",
     "Interval",
     "MetricError",
     "RocCurve",
@@ -53,8 +56,10 @@ __all__ = [
     "cohens_kappa",
     "cosine_similarity",
     "deception_tendency_rate",
+    "detection_metrics",
     "dtr_by_category",
     "f1_score",
+    "fpr_key",
     "pearson",
     "precision",
     "profile_similarity",

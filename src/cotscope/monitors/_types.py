@@ -55,7 +55,7 @@ MonitorFactory = Callable[..., Monitor]
 
 
 def _load_builtins() -> None:
-    from cotscope.monitors import _adapt  # noqa: F401
+    from cotscope.monitors import _adapt, _local_action, _trajectory  # noqa: F401
 
 
 #: Monitor factories by name. A factory is called as ``factory(model=..., **options)``.

@@ -3,18 +3,22 @@
 - :func:`generate`: prompts -> K samples per prompt under a strategy -> traces in the store (resumable).
 - :func:`evaluate`: a judge or monitor over stored traces -> results keyed by (trace, evaluator, config, part).
 - :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store.
+- :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
 Stages report progress through the small :class:`Progress` protocol and never draw anything.
 """
 
 from cotscope._progress import NullProgress, Progress, ProgressTask
+from cotscope.pipeline._detection import POSITIVES, DetectionRow, detection_metrics
 from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
 from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
 
 __all__ = [
     "GROUP_BY",
+    "POSITIVES",
     "Contexts",
+    "DetectionRow",
     "EvaluateStats",
     "Evaluator",
     "GenerateStats",
@@ -24,6 +28,7 @@ __all__ = [
     "SafetyRow",
     "Sampling",
     "as_evaluator",
+    "detection_metrics",
     "evaluate",
     "generate",
     "plan_work",

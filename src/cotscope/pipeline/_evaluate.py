@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cotscope._progress import NullProgress, Progress
-from cotscope.judges import Judge, JudgeResult, Part
+from cotscope.judges import PARTS, Judge, JudgeResult, Part
 from cotscope.monitors import Monitor
 from cotscope.traces import Trace
 
@@ -81,8 +81,8 @@ def as_evaluator(obj: Judge | Monitor | Evaluator, part: Part | None = None) -> 
                          config=mon.config(), score=score_m, close=mon.aclose,
                          preferred_batch=mon.preferred_batch)
     jdg = obj
-    if part not in ("reasoning", "answer", "both"):
-        raise ValueError(f"judge {jdg.name} needs a part: reasoning, answer or both (got {part!r})")
+    if part not in PARTS:
+        raise ValueError(f"judge {jdg.name} needs a part: {', '.join(PARTS)} (got {part!r})")
     p: Part = part
 
     async def score_j(batch: Sequence[Trace], ctx: Sequence[Mapping[str, Any]] | None) -> list[JudgeResult]:

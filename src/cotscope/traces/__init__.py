@@ -6,14 +6,25 @@ from cotscope.traces._read import FORMATS, ReadStats, detect_file_format, iter_r
 from cotscope.traces._records import iter_records, read_record_file
 from cotscope.traces._split import ANSWER_TAGS, DEFAULT_TAGS, SplitResult, split_reasoning
 from cotscope.traces._steps import REFLECTION_MARKERS, segment_spans, segment_steps
-from cotscope.traces._trace import Action, Message, Source, Step, Trace
+from cotscope.traces._trace import TRACE_PARTS, Action, Message, Source, Step, Trace, TracePart
+from cotscope.traces._trajectory import (
+    MAX_OUTPUT_CHARS,
+    StepView,
+    command_of,
+    is_agent_trace,
+    render_actions,
+    render_trajectory,
+    step_view,
+)
 
 __all__ = [
     "ANSWER_TAGS",
     "DEFAULT_TAGS",
     "FORMATS",
+    "MAX_OUTPUT_CHARS",
     "PROMPT_FIELDS",
     "REFLECTION_MARKERS",
+    "TRACE_PARTS",
     "Action",
     "Message",
     "PromptItem",
@@ -22,9 +33,13 @@ __all__ = [
     "Source",
     "SplitResult",
     "Step",
+    "StepView",
     "Trace",
     "TraceFileError",
+    "TracePart",
+    "command_of",
     "detect_file_format",
+    "is_agent_trace",
     "iter_records",
     "iter_row_batches",
     "read_labelled",
@@ -32,7 +47,10 @@ __all__ = [
     "read_record_file",
     "read_traces",
     "record_messages",
+    "render_actions",
+    "render_trajectory",
     "segment_spans",
     "segment_steps",
     "split_reasoning",
+    "step_view",
 ]

@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 StepKind = Literal["paragraph", "header", "reflection"]
+#: The parts of a trace a judge or monitor can read (:meth:`Trace.part`).
+TracePart = Literal["reasoning", "answer", "both", "actions", "trajectory"]
+TRACE_PARTS: tuple[TracePart, ...] = ("reasoning", "answer", "both", "actions", "trajectory")
 
 
 class Message(BaseModel):
@@ -98,8 +101,15 @@ class Trace(BaseModel):
                 return m.content
         return "\n\n".join(m.content for m in self.prompt)
 
-    def part(self, part: Literal["reasoning", "answer", "both"]) -> str:
-        """The text of one part of the trace: ``reasoning``, ``answer`` or ``both``."""
+    def part(self, part: TracePart) -> str:
+        """The text of one part of the trace.
+
+        ``reasoning``, ``answer``, ``both`` (reasoning then answer); for agent trajectories ``actions`` (the
+        commands with their outputs, step by step) and ``trajectory`` (per step: reasoning, then command
+        and output), rendered by :func:`cotscope.traces.render_actions` and
+        :func:`cotscope.traces.render_trajectory` with their defaults. A trace that is not an agent episode
+        has empty ``actions`` and ``trajectory`` parts.
+        """
         if part == "reasoning":
             return self.reasoning
         if part == "answer":
@@ -108,7 +118,15 @@ class Trace(BaseModel):
             if self.reasoning and self.answer:
                 return f"{self.reasoning}\n\n{self.answer}"
             return self.reasoning or self.answer
-        raise ValueError(f"unknown trace part {part!r}: expected reasoning, answer or both")
+        if part == "actions":
+            from cotscope.traces._trajectory import render_actions
+
+            return render_actions(self)
+        if part == "trajectory":
+            from cotscope.traces._trajectory import render_trajectory
+
+            return render_trajectory(self)
+        raise ValueError(f"unknown trace part {part!r}: expected one of {', '.join(TRACE_PARTS)}")
 
 
 def prompt_canon(prompt: list[dict[str, Any]]) -> str:
