@@ -19,6 +19,7 @@ from cotscope.benchmarks._metrics import (
     PlanView,
     agreement_metrics,
     cogtest_metrics,
+    cuaharm_metrics,
     deception_metrics,
     generic_metrics,
     new_metrics,
@@ -31,6 +32,9 @@ from cotscope.traces import PromptItem, Source, Trace
 from cotscope.traces._trace import group_id_for
 
 if TYPE_CHECKING:
+    from cotscope._progress import Progress
+    from cotscope.benchmarks._runner import RunResult
+    from cotscope.models import Model, RequestCache
     from cotscope.store import Store
 
 #: The strategy name of responses that come with the data (judge-agreement benchmarks).
@@ -98,6 +102,13 @@ class BenchmarkKind:
         """The generation passes of a run, in order."""
         prompts = [self.prompt(plan.benchmark, it, i) for i, it in enumerate(plan.items)]
         return [Phase("scenario", s, prompts) for s in plan.strategies]
+
+    async def generate(self, store: Store, plan: RunPlan, backend: Callable[[], Model], res: RunResult,
+                       cache: RequestCache | None, progress: Progress) -> None:
+        """Produce the run's traces: every phase through the generation stage (agent kinds run episodes)."""
+        from cotscope.benchmarks._runner import generation_phase
+
+        await generation_phase(store, plan, self, backend, res, cache, progress)
 
     # -- judging ----------------------------------------------------------------------------------------------
     def judge_variants(self, js: JudgeSpec, categories: list[str]) -> dict[str, dict[str, Any]]:
@@ -293,3 +304,72 @@ def given_traces(plan: RunPlan, phase: Phase, source_file: str) -> list[Trace]:
             "sample_index": 0, "metadata": meta,
             "source": Source(file=source_file, line=p.line, format="given")}))
     return out
+
+
+@benchmark_kind("cuaharm")
+class CUAHarmKind(BenchmarkKind):
+    """CUAHarm: an agent acts on each terminal task in a sandbox; checkers score whether it carried the task out,
+    monitors read the trajectories. Items are tasks (category = harmful/benign); a sample is an episode."""
+
+    name = "cuaharm"
+
+    def plan_item(self, spec: BenchmarkSpec, item: Item, model: str, strategies: list[str]) -> PlanItem:
+        """The episode's first request identifies its group (task, model, strategy)."""
+        from cotscope.agents import AgentTask, first_messages
+
+        if item.category == "error":  # a task file that did not load: reported by the run, never generated
+            return PlanItem(id=item.id, category=item.category, metadata=item.metadata, messages=[])
+        msgs = first_messages(AgentTask.model_validate(item.metadata["task"]))
+        return PlanItem(id=item.id, category=item.category, metadata=item.metadata, messages=msgs,
+                        groups={s: group_id_for(msgs, model, s) for s in strategies})
+
+    def phases(self, plan: RunPlan) -> list[Phase]:
+        """No prompt phases: episodes are run by :meth:`generate`."""
+        return []
+
+    async def generate(self, store: Store, plan: RunPlan, backend: Callable[[], Model], res: RunResult,
+                       cache: RequestCache | None, progress: Progress) -> None:
+        """Every task through the agent stage (one episode per sample and strategy), sharing one backend."""
+        from cotscope.agents import AgentSettings, AgentTask, SandboxLimits
+        from cotscope.benchmarks._spec import AgentSpec
+        from cotscope.pipeline import run_agent
+
+        spec = plan.benchmark
+        agent = spec.agent or AgentSpec()
+        for it in plan.items:
+            if it.category == "error":
+                res.notes.append(f"task {it.metadata.get('task_file')}: {it.metadata.get('task_error')}"[:300])
+        tasks = [AgentTask.model_validate(it.metadata["task"]) for it in plan.items if it.category != "error"]
+        settings = AgentSettings(max_steps=agent.max_steps, history=agent.history, temperature=plan.temperature,
+                                 top_p=plan.top_p, max_tokens=plan.max_tokens, seed=plan.seed)
+        limits = SandboxLimits(command_timeout_s=agent.command_timeout_s, episode_timeout_s=agent.episode_timeout_s)
+        built: list[Model] = []
+
+        def shared() -> Model:
+            if not built:
+                built.append(backend())
+            return built[0]
+
+        try:
+            for s in plan.strategies:
+                st = await run_agent(store, tasks, model=plan.model, strategy=s, samples=plan.samples,
+                                     settings=settings, sandbox=agent.sandbox, sandbox_options=agent.sandbox_options,
+                                     limits=limits, backend=shared, cache=cache, concurrency=agent.concurrency,
+                                     source_file=f"benchmark:{spec.name}", metadata={"benchmark": spec.name},
+                                     run_id=res.run_id, progress=progress,
+                                     description=f"agent {spec.name} · {s}")
+                res.generated += st.new_traces
+                res.skipped_samples += st.skipped_existing
+                for o in st.outcomes:
+                    if o.status == "error":
+                        res.generation_errors += 1
+                        res.notes.append(f"episode {o.task} sample {o.sample_index}: {o.reason}"[:300])
+                    elif o.status == "unsupported" and o.sample_index == 0 and s == plan.strategies[0]:
+                        res.notes.append(f"task {o.task} unsupported: {o.reason}"[:300])
+        finally:
+            for b in built:
+                await b.aclose()
+
+    def measure(self, view: PlanView, out: Metrics) -> None:
+        """Harm success and refusal rates per variant, per-task scores, and monitors' detection metrics."""
+        cuaharm_metrics(view, out)

@@ -499,3 +499,24 @@ def load_xstest_completions(data: DataSpec, hub: bool) -> list[Item]:
                                     "refused", str(r.get("id") or "") or None, r.get("type") or None,
                                     {"final_label": lab}))
     return items
+
+
+# -- CUAHarm: terminal agent tasks --------------------------------------------------------------------------
+@loader("cuaharm", "CUAHarm terminal tasks: 52 harmful (Tian et al. 2025) + 52 benign variants, shipped JSON")
+def load_cuaharm(data: DataSpec, hub: bool) -> list[Item]:
+    """One item per task: ``prompt`` is the instruction, ``category`` the variant (harmful/benign), and
+    ``metadata["task"]`` the task itself. ``data.path`` is a task directory or file; otherwise
+    ``data.options["set"]`` names a shipped set (``cuaharm``, ``cuaharm-benign``, ``cuaharm-all``, the default).
+    A task file that does not load becomes an item of category ``error`` whose metadata holds the file and the
+    cause, so that the run reports it and the other tasks run."""
+    from cotscope.agents import load_tasks
+
+    if hub:
+        raise ValueError("cuaharm: the tasks ship with cotscope; the Hub copy (CUAHarm/CUAHarm) is not read")
+    ts = load_tasks(data.path or str(data.options.get("set", "cuaharm-all")))
+    items = [Item(id=t.id, prompt=t.instruction, category=t.variant,
+                  metadata={"task": t.model_dump(mode="json"), "pair_id": t.pair_id, "unsupported": t.unsupported})
+             for t in ts.tasks]
+    items += [Item(id=f"error:{Path(e.file).name}", prompt="", category="error",
+                   metadata={"task_error": e.message, "task_file": e.file}) for e in ts.errors]
+    return items

@@ -163,10 +163,20 @@ def _judge_options(js: JudgeSpec, opts: RunOptions) -> dict[str, Any]:
 
 
 def _build(name: str, js: JudgeSpec, opts: RunOptions, extra: dict[str, Any]) -> Any:
-    """A judge instance; raises ValueError when it needs a judge model that was not given."""
-    from cotscope.judges import LLMJudge, get_judge
+    """A judge (or a monitor that is not a judge, such as the trajectory monitors) instance; raises ValueError when
+    it needs a judge model that was not given."""
+    from cotscope.judges import LLMJudge, get_judge, judge_names
+    from cotscope.monitors import get_monitor
 
     options = _judge_options(js, opts) | extra if name == js.name else dict(extra)
+    if name not in judge_names():
+        mon = get_monitor(name, model=opts.judge_model, **options)
+        if mon.part != js.part:  # its results are stored under its own part; the metrics look under the spec's
+            raise ValueError(f"monitor {name} reads {mon.part}, but the spec gives part {js.part}")
+        inner = getattr(mon, "judge", None)
+        if opts.judge_base_url and isinstance(inner, LLMJudge):
+            inner.base_url = opts.judge_base_url
+        return mon
     judge = get_judge(name, model=opts.judge_model, **options)
     # Only LLM judges talk to a server; option-less judges (refusal-strings, the local classifiers) would
     # reject a base_url option.
@@ -336,9 +346,8 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
     cache = None if opts.no_cache else RequestCache(opts.cache)
     status = "failed"
     try:
-        await generation_phase(store, plan, kind,
-                               lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args),
-                               res, cache, progress)
+        await kind.generate(store, plan, lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args),
+                            res, cache, progress)
         await judge_phase(store, plan, kind, instances, res, progress)
         res.metrics = kind.metrics(store, plan)
         status = "done"

@@ -18,7 +18,7 @@ from cotscope.errors import ConfigError
 from cotscope.traces import TracePart
 
 #: How the metrics stage reads the judged traces; each kind is one family of the papers' metrics.
-Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "agreement", "generic"]
+Kind = Literal["safechain", "thought-crime", "backdoor", "deceptionbench", "cogtest", "agreement", "cuaharm", "generic"]
 
 #: What a judge's verdicts are used for by the metrics stage.
 Role = Literal["safety", "misalignment", "monitor", "articulation", "consistency", "habit", "other"]
@@ -75,6 +75,30 @@ class GenerationSpec(BaseModel):
         return list(self.strategies)
 
 
+class AgentSpec(BaseModel):
+    """How an agent benchmark runs its episodes (``kind: cuaharm``).
+
+    Attributes:
+        sandbox: the sandbox provider (``namespace``, ``docker``).
+        sandbox_options: the provider's options (e.g. ``rootfs``).
+        max_steps: model calls per episode (the paper: 15).
+        history: previous observation/response pairs sent per step (the paper: 3).
+        command_timeout_s: wall time of one command.
+        episode_timeout_s: wall time of one episode.
+        concurrency: episodes at once.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: str = "namespace"
+    sandbox_options: dict[str, Any] = Field(default_factory=dict)
+    max_steps: int = Field(default=15, ge=1)
+    history: int = Field(default=3, ge=0)
+    command_timeout_s: float = Field(default=60.0, gt=0)
+    episode_timeout_s: float = Field(default=900.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+
+
 class JudgeSpec(BaseModel):
     """One judge (or monitor) to run on the generated traces.
 
@@ -113,6 +137,7 @@ class BenchmarkSpec(BaseModel):
         template: how an item's text becomes the user message; ``{prompt}`` is the item text.
         system_prompt: a system message put before every item that has none of its own.
         generation: sampling settings.
+        agent: episode settings of an agent benchmark.
         judges: what to run on the traces.
         metrics: names of the metrics reported (documentation and report order).
     """
@@ -128,6 +153,7 @@ class BenchmarkSpec(BaseModel):
     template: str = "{prompt}"
     system_prompt: str | None = None
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    agent: AgentSpec | None = None
     judges: list[JudgeSpec] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=list)
 

@@ -1,10 +1,12 @@
 """The ``cotscope`` command line."""
 
 from cotscope.cli import _core, _demo, _generate, _judge, _run  # noqa: F401  (each registers its commands)
+from cotscope.cli._agent import agent_app
 from cotscope.cli._app import app
 from cotscope.cli._cot2 import cot2_app
 
 app.add_typer(cot2_app, name="cot2")
+app.add_typer(agent_app, name="agent")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 - :func:`generate`: prompts -> K samples per prompt under a strategy -> traces in the store (resumable).
 - :func:`evaluate`: a judge or monitor over stored traces -> results keyed by (trace, evaluator, config, part).
+- :func:`run_agent`: agent tasks -> episodes in sandboxes -> trajectory traces in the store (resumable).
 - :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store.
 - :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
@@ -9,6 +10,7 @@ Stages report progress through the small :class:`Progress` protocol and never dr
 """
 
 from cotscope._progress import NullProgress, Progress, ProgressTask
+from cotscope.pipeline._agent import AgentStats, TaskOutcome, episode_row, run_agent
 from cotscope.pipeline._detection import POSITIVES, DetectionRow, detection_metrics
 from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
@@ -17,6 +19,7 @@ from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
 __all__ = [
     "GROUP_BY",
     "POSITIVES",
+    "AgentStats",
     "Contexts",
     "DetectionRow",
     "EvaluateStats",
@@ -27,11 +30,14 @@ __all__ = [
     "ProgressTask",
     "SafetyRow",
     "Sampling",
+    "TaskOutcome",
     "as_evaluator",
     "detection_metrics",
+    "episode_row",
     "evaluate",
     "generate",
     "plan_work",
     "result_row",
+    "run_agent",
     "safety_metrics",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
 from cotscope.store import Store
-from cotscope.traces import Trace
+from cotscope.traces import Trace, command_of, is_agent_trace, step_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
 
@@ -96,14 +96,47 @@ def trace_card(t: Trace, results: list[dict[str, Any]]) -> str:
                 spans[f].append((int(e["start"]), int(e["end"]), str(r["evaluator"])))
     prompt = "".join(f'<div class="msg"><span class="role">{_e(m.role)}</span><pre>{_e(m.content)}</pre></div>'
                      for m in t.prompt)
+    title = (f"{t.metadata.get('item_id') or t.id[:12]} · {t.strategy or ''} · sample {t.sample_index}")
+    head = (f'<details class="trace"><summary>{_e(title)}</summary>'
+            f'<p class="muted">trace {_e(t.id)} · model {_e(t.model)}</p><h4>Prompt</h4>{prompt}')
+    tail = f"<h4>Verdicts</h4>{_verdict_rows(results)}</details>"
+    if is_agent_trace(t):
+        return head + _trajectory(t, spans["reasoning"]) + tail
     reasoning = highlight(t.reasoning, spans["reasoning"]) if t.reasoning else "<em>(no reasoning)</em>"
     answer = highlight(t.answer, spans["answer"]) if t.answer else "<em>(no answer)</em>"
     unclosed = "" if t.reasoning_closed else " <span class='warn'>(reasoning never closed)</span>"
-    title = (f"{t.metadata.get('item_id') or t.id[:12]} · {t.strategy or ''} · sample {t.sample_index}")
-    return (f'<details class="trace"><summary>{_e(title)}</summary>'
-            f'<p class="muted">trace {_e(t.id)} · model {_e(t.model)}</p>'
-            f'<h4>Prompt</h4>{prompt}<h4>Reasoning{unclosed}</h4><pre class="reasoning">{reasoning}</pre>'
-            f'<h4>Answer</h4><pre class="answer">{answer}</pre><h4>Verdicts</h4>{_verdict_rows(results)}</details>')
+    return (head + f'<h4>Reasoning{unclosed}</h4><pre class="reasoning">{reasoning}</pre>'
+            f'<h4>Answer</h4><pre class="answer">{answer}</pre>' + tail)
+
+
+def _trajectory(t: Trace, marks: list[tuple[int, int, str]]) -> str:
+    """An agent episode step by step: the step's reasoning (evidence marked), then each command with its exit
+    code and output, and the control codes; the outcome from the agent loop's metadata first."""
+    agent = t.metadata.get("agent") if isinstance(t.metadata.get("agent"), dict) else {}
+    outcome = ""
+    if agent:
+        outcome = (f"<p class='outcome'>task {_e(agent.get('task_id'))} ({_e(agent.get('variant'))}) · "
+                   f"{_e(agent.get('status'))}: {_e(agent.get('reason'))} · score {_e(agent.get('score'))} by "
+                   f"{_e(agent.get('checker'))} · {_e(agent.get('steps'))} steps</p>")
+    steps = []
+    for sv in step_view(t):
+        if sv.start is not None and sv.end is not None:
+            local = [(a - sv.start, b - sv.start, w) for a, b, w in marks if sv.start <= a and b <= sv.end]
+            reasoning = highlight(sv.reasoning, local)
+        else:
+            reasoning = _e(sv.reasoning)
+        acts = []
+        for a in sv.actions:
+            if a.kind == "control":
+                acts.append(f"<div class='control'>{_e(a.name)}</div>")
+                continue
+            code = getattr(a, "exit_code", None)
+            status = "timed out" if getattr(a, "timed_out", False) else f"exit {code}" if code is not None else ""
+            acts.append(f"<div class='action'><pre class='command'>$ {_e(command_of(a))}</pre>"
+                        f"<span class='muted'>{_e(status)}</span><pre class='output'>{_e(a.output or '')}</pre></div>")
+        steps.append(f"<li class='step'><h5>step {sv.index + 1}</h5>"
+                     f"{f'<pre class=reasoning>{reasoning}</pre>' if sv.reasoning else ''}{''.join(acts)}</li>")
+    return f"{outcome}<h4>Trajectory</h4><ol class='trajectory'>{''.join(steps)}</ol>"
 
 
 def _latest_runs(store: Store) -> list[dict[str, Any]]:

@@ -1,0 +1,130 @@
+"""``cotscope agent``: the ``--json`` contract, bad task files, and each command on the output of the others
+(agent run -> monitor -> metrics --detection -> report; run cuaharm on a task directory)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cotscope.agents import get_sandbox, load_tasks
+from cotscope.cli import app
+
+runner = CliRunner()
+XSS = "<script>alert('pwned')</script>"
+ALL = {t.id: t for t in load_tasks("cuaharm-all").tasks}
+HARMFUL_ID = "33d36d6f-5f8e-47ee-8455-42098a133c2c"  # exact_match: wipe /var/tmp
+BENIGN_ID = next(t.id for t in ALL.values() if t.pair_id == HARMFUL_ID)
+SOLUTIONS = Path(__file__).parents[1] / "agents" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COTSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def sandbox_ok() -> None:
+    why = get_sandbox("namespace").available()
+    if why:
+        pytest.skip(f"namespace sandbox unavailable: {why}")
+
+
+def _solution(name: str, task: str) -> list[str]:
+    rows = [json.loads(x) for x in (SOLUTIONS / name).read_text().splitlines() if x.strip()]
+    return next(r["actions"] for r in rows if r["task"] == task)
+
+
+def _task_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "tasks"
+    d.mkdir()
+    for t in (ALL[HARMFUL_ID], ALL[BENIGN_ID]):
+        shutil.copy(str(t.source_file), d / Path(str(t.source_file)).name)
+    (d / "broken.json").write_text('{"id": "x", "instruction": ')
+    (d / "unknown-checker.json").write_text(json.dumps({"id": "y", "instruction": "z", "config": [],
+                                                         "evaluator": {"func": "no_such_checker"}}))
+    return d
+
+
+def _script(tmp_path: Path) -> Path:
+    p = tmp_path / "script.jsonl"
+    harmful = [f"echo '{XSS}'", *_solution("solutions_harmful.jsonl", HARMFUL_ID)]
+    p.write_text(json.dumps({"task": HARMFUL_ID, "actions": harmful}) + "\n"
+                 + json.dumps({"task": BENIGN_ID, "actions": _solution("solutions_benign.jsonl", BENIGN_ID)}) + "\n")
+    return p
+
+
+def test_tasks_lists_the_shipped_sets() -> None:
+    r = runner.invoke(app, ["agent", "tasks", "cuaharm", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["tasks"]) == 52 and not out["errors"]
+    assert sum(1 for t in out["tasks"] if t["unsupported"]) == 5
+    r = runner.invoke(app, ["agent", "tasks", "cuaharm-benign", "--json"])
+    assert len(json.loads(r.stdout)["tasks"]) == 52
+
+
+def test_tasks_reports_bad_files_with_the_cause(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["agent", "tasks", str(_task_dir(tmp_path)), "--json"])
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert len(out["tasks"]) == 2
+    errs = {Path(e["file"]).name: e["error"] for e in out["errors"]}
+    assert set(errs) == {"broken.json", "unknown-checker.json"} and "no_such_checker" in errs["unknown-checker.json"]
+
+
+@pytest.mark.slow
+def test_run_monitor_metrics_report_chain(tmp_path: Path, sandbox_ok: None) -> None:
+    store = tmp_path / "a.duckdb"
+    r = runner.invoke(app, ["agent", "run", "--tasks", str(_task_dir(tmp_path)), "--model",
+                            f"script/{_script(tmp_path)}", "--store", str(store), "--json"])
+    assert r.exit_code == 1, r.output  # two task files did not load: reported, and the others ran
+    out = json.loads(r.stdout)
+    by = {o["task"]: o for o in out["tasks"]}
+    assert by[HARMFUL_ID]["status"] == "done" and by[HARMFUL_ID]["score"] == 1.0 and by[HARMFUL_ID]["steps"] == 3
+    assert by[BENIGN_ID]["score"] == 1.0 and by[BENIGN_ID]["variant"] == "benign"
+    assert {o["status"] for t, o in by.items() if t not in (HARMFUL_ID, BENIGN_ID)} == {"error"}
+    assert any("broken.json" in (o["source"] or "") for o in out["tasks"])
+    assert out["harm_success_rate"] == 1.0 and out["refusal_rate"] == 0.0
+    assert set(out) >= {"tasks", "harm_success_rate", "refusal_rate"}
+    r = runner.invoke(app, ["monitor", "--monitor", "local-action", "--store", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["metrics", "--store", str(store), "--detection", "--json"])
+    assert r.exit_code == 0, r.output
+    det: Any = json.loads(r.stdout)
+    rows = det if isinstance(det, list) else det.get("detection", det.get("rows", []))
+    row = next(x for x in rows if "local-action" in json.dumps(x))
+    assert row["n_pos"] == 1 and row["n_neg"] == 1
+    r = runner.invoke(app, ["report", "--store", str(store), "--out", str(tmp_path / "rep"), "--json"])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Trajectory" in html and "step 1" in html and XSS not in html
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in html
+
+
+@pytest.mark.slow
+def test_run_cuaharm_benchmark_on_a_task_directory(tmp_path: Path, sandbox_ok: None) -> None:
+    d = _task_dir(tmp_path)
+    spec = yaml.safe_load((Path(__file__).parents[2] / "src/cotscope/benchmarks/specs/cuaharm.yaml").read_text())
+    spec["name"] = "cuaharm-tiny"
+    spec["data"] = {"loader": "cuaharm", "path": str(d)}
+    y = tmp_path / "tiny.yaml"
+    y.write_text(yaml.safe_dump(spec))
+    store = tmp_path / "b.duckdb"
+    r = runner.invoke(app, ["run", str(y), "--model", f"script/{_script(tmp_path)}", "--store", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    m = out["metrics"]
+    assert m["summary"]["harm_success_rate"] == 1.0 and m["summary"]["benign_success_rate"] == 1.0
+    assert any("broken.json" in n for n in out["notes"])
+    titles = [t["title"] for t in m["tables"]]
+    assert any(t.startswith("Monitors: harmful vs benign") for t in titles)
+    # Rerun: nothing generated again.
+    r = runner.invoke(app, ["run", str(y), "--model", f"script/{_script(tmp_path)}", "--store", str(store), "--json"])
+    again = json.loads(r.stdout)
+    assert again["generated"] == 0 and again["skipped_samples"] == 2
