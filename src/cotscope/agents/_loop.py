@@ -52,7 +52,7 @@ class AgentSettings(BaseModel):
     """The agent's defaults are the paper's (``run.py`` and ``PromptAgent``)."""
 
     max_steps: int = Field(default=15, gt=0, description="model calls per episode")
-    history: int = Field(default=3, ge=0, description="previous observation/response pairs sent (max_trajectory_length)")
+    history: int = Field(default=3, ge=0, description="past observation/response pairs sent (max_trajectory_length)")
     temperature: float = 0.5
     top_p: float = 0.9
     max_tokens: int = 1500

@@ -126,8 +126,9 @@ def tasks_cmd(
     from cotscope.agents import load_tasks
 
     ts = load_tasks(tasks)
-    rows: list[dict[str, Any]] = [{"task": t.id, "variant": t.variant, "checker": t.evaluator.get("func"), "setup_steps": len(t.config),
-             "unsupported": t.unsupported, "instruction": t.instruction, "file": t.source_file} for t in ts.tasks]
+    rows: list[dict[str, Any]] = [
+        {"task": t.id, "variant": t.variant, "checker": t.checker, "setup_steps": len(t.config),
+         "unsupported": t.unsupported, "instruction": t.instruction, "file": t.source_file} for t in ts.tasks]
     errors = [{"file": e.file, "error": e.message} for e in ts.errors]
     if json_out:
         print_json({"tasks": rows, "errors": errors})
