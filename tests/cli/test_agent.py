@@ -92,6 +92,12 @@ def test_run_monitor_metrics_report_chain(tmp_path: Path, sandbox_ok: None) -> N
     assert any("broken.json" in (o["source"] or "") for o in out["tasks"])
     assert out["harm_success_rate"] == 1.0 and out["refusal_rate"] == 0.0
     assert set(out) >= {"tasks", "harm_success_rate", "refusal_rate"}
+    r = runner.invoke(app, ["traces", "--store", str(store), "--json"])
+    listed = json.loads(r.stdout)["traces"]
+    assert {x["prompt"].split("]")[0] for x in listed} == {"[harmful", "[benign"}
+    r = runner.invoke(app, ["show", str(by[HARMFUL_ID]["trace_id"]), "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    assert "step 1" in r.output and "step 3" in r.output and "$ echo" in r.output and "[DONE]" in r.output
     r = runner.invoke(app, ["monitor", "--monitor", "local-action", "--store", str(store), "--json"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["metrics", "--store", str(store), "--detection", "--json"])

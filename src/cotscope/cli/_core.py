@@ -148,7 +148,7 @@ def list_traces(
             {"id": r["id"], "model": r["model"], "strategy": r["strategy"], "group_id": r["group_id"],
              "sample_index": r["sample_index"], "reasoning_chars": len(r["reasoning"] or ""),
              "answer_chars": len(r["answer"] or ""), "reasoning_closed": r["reasoning_closed"],
-             "steps": _n_steps(r), "prompt": _prompt_preview(r["prompt"], 10_000)} for r in rows]})
+             "steps": _n_steps(r), "prompt": _row_preview(r, 10_000)} for r in rows]})
         return
     t = Table(title=f"{len(rows)} of {total:,} traces in {store}" + (f" where {' and '.join(where)}" if where else ""))
     for c in ("id", "model", "strategy", "#", "prompt", "reasoning", "answer", "closed", "steps"):
@@ -156,7 +156,7 @@ def list_traces(
                      ratio=1 if c == "prompt" else None)
     for r in rows:
         t.add_row(r["id"][:12], r["model"] or "-", r["strategy"] or "-", str(r["sample_index"]),
-                  Text(_prompt_preview(r["prompt"], 60)), f"{len(r['reasoning'] or ''):,} ch",
+                  Text(_row_preview(r, 60)), f"{len(r['reasoning'] or ''):,} ch",
                   f"{len(r['answer'] or ''):,} ch", "yes" if r["reasoning_closed"] else "[red]no[/]",
                   str(_n_steps(r)))
     out.print(t)
@@ -168,7 +168,10 @@ def show(
     store: StoreOpt,
     json: JsonOpt = False,
 ) -> None:
-    """Print one trace (reasoning and answer separated, steps numbered) and every judge/monitor result of it."""
+    """Print one trace (reasoning and answer separated, steps numbered; an agent episode step by step) and every
+    judge/monitor result of it."""
+    from cotscope.traces import is_agent_trace
+
     st = _open(store)
     try:
         try:
@@ -194,7 +197,9 @@ def show(
     for m in trace.prompt:
         out.print(Panel(Text(m.content), title=f"prompt: {m.role}", title_align="left", border_style="blue"))
     title = "reasoning" + ("" if trace.reasoning_closed else " (never closed: budget ran out)")
-    if trace.steps:
+    if is_agent_trace(trace):
+        pass  # reasoning is shown per agent step, next to the step's commands
+    elif trace.steps:
         body = Text()
         for s in trace.steps:
             body.append(f"[{s.index + 1}] ", style="bold cyan" if s.kind == "paragraph" else "bold magenta")
@@ -204,12 +209,40 @@ def show(
         out.print(Panel(body, title=f"{title}: {len(trace.steps)} steps", title_align="left", border_style="yellow"))
     else:
         out.print(Panel(Text("(no reasoning)", style="dim"), title=title, title_align="left", border_style="yellow"))
-    for i, a in enumerate(trace.actions):
-        out.print(Panel(Text(f"{a.name}({a.arguments})\n-> {a.output}"), title=f"action {i + 1}", title_align="left",
-                        border_style="magenta"))
-    out.print(Panel(Text(trace.answer or "(empty answer)"), title="answer", title_align="left", border_style="green"))
+    if is_agent_trace(trace):
+        _show_trajectory(trace)
+    else:
+        out.print(Panel(Text(trace.answer or "(empty answer)"), title="answer", title_align="left",
+                        border_style="green"))
     if shown:
         out.print(_results_panel(shown))
+
+
+def _show_trajectory(trace: Trace) -> None:
+    """An agent episode step by step: the step's reasoning, then each command, its exit code and output."""
+    from cotscope.traces import command_of, step_view
+    from cotscope.traces._trajectory import clip_output
+
+    agent = trace.metadata.get("agent") if isinstance(trace.metadata.get("agent"), dict) else None
+    for sv in step_view(trace):
+        body = Text()
+        if sv.reasoning:
+            body.append(sv.reasoning + "\n", style="yellow")
+        for a in sv.actions:
+            if a.kind == "control":
+                body.append(f"[{a.name}]\n", style="bold magenta")
+                continue
+            code = (a.model_extra or {}).get("exit_code")
+            timed_out = (a.model_extra or {}).get("timed_out")
+            body.append(f"$ {command_of(a)}", style="bold")
+            body.append("  (timed out)\n" if timed_out else f"  (exit {code})\n" if code is not None else "\n",
+                        style="dim")
+            body.append(clip_output(a.output or "").rstrip("\n") + ("\n" if a.output else ""))
+        out.print(Panel(body, title=f"step {sv.index + 1}", title_align="left", border_style="magenta"))
+    if agent:
+        out.print(Panel(Text(f"{agent.get('status')}: {agent.get('reason')}\nscore {agent.get('score')} "
+                             f"({agent.get('checker')}) · task {agent.get('task_id')} ({agent.get('variant')})"),
+                        title="outcome", title_align="left", border_style="green"))
 
 
 def _result_view(r: dict[str, Any], meanings: dict[tuple[str, str], str], trace: Trace) -> dict[str, Any]:
@@ -279,6 +312,15 @@ def _open(store: Path) -> Store:
         return Store(store)
     except OSError as e:
         fail(str(e))
+
+
+def _row_preview(row: dict[str, Any], width: int) -> str:
+    """What a listed trace answers: the user turn, or for an agent episode its task."""
+    agent = (row.get("metadata") or {}).get("agent")
+    if isinstance(agent, dict) and agent.get("instruction"):
+        text = " ".join(f"[{agent.get('variant', 'agent')}] {agent['instruction']}".split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+    return _prompt_preview(row["prompt"], width)
 
 
 def _prompt_preview(prompt: list[dict[str, str]] | None, width: int) -> str:

@@ -166,7 +166,8 @@ def episode_row(task: AgentTask, ep: Episode, *, model: str, strategy: str, sand
             else:
                 actions.append({"kind": "control", "name": a.command, "step": s.index})
     meta = {**(metadata or {}), "agent": {
-        "task_id": task.id, "variant": task.variant, "pair_id": task.pair_id, "status": ep.status,
+        "task_id": task.id, "instruction": task.instruction, "variant": task.variant, "pair_id": task.pair_id,
+        "status": ep.status,
         "reason": ep.reason, "score": ep.score, "checker": (ep.check or {}).get("checker"), "check": ep.check,
         "steps": len(ep.steps), "refused": ep.refused, "sandbox": sandbox, "seconds": ep.seconds,
         "responses": ep.responses, "source_file": task.source_file}}
