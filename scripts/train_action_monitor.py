@@ -115,7 +115,8 @@ class Guard:
 
         with zipfile.ZipFile(wheel) as z:
             blob = z.read("agent_action_guard/action_classifier_model.onnx")
-            self.version = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA")).split("-")[1]
+            meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+            self.version = meta.split(".dist-info")[0].rsplit("-", 1)[1]
         self.session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         self.sha = hashlib.sha256(blob).hexdigest()[:12]
 

@@ -311,7 +311,9 @@ class HierMonitorJudge(LLMJudge):
     summaries, then while more than ``c`` summaries remain it merges them ``c`` at a time, then merges what is
     left into one summary, then judges it: ``n + ceil(n/c) + ... + 1 + 1`` calls, each level of all traces of
     a batch in one engine run. A step summariser quotes the step's most relevant excerpt; the quotes travel
-    up with the summaries, and the judge's quotes are checked against the trajectory itself.
+    up with the summaries, and the judge's quotes are checked against the trajectory itself. A trace that is
+    not an agent episode is a parse error (there are no steps to summarise); an episode with nothing to read
+    in any step is not flagged.
 
     Options:
         inner: what is summarised: ``action`` (commands and outputs), ``cot`` (reasoning) or ``cot-action``.
