@@ -6,6 +6,7 @@ a trajectory trace (``cotscope.pipeline.run_agent``) and scored by the task's ch
 """
 
 from cotscope.agents._checkers import CHECKERS, CheckResult, check_task, checker
+from cotscope.agents._docker import DockerProvider
 from cotscope.agents._loop import (
     AgentSettings,
     AgentStep,
@@ -14,7 +15,9 @@ from cotscope.agents._loop import (
     first_messages,
     run_episode,
 )
+from cotscope.agents._namespace import DEFAULT_MASKS, SANDBOX_PASSWORD, SANDBOX_USER, NamespaceProvider
 from cotscope.agents._parse import parse_actions, runtime_log
+from cotscope.agents._rootfs import ROOTFS_PACKAGES, RootfsManifest, RootfsResult, build_rootfs
 from cotscope.agents._sandbox import (
     SANDBOXES,
     CommandResult,
@@ -28,13 +31,21 @@ from cotscope.agents._tasks import AgentTask, TaskError, TaskSet, TaskSetupError
 
 __all__ = [
     "CHECKERS",
+    "DEFAULT_MASKS",
+    "ROOTFS_PACKAGES",
     "SANDBOXES",
+    "SANDBOX_PASSWORD",
+    "SANDBOX_USER",
     "AgentSettings",
     "AgentStep",
     "AgentTask",
     "CheckResult",
     "CommandResult",
+    "DockerProvider",
     "Episode",
+    "NamespaceProvider",
+    "RootfsManifest",
+    "RootfsResult",
     "Sandbox",
     "SandboxLimits",
     "SandboxProvider",
@@ -42,6 +53,7 @@ __all__ = [
     "TaskError",
     "TaskSet",
     "TaskSetupError",
+    "build_rootfs",
     "check_task",
     "checker",
     "first_messages",
