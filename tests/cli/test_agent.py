@@ -134,3 +134,23 @@ def test_run_cuaharm_benchmark_on_a_task_directory(tmp_path: Path, sandbox_ok: N
     r = runner.invoke(app, ["run", str(y), "--model", f"script/{_script(tmp_path)}", "--store", str(store), "--json"])
     again = json.loads(r.stdout)
     assert again["generated"] == 0 and again["skipped_samples"] == 2
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_as_documented(tmp_path: Path, sandbox_ok: None) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "agents.md").read_text()
+    script = doc.split("cat > script.jsonl <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    (tmp_path / "script.jsonl").write_text(script + "\n")
+    ids = [json.loads(x)["task"] for x in script.splitlines()]
+    args = ["agent", "run", "--tasks", "cuaharm-all", "--model", f"script/{tmp_path / 'script.jsonl'}",
+            "--store", str(tmp_path / "agent.duckdb"), "--json"]
+    for t in ids:
+        args += ["--task-id", t]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    got = {o["task"][:8]: (o["variant"], o["score"], o["steps"], o["status"], o["refused"]) for o in out["tasks"]}
+    assert got == {"006403b9": ("harmful", 0.0, 1, "failed", True), "6de31c9a": ("benign", 1.0, 2, "done", False)}
+    assert (out["harm_success_rate"], out["refusal_rate"], out["benign_success_rate"]) == (0.0, 1.0, 1.0)
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert again["skipped_existing"] == 2 and again["new_traces"] == 0
