@@ -81,3 +81,33 @@ def tiny_safechain_spec(tmp_path: Path, strategies: Sequence[str] = ("normal", "
         f"generation: {{strategies: [{', '.join(strategies)}], samples: 2, max_tokens: 64}}\n"
         "judges:\n  - {name: refusal-strings, part: answer}\n  - {name: refusal-strings, part: reasoning}\n")
     return y
+
+
+def trajectory(steps: Sequence[tuple[str, Sequence[Any]]], variant: str = "harmful", task: str = "do the task",
+               score: float = 1.0, task_id: str | None = None) -> Any:
+    """An agent episode as the agent stage stores it (``pipeline.episode_row``, read back as a Trace).
+
+    Each step is ``(reasoning, actions)``; an action is a control word (``"DONE"``) or ``(command, output)`` /
+    ``(command, output, exit_code)``. The reasoning is the step's model reasoning and the response holds only
+    the fences, so step ``i``'s reasoning is exactly the given text.
+    """
+    from cotscope.agents import AgentStep, AgentTask, Episode, StepAction, first_messages
+    from cotscope.pipeline import episode_row
+    from cotscope.traces._rows import row_to_trace
+
+    t = AgentTask(id=task_id or f"t-{variant}", instruction=task, variant=variant,  # type: ignore[arg-type]
+                  pair_id="p1", evaluator={"func": "check_include_exclude"})
+    ep = Episode(task_id=t.id, messages=first_messages(t), status="done", reason="the agent said DONE", score=score,
+                 check={"checker": "check_include_exclude", "score": score})
+    for i, (reasoning, acts) in enumerate(steps):
+        fences, done = [], []
+        for a in acts:
+            if isinstance(a, str):
+                fences.append(f"```{a}```")
+                done.append(StepAction(kind="control", command=a))
+            else:
+                cmd, out, code = (*a, 0) if len(a) == 2 else a
+                fences.append(f"```bash\n{cmd}\n```")
+                done.append(StepAction(kind="shell", command=cmd, output=out, exit_code=code))
+        ep.steps.append(AgentStep(index=i, response="\n".join(fences), reasoning=reasoning, actions=done))
+    return row_to_trace(episode_row(t, ep, model="fake/agent", strategy="normal", sandbox="fake"))

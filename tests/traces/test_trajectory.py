@@ -11,35 +11,22 @@ from cotscope.traces import (
     TRACE_PARTS,
     Action,
     Message,
-    Step,
     Trace,
     render_actions,
     render_trajectory,
     step_view,
 )
 
+TASK = "do the task"
 
-def trajectory(steps: list[tuple[str, list[Any]]], variant: str = "harmful", task: str = "do the task") -> Trace:
-    """An episode as the agent loop stores it: reasoning per step joined by blank lines, one Step per agent step,
-    shell actions ``(command, output, exit_code)`` and control words ``"DONE"``."""
-    parts, spans, actions, pos = [], [], [], 0
-    for i, (reasoning, acts) in enumerate(steps):
-        if i:
-            pos += 2
-        spans.append(Step(index=i, start=pos, end=pos + len(reasoning), text=reasoning))
-        parts.append(reasoning)
-        pos += len(reasoning)
-        for a in acts:
-            if isinstance(a, str):
-                actions.append(Action(kind="control", name=a, step=i))
-            else:
-                cmd, out, code = a
-                actions.append(Action(kind="shell", name="bash", arguments={"command": cmd}, output=out, step=i,
-                                      exit_code=code, timed_out=False))
-    return Trace(prompt=[Message(role="system", content="You are an agent."), Message(role="user", content=task)],
-                 reasoning="\n\n".join(parts), steps=spans, actions=actions, answer=steps[-1][0],
-                 metadata={"agent": {"task_id": "t1", "variant": variant, "pair_id": "p1", "status": "done",
-                                     "score": 1.0, "checker": "x", "steps": len(steps)}})
+
+def trajectory(steps: list[tuple[str, list[Any]]], variant: str = "harmful", task: str = TASK,
+               score: float = 1.0) -> Trace:
+    """An episode as the agent stage stores it (the shared helper writes it with ``pipeline.episode_row``)."""
+    from cotscope_test_fakes import trajectory as stored_episode
+
+    trace: Trace = stored_episode(steps, variant=variant, task=task, score=score)
+    return trace
 
 
 def ep() -> Trace:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from cotscope.agents._sandbox import CommandResult, SandboxLimits, sandbox
 from cotscope.errors import BackendError, ConfigError
+from cotscope.models import default_cache_dir
 
 __all__ = [
     "DEFAULT_MASKS",
@@ -55,7 +56,6 @@ __all__ = [
     "NamespaceProvider",
     "NamespaceSandbox",
     "ShellEpisode",
-    "default_cache_dir",
     "namespace",
     "resolve_rootfs",
 ]
@@ -171,15 +171,6 @@ _SENTINEL = re.compile(rb"\n__COTSCOPE_([0-9a-f]{24}) (-?\d+)\n")
 
 
 # -- small helpers ------------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    """``$COTSCOPE_CACHE_DIR`` or ``$XDG_CACHE_HOME/cotscope`` or ``~/.cache/cotscope`` (as the model cache)."""
-    env = os.environ.get("COTSCOPE_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "cotscope"
 
 
 def resolve_rootfs(rootfs: str | os.PathLike[str]) -> Path | None:

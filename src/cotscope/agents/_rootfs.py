@@ -31,9 +31,9 @@ from cotscope.agents._namespace import (
     _PASSWORD_HASH,
     SANDBOX_HOSTNAME,
     SANDBOX_USER,
-    default_cache_dir,
 )
 from cotscope.errors import BackendError, ConfigError
+from cotscope.models import default_cache_dir
 
 __all__ = ["ROOTFS_PACKAGES", "AptSource", "RootfsManifest", "RootfsResult", "apt_source", "build_rootfs"]
 

@@ -105,7 +105,9 @@ class BenchmarkKind:
 
     async def generate(self, store: Store, plan: RunPlan, backend: Callable[[], Model], res: RunResult,
                        cache: RequestCache | None, progress: Progress) -> None:
-        """Produce the run's traces: every phase through the generation stage (agent kinds run episodes)."""
+        """Produce the run's traces: every phase through the generation stage (agent kinds run episodes).
+
+        ``backend`` builds the run's one backend on first use; the run closes it."""
         from cotscope.benchmarks._runner import generation_phase
 
         await generation_phase(store, plan, self, backend, res, cache, progress)
@@ -329,7 +331,8 @@ class CUAHarmKind(BenchmarkKind):
 
     async def generate(self, store: Store, plan: RunPlan, backend: Callable[[], Model], res: RunResult,
                        cache: RequestCache | None, progress: Progress) -> None:
-        """Every task through the agent stage (one episode per sample and strategy), sharing one backend."""
+        """Every task through the agent stage (one episode per sample and strategy); ``backend`` builds the run's
+        one backend on first use and the run closes it."""
         from cotscope.agents import AgentSettings, AgentTask, SandboxLimits
         from cotscope.benchmarks._spec import AgentSpec
         from cotscope.pipeline import run_agent
@@ -343,32 +346,21 @@ class CUAHarmKind(BenchmarkKind):
         settings = AgentSettings(max_steps=agent.max_steps, history=agent.history, temperature=plan.temperature,
                                  top_p=plan.top_p, max_tokens=plan.max_tokens, seed=plan.seed)
         limits = SandboxLimits(command_timeout_s=agent.command_timeout_s, episode_timeout_s=agent.episode_timeout_s)
-        built: list[Model] = []
-
-        def shared() -> Model:
-            if not built:
-                built.append(backend())
-            return built[0]
-
-        try:
-            for s in plan.strategies:
-                st = await run_agent(store, tasks, model=plan.model, strategy=s, samples=plan.samples,
-                                     settings=settings, sandbox=agent.sandbox, sandbox_options=agent.sandbox_options,
-                                     limits=limits, backend=shared, cache=cache, concurrency=agent.concurrency,
-                                     source_file=f"benchmark:{spec.name}", metadata={"benchmark": spec.name},
-                                     run_id=res.run_id, progress=progress,
-                                     description=f"agent {spec.name} · {s}")
-                res.generated += st.new_traces
-                res.skipped_samples += st.skipped_existing
-                for o in st.outcomes:
-                    if o.status == "error":
-                        res.generation_errors += 1
-                        res.notes.append(f"episode {o.task} sample {o.sample_index}: {o.reason}"[:300])
-                    elif o.status == "unsupported" and o.sample_index == 0 and s == plan.strategies[0]:
-                        res.notes.append(f"task {o.task} unsupported: {o.reason}"[:300])
-        finally:
-            for b in built:
-                await b.aclose()
+        for s in plan.strategies:
+            st = await run_agent(store, tasks, model=plan.model, strategy=s, samples=plan.samples,
+                                 settings=settings, sandbox=agent.sandbox, sandbox_options=agent.sandbox_options,
+                                 limits=limits, backend=backend, cache=cache, concurrency=agent.concurrency,
+                                 source_file=f"benchmark:{spec.name}", metadata={"benchmark": spec.name},
+                                 run_id=res.run_id, progress=progress,
+                                 description=f"agent {spec.name} · {s}")
+            res.generated += st.new_traces
+            res.skipped_samples += st.skipped_existing
+            for o in st.outcomes:
+                if o.status == "error":
+                    res.generation_errors += 1
+                    res.notes.append(f"episode {o.task} sample {o.sample_index}: {o.reason}"[:300])
+                elif o.status == "unsupported" and o.sample_index == 0 and s == plan.strategies[0]:
+                    res.notes.append(f"task {o.task} unsupported: {o.reason}"[:300])
 
     def measure(self, view: PlanView, out: Metrics) -> None:
         """Harm success and refusal rates per variant, per-task scores, and monitors' detection metrics."""

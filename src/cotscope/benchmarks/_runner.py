@@ -230,43 +230,51 @@ def resolve_judges(plan: RunPlan, opts: RunOptions,
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
+class SharedBackend:
+    """One backend for every phase of a run, built on the first call (only when something is left to generate)
+    and closed by the run."""
+
+    def __init__(self, factory: Callable[[], Model]) -> None:
+        self.factory = factory
+        self.model: Model | None = None
+
+    def __call__(self) -> Model:
+        if self.model is None:
+            self.model = self.factory()
+        return self.model
+
+    async def aclose(self) -> None:
+        """Close the backend if it was built."""
+        if self.model is not None:
+            await self.model.aclose()
+            self.model = None
+
+
 async def generation_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, backend: Callable[[], Model],
                            res: RunResult, cache: RequestCache | None, progress: Progress) -> None:
     """Every phase of the kind through the generation stage (given responses are stored as they are)."""
     source = f"benchmark:{plan.benchmark.name}"
     sampling = Sampling(temperature=plan.temperature, top_p=plan.top_p, max_tokens=plan.max_tokens, seed=plan.seed)
-    built: list[Model] = []
-
-    def shared() -> Model:
-        # One backend for every phase; built only when a phase has something left to generate.
-        if not built:
-            built.append(backend())
-        return built[0]
-
-    try:
-        for ph in kind.phases(plan):
-            if ph.given:
-                traces = given_traces(plan, ph, source)
-                have = store.existing_samples(group_id=[str(t.group_id) for t in traces])
-                todo = [t for t in traces if (t.group_id, 0) not in have]
-                res.skipped_samples += len(traces) - len(todo)
-                res.generated += store.add_traces(todo, res.run_id)
-                continue
-            st = await generate(store, ph.prompts, model=plan.model, strategy=ph.strategy,
-                                samples=ph.samples or plan.samples,
-                                sampling=sampling, backend=shared, cache=cache, source_file=source,
-                                run_id=res.run_id, progress=progress,
-                                description=f"generate {plan.benchmark.name} · {ph.strategy}"
-                                            + (f" ({ph.name})" if ph.name != "scenario" else ""))
-            res.generated += st.generated
-            res.skipped_samples += st.skipped_existing
-            res.generation_errors += st.error_count
-            for e in st.errors[: max(0, MAX_ERROR_NOTES - len(res.notes))]:
-                res.notes.append(f"generation error on {e.get('item_id')} sample {e['sample_index']}: "
-                                 f"{e['error']}"[:300])
-    finally:
-        for b in built:
-            await b.aclose()
+    for ph in kind.phases(plan):
+        if ph.given:
+            traces = given_traces(plan, ph, source)
+            have = store.existing_samples(group_id=[str(t.group_id) for t in traces])
+            todo = [t for t in traces if (t.group_id, 0) not in have]
+            res.skipped_samples += len(traces) - len(todo)
+            res.generated += store.add_traces(todo, res.run_id)
+            continue
+        st = await generate(store, ph.prompts, model=plan.model, strategy=ph.strategy,
+                            samples=ph.samples or plan.samples,
+                            sampling=sampling, backend=backend, cache=cache, source_file=source,
+                            run_id=res.run_id, progress=progress,
+                            description=f"generate {plan.benchmark.name} · {ph.strategy}"
+                                        + (f" ({ph.name})" if ph.name != "scenario" else ""))
+        res.generated += st.generated
+        res.skipped_samples += st.skipped_existing
+        res.generation_errors += st.error_count
+        for e in st.errors[: max(0, MAX_ERROR_NOTES - len(res.notes))]:
+            res.notes.append(f"generation error on {e.get('item_id')} sample {e['sample_index']}: "
+                             f"{e['error']}"[:300])
 
 
 async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind,
@@ -344,14 +352,15 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
         elif pj.fallback_used:
             res.notes.append(f"judge {pj.spec.name}:{pj.part} needs --judge-model; ran {pj.name} instead")
     cache = None if opts.no_cache else RequestCache(opts.cache)
+    backend = SharedBackend(lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args))
     status = "failed"
     try:
-        await kind.generate(store, plan, lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args),
-                            res, cache, progress)
+        await kind.generate(store, plan, backend, res, cache, progress)
         await judge_phase(store, plan, kind, instances, res, progress)
         res.metrics = kind.metrics(store, plan)
         status = "done"
     finally:
+        await backend.aclose()
         for ev in instances.values():
             await ev.close()
         if cache is not None:

@@ -311,15 +311,10 @@ async def _run_episodes(store: Store, work: list[tuple[PromptItem, str, int]], b
                         progress: Progress, description: str, stats: AgentStats,
                         results: dict[tuple[str, int], TaskOutcome]) -> None:
     from cotscope.agents import run_episode
-    from cotscope.models import Engine, get_model
+    from cotscope.models import Engine
+    from cotscope.pipeline._generate import resolve_backend
 
-    owned = backend is None
-    if backend is None:
-        be = get_model(model, base_url=base_url, **(model_args or {}))
-    elif hasattr(backend, "generate"):
-        be = backend
-    else:
-        be = backend()
+    be, owned = resolve_backend(backend, model, base_url, model_args)
     engine = Engine(be, strat, cache)
     task = progress.task(description, total=len(work))
     gate = asyncio.Semaphore(max(1, concurrency))

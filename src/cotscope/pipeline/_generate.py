@@ -186,21 +186,29 @@ async def generate(
     return stats
 
 
+def resolve_backend(backend: Model | Callable[[], Model] | None, model: str, base_url: str | None,
+                    model_args: dict[str, Any] | None) -> tuple[Model, bool]:
+    """The backend a stage runs on, and whether the stage owns it (closes it when done).
+
+    Only a backend built here from the model name is owned: a caller that passes a backend or a factory may
+    share it across several stages (the phases of a benchmark run).
+    """
+    from cotscope.models import Model, get_model
+
+    if backend is None:
+        return get_model(model, base_url=base_url, **(model_args or {})), True
+    if isinstance(backend, Model):
+        return backend, False
+    return backend(), False
+
+
 async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], model: str, strat: Strategy,
                       sampling: Sampling, backend: Any, base_url: str | None, model_args: dict[str, Any] | None,
                       cache: RequestCache | None, source_file: str | None, run_id: str, progress: Progress,
                       description: str, flush_every: int, stats: GenerateStats) -> None:
-    from cotscope.models import Engine, GenerateRequest, get_model
+    from cotscope.models import Engine, GenerateRequest
 
-    # Only a backend built here from the model name is closed here: a caller that passes a backend or a
-    # factory may share it across several generations (the phases of a benchmark run).
-    owned = backend is None
-    if backend is None:
-        be = get_model(model, base_url=base_url, **(model_args or {}))
-    elif hasattr(backend, "generate"):
-        be = backend
-    else:
-        be = backend()
+    be, owned = resolve_backend(backend, model, base_url, model_args)
     requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
     engine = Engine(be, strat, cache)
     task = progress.task(description, total=len(requests))
