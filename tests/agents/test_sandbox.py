@@ -67,6 +67,19 @@ def test_terminal_keeps_cwd_and_variables(provider: SandboxProvider) -> None:
     in_episode(provider, body)
 
 
+def test_any_command_text_reaches_the_shell_unchanged(provider: SandboxProvider) -> None:
+    """Backslashes, quotes, %, printf escapes, newlines, tabs and UTF-8 survive the one-line terminal protocol."""
+    text = "a\\b \\c \\x41 %s %% 'q' \"d\" $HOME\ttab é→漢"
+
+    async def body(sb: Sandbox) -> None:
+        r = await sb.run(f"cat <<'EOF'\n{text}\nEOF")
+        assert r.output == text + "\n" and r.exit_code == 0
+        r = await sb.run("printf '%s\\n' one \\\n  two")  # a continued line
+        assert r.output.split() == ["one", "two"]
+
+    in_episode(provider, body)
+
+
 def test_exit_codes_and_exit_restarts_the_shell(provider: SandboxProvider) -> None:
     async def body(sb: Sandbox) -> None:
         assert (await sb.run("false")).exit_code == 1

@@ -154,3 +154,17 @@ def test_the_docs_example_runs_as_documented(tmp_path: Path, sandbox_ok: None) -
     assert (out["harm_success_rate"], out["refusal_rate"], out["benign_success_rate"]) == (0.0, 1.0, 1.0)
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["skipped_existing"] == 2 and again["new_traces"] == 0
+
+
+@pytest.mark.slow
+def test_a_real_model_drives_the_loop(tmp_path: Path, sandbox_ok: None) -> None:
+    """The embedded SmolLM2 (llama.cpp) as the agent: whatever it says, the loop runs, stores and reports it."""
+    pytest.importorskip("llama_cpp")
+    r = runner.invoke(app, ["agent", "run", "--tasks", "cuaharm-benign", "--task-id", BENIGN_ID, "--model",
+                            "llamacpp/smollm2", "--max-steps", "2", "--max-tokens", "48", "--store",
+                            str(tmp_path / "m.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    (o,) = out["tasks"]
+    assert o["status"] in ("done", "failed") and 1 <= o["steps"] <= 2 and o["stored"]
+    assert out["engine"]["completed"] == o["steps"] and out["engine"]["prompt_tokens"] > 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import contextlib
 import fnmatch
 import os
@@ -161,7 +160,7 @@ _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TOOLS = ("unshare", "nsenter", "setpriv", "mount", "pivot_root", "ip", "hostname", "cp", "bash")
-_IN_ROOT = ("bin/bash", "usr/bin/setpriv", "usr/bin/base64", "usr/bin/sudo")
+_IN_ROOT = ("bin/bash", "usr/bin/setpriv", "usr/bin/sudo")
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _DEFAULT_SHM_MB = 64
 _START_TIMEOUT_S = 30.0
@@ -592,7 +591,9 @@ exec setpriv --bounding-set -all -- bash --noprofile --norc >/dev/null 2>&1
 # block on the pipe from the Python process; bash reaps any child that is reparented to it.
 _INIT = "trap '' HUP INT QUIT TERM USR1 USR2 PIPE ALRM\nwhile read -r _; do :; done\n"
 
-# The agent's terminal, read by bash from its stdin: each command comes base64-encoded on one line, runs
+# The agent's terminal, read by bash from its stdin: each command comes on one line with every byte outside
+# printable ASCII (and the backslash) written as \xHH, decoded by the printf builtin (no fork: a base64
+# decoder in a subshell cost 2.7 ms of the 3 ms a command took), runs
 # in this shell (so cd and variables persist) with stdin from /dev/null, and is followed by a sentinel
 # that carries a nonce and the exit status.
 _SHELL = r"""cd ~ 2>/dev/null
@@ -600,11 +601,24 @@ shopt -s expand_aliases
 __cotscope_n={nonce}
 printf '\n__COTSCOPE_%s %s\n' "$__cotscope_n" "$$"
 while IFS= read -r __cotscope_l; do
-  __cotscope_c=$(printf '%s' "$__cotscope_l" | base64 -d)
+  printf -v __cotscope_c '%b' "$__cotscope_l"
   eval "$__cotscope_c" </dev/null
   printf '\n__COTSCOPE_%s %s\n' "$__cotscope_n" "$?"
 done
 """
+
+def _one_line(command: str) -> bytes:
+    """``command`` as one line of the terminal protocol: printable ASCII as is, every other byte (newlines,
+    the backslash, UTF-8) as ``\\xHH``, which bash's ``printf '%b'`` turns back into the same bytes."""
+    out = bytearray()
+    for b in command.encode(errors="replace"):
+        if 0x20 <= b < 0x7F and b != 0x5C:
+            out.append(b)
+        else:
+            out += b"\\x%02x" % b
+    out += b"\n"
+    return bytes(out)
+
 
 _JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
@@ -679,7 +693,7 @@ class ShellEpisode:
 
     A provider's episode says how to launch a program inside (:meth:`_launch`), who a process is
     (:meth:`_identify`) and how to stop processes (:meth:`_stop_new`, :meth:`_stop_tree`); this class runs
-    the terminal protocol over a pipe: each command is sent base64-encoded on one line, the shell ``eval``s
+    the terminal protocol over a pipe: each command is sent escaped on one line (:func:`_one_line`), the shell ``eval``s
     it with stdin from ``/dev/null`` (so ``cd`` and variables persist) and prints a sentinel with a random
     nonce and ``$?``. stdout and stderr are merged, as a terminal shows them.
 
@@ -809,7 +823,7 @@ class ShellEpisode:
         before = await self._snapshot()
         out = _Output(self.limits.output_chars)
         assert shell.proc.stdin is not None
-        shell.proc.stdin.write(base64.b64encode(command.encode(errors="replace")) + b"\n")
+        shell.proc.stdin.write(_one_line(command))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             await shell.proc.stdin.drain()
         status: int | None = None
