@@ -116,3 +116,17 @@ def test_evidence_in_commands_outputs_and_reasoning_names_the_step() -> None:
     assert again.verified and again.field == "actions[1].command"
     moved = verify(e.model_copy(update={"start": 0, "end": 3}), t)
     assert moved.verified and moved.start == e.start
+
+
+def test_an_episode_was_asked_its_task_not_its_last_observation() -> None:
+    """Judges read ``prompt_text`` as the request: for an agent episode that is the task, and the store's
+    DataFrame says the same."""
+    from cotscope.store import Store
+
+    t = trajectory([("look", [("ls", "a b")])], task="Back up the notes folder.")
+    assert t.prompt[-1].content.startswith("Given the terminal output as below:")
+    assert t.prompt_text == "Back up the notes folder."
+    st = Store(":memory:")
+    st.add_traces([t, Trace(prompt=[Message(role="user", content="plain question")], answer="a")])
+    assert sorted(st.traces_df()["prompt"]) == ["Back up the notes folder.", "plain question"]
+    st.close()

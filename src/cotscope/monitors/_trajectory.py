@@ -153,17 +153,8 @@ def _options(options: dict[str, Any], name: str) -> dict[str, Any]:
     return {"threshold": threshold, "task": task, "max_output_chars": moc}
 
 
-def task_text(trace: Trace) -> str:
-    """The task an agent episode was given: the agent loop's ``metadata.agent.instruction`` (its last user turn is
-    a terminal observation), else the trace's user prompt."""
-    agent = trace.metadata.get("agent")
-    if isinstance(agent, dict) and isinstance(agent.get("instruction"), str):
-        return str(agent["instruction"]).strip()
-    return trace.prompt_text.strip()
-
-
 def _task_block(trace: Trace, with_task: bool) -> str:
-    task = task_text(trace)
+    task = trace.prompt_text.strip()  # an agent episode's task, not its last terminal observation
     if not with_task or not task:
         return ""
     return f"The agent was given this task:\n<task>\n{task}\n</task>\n\n"

@@ -501,7 +501,7 @@ class Store:
 
         Columns: ``id``, ``model``, ``strategy``, ``group_id``, ``sample_index``, ``source_format``,
         ``source_file``, ``prompt`` (the text of the last user message, or every message joined when there
-        is no user turn, as :attr:`Trace.prompt_text`), ``reasoning``, ``answer``, ``reasoning_closed``,
+        is no user turn, an agent episode's task: as :attr:`Trace.prompt_text`), ``reasoning``, ``answer``, ``reasoning_closed``,
         ``metadata`` (a dict) and ``run_id``.
 
         Args:
@@ -516,6 +516,7 @@ class Store:
             )
             SELECT id, model, strategy, group_id, sample_index, source_format, source_file,
                    coalesce(
+                       json_extract_string(metadata, '$.agent.instruction'),
                        [m.content FOR m IN msgs IF m.role = 'user'][-1],
                        array_to_string([coalesce(m.content, '') FOR m IN msgs], chr(10) || chr(10)),
                        ''

@@ -95,7 +95,12 @@ class Trace(BaseModel):
 
     @property
     def prompt_text(self) -> str:
-        """The last user message, or all prompt messages joined when there is no user turn."""
+        """What the model was asked: the last user message, or all prompt messages joined when there is no user
+        turn; for an agent episode, its task (``metadata["agent"]["instruction"]``: the episode's last user turn
+        is a terminal observation, not the request)."""
+        agent = self.metadata.get("agent")
+        if isinstance(agent, dict) and isinstance(agent.get("instruction"), str):
+            return str(agent["instruction"])
         for m in reversed(self.prompt):
             if m.role == "user":
                 return m.content
