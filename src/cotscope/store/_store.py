@@ -501,8 +501,8 @@ class Store:
 
         Columns: ``id``, ``model``, ``strategy``, ``group_id``, ``sample_index``, ``source_format``,
         ``source_file``, ``prompt`` (the text of the last user message, or every message joined when there
-        is no user turn, an agent episode's task: as :attr:`Trace.prompt_text`), ``reasoning``, ``answer``, ``reasoning_closed``,
-        ``metadata`` (a dict) and ``run_id``.
+        is no user turn, an agent episode's task: as :attr:`Trace.prompt_text`), ``reasoning``, ``answer``,
+        ``reasoning_closed``, ``metadata`` (a dict) and ``run_id``.
 
         Args:
             **filters: as :meth:`traces` (``model=``, ``strategy=``, ``group_id=``, ``source_format=``, ...).
