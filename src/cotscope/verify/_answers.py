@@ -17,6 +17,7 @@ Equivalences that :func:`answers_match` knows (each has a test, and so does a ne
 - percent: ``50%`` equals ``50`` (the sign stripped like a unit) and ``0.5`` (its value);
 - units after a number are stripped: ``cm``, ``°``, ``^\\circ``, ``m/s``, ``\\mathrm{~kg}``, ``cm^2``, words
   (``6 apples``); at most three unit words, none with a digit that is not an exponent, so ``2 or 3`` stays text;
+- a single variable named before the value: ``x = 5`` equals ``5``;
 - multiple choice: ``A``, ``(A)``, ``A.``, ``A)``, ``Option A``, ``(A) 145°`` name the first choice; with
   ``choices`` a letter and the choice's text are the same answer, whichever side gives which.
 
@@ -41,7 +42,7 @@ _KEYWORD_SPANS = re.compile(
     rf"(?<![A-Za-z])({_KEYWORDS})([\s\S]*?)(?=(?<![A-Za-z])(?:answer:|Answer:|therefore,|so,|Therefore,|So,|Thus,|thus,)|$)"
 )
 _LABEL = re.compile(
-    r"^\s*(?:†\s*)?(?:(?:the\s+)?(?:final\s+|correct\s+)?(?:answer|option|choice)\s*(?:is\s*)?[:：]?\s*)",
+    r"^\s*(?:†\s*)?(?:(?:the\s+)?(?:final\s+|correct\s+)?(?:answer|option|choice)\b\s*(?:is\s*)?[:：]?\s*)",
     re.IGNORECASE,
 )
 
@@ -117,7 +118,15 @@ _WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|operatorna
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _FRAC_SHORT = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
 _SPACING = re.compile(r"\\[,;:! ]|\\quad|\\qquad")
+# "x = 5", "d_1 = 3 cm": a single (possibly subscripted) variable named before the value.
+_ASSIGNMENT = re.compile(r"^\$?\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=\S)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
+
+
+def _frac(m: re.Match[str]) -> str:
+    num, den = m.group(1).strip(), m.group(2).strip()
+    simple = re.compile(r"[-+]?[\d.,]+")
+    return f"{num}/{den}" if simple.fullmatch(num) and simple.fullmatch(den) else f"({num})/({den})"
 
 
 def _clean(text: str) -> str:
@@ -129,6 +138,7 @@ def _clean(text: str) -> str:
     s = _LABEL.sub("", s, count=1)
     s = re.sub(r"\$+([^$]*)\$+", r"\1", s)  # $x$, $$x$$
     s = s.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
+    s = _ASSIGNMENT.sub("", s.strip(), count=1)
     s = _DEGREE.sub("°", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):  # nested \text{\mathrm{..}}
@@ -136,7 +146,7 @@ def _clean(text: str) -> str:
         if new == s:
             break
         s = new
-    s = _FRAC.sub(lambda m: f"({m.group(1).strip()})/({m.group(2).strip()})", s)
+    s = _FRAC.sub(_frac, s)
     s = _FRAC_SHORT.sub(r"\1/\2", s)
     s = re.sub(r"\\left|\\right", "", s)
     s = s.replace("\\%", "%").replace("~", " ").replace("−", "-").replace("–", "-")

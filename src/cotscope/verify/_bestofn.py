@@ -6,14 +6,14 @@ of problems whose pick is correct.
 
 Two forms:
 
-- ``"resampled"`` (default): N solutions are drawn from each problem's samples without replacement, many times,
-  and the accuracy is the mean over problems and draws. For the PRM rules, the random pick and the oracle the
-  mean over *all* draws is computed exactly (the limit of infinitely many resamples; see :func:`_prm_exact`),
-  so no Monte-Carlo noise enters; majority vote has no closed form and is estimated from ``resamples`` draws per
-  problem (exact for N <= 2, where it is a random pick, and for N equal to the number of samples). The confidence
-  interval is a percentile bootstrap over problems (``resamples`` bootstrap replicates of the problem set, the same
-  replicates for every row, so rows are comparable): it says how much the figure would move with another set of
-  problems drawn like these.
+- ``"resampled"`` (default): N of each problem's samples are drawn without replacement and the accuracy is the
+  mean over problems and draws. The mean over draws is computed exactly, over *all* draws, for every method: it
+  is the value that averaging over ever more random resamples approaches, without their Monte-Carlo noise and
+  faster than drawing them (PRM rules, random pick and oracle have closed forms, :func:`_prm_exact`; majority
+  vote is counted exactly by generating functions, :func:`_majority_exact`). The interval is a percentile
+  bootstrap over problems: ``resamples`` replicates of the problem set drawn with replacement, the same replicates
+  for every row so that rows compare; it says how much the figure would move with another set of problems drawn
+  like these (the draws of N add no noise to account for).
 - ``"paper"``: URSA's figure (``inference_dataset`` of ``inference/prm_infer_score.py``): the first N samples of
   each problem, one pick, no interval.
 
@@ -34,8 +34,11 @@ problem: a pool's problems must all have at least N samples, so that every row a
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -69,6 +72,10 @@ class Sample:
 #: Problems x samples.
 Pool = Sequence[Sequence[Sample]]
 
+_CORRECT = operator.attrgetter("correct")
+_STEP_SCORES = operator.attrgetter("step_scores")
+_ANSWER = operator.attrgetter("answer")
+
 
 @dataclass(frozen=True)
 class BestOfNRow:
@@ -81,7 +88,7 @@ class BestOfNRow:
         ci_low: the interval's lower end (resampled form; None in the paper form).
         ci_high: the interval's upper end (resampled form; None in the paper form).
         problems: how many problems the figure averages.
-        resamples: bootstrap replicates and majority-vote draws per problem (0 in the paper form).
+        resamples: bootstrap replicates behind the interval (0 in the paper form).
     """
 
     n: int
@@ -111,8 +118,8 @@ def best_of_n(
         ns: the values of N, each at least 1 and at most every problem's number of samples.
         rules: the PRM aggregation rules to select by (empty: baselines only, and no step scores are needed).
         baselines: any of ``majority``, ``random``, ``oracle``.
-        resamples: bootstrap replicates and majority-vote draws per problem (resampled form).
-        seed: the random seed; the same seed gives the same rows.
+        resamples: bootstrap replicates of the problem set for the interval (resampled form).
+        seed: the bootstrap's random seed (the accuracies themselves are exact); the same seed, the same rows.
         form: ``"resampled"`` (all draws, with intervals) or ``"paper"`` (URSA's first N, no interval).
         confidence: the interval's coverage.
 
@@ -145,7 +152,7 @@ def best_of_n(
             for m in methods
         ]
     weights = _bootstrap_weights(data.problems, resamples, rng)
-    per_problem = np.stack([_resampled(data, m, n, resamples, rng) for n in ns for m in methods])
+    per_problem = np.stack([_resampled(data, m, n) for n in ns for m in methods])
     boot = per_problem @ weights.T.astype(np.float64) / data.problems  # [rows, resamples]
     alpha = (1.0 - confidence) / 2.0
     lows, highs = np.quantile(boot, [alpha, 1.0 - alpha], axis=1)
@@ -163,7 +170,9 @@ def _bootstrap_weights(problems: int, resamples: int, rng: np.random.Generator) 
     return np.bincount(idx.ravel(), minlength=resamples * problems).reshape(resamples, problems)
 
 
-def _check_options(rules: Sequence[str], baselines: Sequence[str], form: str, resamples: int, confidence: float) -> None:
+def _check_options(
+    rules: Sequence[str], baselines: Sequence[str], form: str, resamples: int, confidence: float
+) -> None:
     bad = [r for r in rules if r not in RULES]
     if bad:
         raise ConfigError(f"unknown aggregation rule(s) {', '.join(map(repr, bad))}; choose from {', '.join(RULES)}")
@@ -185,41 +194,39 @@ class _PoolArrays:
         if len(pool) == 0:
             raise DataError("best-of-N needs a non-empty pool of problems")
         self.problems = len(pool)
-        self.sizes = np.fromiter((len(p) for p in pool), dtype=np.int64, count=self.problems)
+        self.sizes = np.fromiter(map(len, pool), dtype=np.int64, count=self.problems)
         empty = np.flatnonzero(self.sizes == 0)
         if empty.size:
             raise DataError(f"problem {int(empty[0])} of the pool has no samples")
-        width = int(self.sizes.max())
-        self.width = width
+        self.width = width = int(self.sizes.max())
         self.valid = np.arange(width)[None, :] < self.sizes[:, None]
-        flat = [s for p in pool for s in p]
+        flat = list(itertools.chain.from_iterable(pool))
         self.correct = np.zeros((self.problems, width))
-        self.correct[self.valid] = np.fromiter((bool(s.correct) for s in flat), dtype=np.float64, count=len(flat))
+        self.correct[self.valid] = np.fromiter(map(bool, map(_CORRECT, flat)), dtype=np.float64, count=len(flat))
         self.scores: dict[str, np.ndarray] = {}
+        self._ranked: dict[str, np.ndarray] = {}
         if rules:
-            self._aggregate(pool, flat, rules)
+            self._aggregate(flat, rules)
         if need_groups:
-            self._groups(pool)
+            self._groups(flat)
 
-    def _aggregate(self, pool: Pool, flat: list[Sample], rules: Sequence[str]) -> None:
-        lengths = np.empty(len(flat), dtype=np.int64)
-        for k, s in enumerate(flat):
-            if s.step_scores is None:
-                p, j = self._where(k)
-                raise DataError(f"sample {j} of problem {p} has no step scores; PRM selection needs them")
-            lengths[k] = len(s.step_scores)
-        values = np.fromiter((x for s in flat for x in s.step_scores or ()), dtype=np.float64, count=int(lengths.sum()))
-        bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
+    def _aggregate(self, flat: list[Sample], rules: Sequence[str]) -> None:
+        lists = list(map(_STEP_SCORES, flat))
+        if None in lists:
+            p, j = self._where(lists.index(None))
+            raise DataError(f"sample {j} of problem {p} has no step scores; PRM selection needs them")
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        ends = np.cumsum(lengths)
+        values = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.float64, count=int(ends[-1]))
+        bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))  # NaN too
         if bad.size:
-            owner = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
-            p, j = self._where(owner)
-            raise DataError(f"sample {j} of problem {p} has step score {values[bad[0]]!r}, outside [0, 1]")
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            p, j = self._where(int(np.searchsorted(ends, bad[0], side="right")))
+            raise DataError(f"sample {j} of problem {p} has step score {float(values[bad[0]])!r}, outside [0, 1]")
         has = lengths > 0
+        at, ln = (ends - lengths)[has], lengths[has]
         for rule in rules:
             agg = np.zeros(len(flat))  # no scored steps: 0.0, as URSA's return_score
             if has.any():
-                at, ln = starts[has], lengths[has]
                 if rule == "min":
                     agg[has] = np.minimum.reduceat(values, at)
                 elif rule == "mean":
@@ -232,25 +239,45 @@ class _PoolArrays:
             full[self.valid] = agg
             self.scores[rule] = full
 
-    def _groups(self, pool: Pool) -> None:
+    def ranked_correct(self, rule: str) -> np.ndarray:
+        """Correctness in the rule's score order (highest first), each replaced by its tie group's mean."""
+        if rule not in self._ranked:
+            scores = self.scores[rule]
+            order = np.argsort(-scores, axis=1, kind="stable")
+            ranked = np.take_along_axis(scores, order, axis=1)
+            change = np.ones(ranked.shape, dtype=bool)
+            change[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+            seg = np.cumsum(change.ravel()) - 1
+            right = np.take_along_axis(self.correct, order, axis=1).ravel()
+            tie_mean = np.bincount(seg, weights=right) / np.bincount(seg)
+            self._ranked[rule] = tie_mean[seg].reshape(ranked.shape)
+        return self._ranked[rule]
+
+    def _groups(self, flat: list[Sample]) -> None:
         """Answer groups per problem, numbered in order of first appearance; blank answers marked."""
-        keys: dict[str, str] = {}
-        gid = np.full((self.problems, self.width), -1, dtype=np.int64)
-        n_groups = np.zeros(self.problems, dtype=np.int64)
-        blank_group = np.full(self.problems, -1, dtype=np.int64)
-        for p, samples in enumerate(pool):
-            seen: dict[str, int] = {}
-            for j, s in enumerate(samples):
-                key = keys.get(s.answer)
-                if key is None:
-                    key = keys[s.answer] = normalize_answer(s.answer) if s.answer.strip() else ""
-                g = seen.setdefault(key, len(seen))
-                gid[p, j] = g
-                if key == "":
-                    blank_group[p] = g
-            n_groups[p] = len(seen)
-        self.gid, self.n_groups, self.blank_group = gid, n_groups, blank_group
-        g_max = int(n_groups.max())
+        answers = list(map(_ANSWER, flat))
+        key_id: dict[str, int] = {}
+        answer_id = {a: key_id.setdefault(normalize_answer(a) if a.strip() else "", len(key_id)) for a in set(answers)}
+        blank_id = key_id.get("", -1)
+        ids = np.full((self.problems, self.width), len(key_id), dtype=np.int64)  # padding: a key of its own
+        ids[self.valid] = np.fromiter(map(answer_id.__getitem__, answers), dtype=np.int64, count=len(answers))
+        # first[p, j]: where sample j's answer first appears in its problem
+        order = np.argsort(ids, axis=1, kind="stable")
+        ranked = np.take_along_axis(ids, order, axis=1)
+        start = np.ones(ranked.shape, dtype=bool)
+        start[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+        run_first = np.maximum.accumulate(np.where(start, np.arange(self.width)[None, :], 0), axis=1)
+        first_sorted = np.take_along_axis(order, run_first, axis=1)
+        first = np.empty_like(first_sorted)
+        np.put_along_axis(first, order, first_sorted, axis=1)
+        is_first = (first == np.arange(self.width)[None, :]) & self.valid
+        gid = np.take_along_axis(np.cumsum(is_first, axis=1), first, axis=1) - 1
+        gid[~self.valid] = -1
+        self.gid = gid
+        self.n_groups = is_first.sum(axis=1)
+        g_max = int(self.n_groups.max())
+        blank_hit = (ids == blank_id) & self.valid
+        self.blank_group = np.where(blank_hit.any(axis=1), gid[np.arange(self.problems), blank_hit.argmax(axis=1)], -1)
         rows = np.repeat(np.arange(self.problems), self.sizes)
         cols = gid[self.valid]
         self.group_size = np.zeros((self.problems, g_max))
@@ -259,13 +286,12 @@ class _PoolArrays:
         np.add.at(hits, (rows, cols), self.correct[self.valid])
         self.group_correct = np.divide(hits, self.group_size, out=np.zeros_like(hits), where=self.group_size > 0)
         # The paper form's pick of a group is its first sample.
-        first = np.full((self.problems, g_max), -1, dtype=np.int64)
-        for g in range(g_max):
-            hit = gid == g
-            first[:, g] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-        self.group_first = first
+        self.group_first = np.full((self.problems, g_max), -1, dtype=np.int64)
+        pr, pj = np.nonzero(is_first)
+        self.group_first[pr, gid[pr, pj]] = pj
 
     def _where(self, k: int) -> tuple[int, int]:
+        """(problem, sample) of the k-th sample of the flattened pool."""
         ends = np.cumsum(self.sizes)
         p = int(np.searchsorted(ends, k, side="right"))
         return p, int(k - (ends[p] - self.sizes[p]))
@@ -311,81 +337,206 @@ def _none_drawn(sizes: np.ndarray, n: int, width: int) -> np.ndarray:
     return np.concatenate([np.ones((len(sizes), 1)), np.cumprod(ratio, axis=1)], axis=1)
 
 
-def _resampled(data: _PoolArrays, method: str, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Per problem: the expected correctness of the method's pick over draws of n samples."""
-    if method == "random" or (method == "majority" and n <= 2):
-        # A majority of two is a random pick: two different answers tie and the first drawn is uniform.
+def _resampled(data: _PoolArrays, method: str, n: int) -> np.ndarray:
+    """Per problem: the exact mean correctness of the method's pick over all draws of n samples."""
+    if method == "random":
         return data.correct.sum(axis=1) / data.sizes
+    if method == "majority":
+        return _majority_exact(data, n)
     h = _none_drawn(data.sizes, n, data.width)
     rows = np.arange(data.problems)
     if method == "oracle":
         return 1.0 - h[rows, data.correct.sum(axis=1).astype(np.int64)]
-    if method.startswith("prm:"):
-        return _prm_exact(data.scores[method[4:]], data.correct, h)
-    return _majority_draws(data, n, resamples, rng)
+    return _prm_exact(data.ranked_correct(method[4:]), h)
 
 
-def _prm_exact(scores: np.ndarray, correct: np.ndarray, h: np.ndarray) -> np.ndarray:
+def _prm_exact(ranked_correct: np.ndarray, h: np.ndarray) -> np.ndarray:
     """The exact mean over all n-draws of the correctness of the highest-scored drawn sample.
 
     With the samples sorted by score (highest first), the sample at sorted position i is the best drawn one when it
     is drawn and none of the i before it is: probability ``H[i] - H[i + 1]``. Samples with equal scores share
-    their tie group's probability equally (the first drawn among them is uniform), so the correct indicator is
-    replaced by its mean over the tie group. Padding sorts last and gets probability 0.
+    their tie group's probability equally (the first drawn among them is uniform), which is why the correctness
+    comes replaced by its tie group's mean (:meth:`_PoolArrays.ranked_correct`). Padding sorts last and gets
+    probability 0.
     """
-    p, w = scores.shape
-    order = np.argsort(-scores, axis=1, kind="stable")
-    sorted_scores = np.take_along_axis(scores, order, axis=1)
-    sorted_correct = np.take_along_axis(correct, order, axis=1)
-    change = np.ones((p, w), dtype=bool)
-    change[:, 1:] = sorted_scores[:, 1:] != sorted_scores[:, :-1]
-    seg = np.cumsum(change.ravel()) - 1
-    tie_mean = np.bincount(seg, weights=sorted_correct.ravel()) / np.bincount(seg)
-    weights = h[:, :w] - h[:, 1 : w + 1]
-    return (weights * tie_mean[seg].reshape(p, w)).sum(axis=1)
+    w = ranked_correct.shape[1]
+    return ((h[:, :w] - h[:, 1 : w + 1]) * ranked_correct).sum(axis=1)
 
 
-def _majority_draws(data: _PoolArrays, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Majority vote's mean correctness over ``resamples`` draws of n samples per problem.
+@cache
+def _gauss_legendre(points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1]: exact for polynomials of degree below 2 * points."""
+    nodes, weights = np.polynomial.legendre.leggauss(points)
+    return nodes, weights
 
-    A draw is simulated by its answer counts (multivariate hypergeometric, one group at a time); the winner is the
-    answer with the most votes, ties broken uniformly (what "first drawn" amounts to), and the pick's expected
-    correctness is the fraction correct within the winning answer's samples. When n is every sample, the counts
-    are fixed and the figure is exact.
+
+def _log_factorials(upto: int) -> np.ndarray:
+    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, upto + 1, dtype=np.float64)))))
+
+
+def _majority_exact(data: _PoolArrays, n: int) -> np.ndarray:
+    """Majority vote's exact mean correctness over all draws of n samples, per problem.
+
+    Counting argument. With the blank answers set aside, the vote is won at count k by answer g when g has k
+    samples in the draw and every other answer at most k; t other answers also at k make a tie that g wins with
+    probability ``1 / (t + 1)`` (the first drawn of the tied answers is uniform among them), and the pick is right
+    with probability ``q_g``, the fraction right among g's samples. So the mean is
+    ``sum_k sum_g q_g C(m_g, k) [z^(n-k)] prod_(h != g) (A_h,k(z) + y C(m_h, k) z^k) * Blank(z)``, integrated over
+    y in [0, 1] (``integral of y^t = 1 / (t + 1)``) and divided by ``C(S, n)``, where ``A_h,k`` sums
+    ``C(m_h, j) z^j`` for j < k and ``Blank(z) = (1 + z)^(m_blank)``; a draw of blank answers only picks a blank.
+
+    Computed in the evaluation domain: each polynomial is evaluated at L roots of unity (L larger than both n and
+    S - n, so the coefficient of z^n has no alias), the binomial coefficients are thinned to probabilities
+    (``C(m, j) p^j (1 - p)^(m - j)`` with p = n / S, so every value stays near 1 in size), answers of the same size
+    share their factor (few sizes even with many answers), the y-integral is Gauss-Legendre (exact: the degree in y
+    is below the number of answers that can reach k), and the coefficient comes back by one inverse DFT term.
     """
-    sizes, g_sz, g_ok = data.sizes, data.group_size, data.group_correct
-    p, g_max = g_sz.shape
-    out = np.empty(p)
-    full = sizes == n
-    if full.any():
-        votes = _votes(g_sz[full], data.blank_group[full])
+    out = np.zeros(data.problems)
+    full = data.sizes == n
+    if full.any():  # every sample drawn: the counts are the group sizes
+        votes = _votes(data.group_size[full], data.blank_group[full])
         top = votes == votes.max(axis=1, keepdims=True)
-        out[full] = (top * g_ok[full]).sum(axis=1) / top.sum(axis=1)
-    todo = np.flatnonzero(~full)
-    if todo.size == 0:
+        out[full] = (top * data.group_correct[full]).sum(axis=1) / top.sum(axis=1)
+    rows = np.flatnonzero(~full)
+    if rows.size == 0:
         return out
-    # Problems with more answer groups first, so that group g is drawn for a prefix of the rows only.
-    todo = todo[np.argsort(-data.n_groups[todo], kind="stable")]
-    m = g_sz[todo].astype(np.int64)
-    n_groups = data.n_groups[todo]
-    rest = m[:, ::-1].cumsum(axis=1)[:, ::-1] - m  # samples in the groups after g
-    counts = np.zeros((resamples, todo.size, g_max))
-    left = np.full((resamples, todo.size), n, dtype=np.int64)
-    for g in range(g_max):
-        k = int(np.count_nonzero(n_groups > g))
-        if k == 0:
-            break
-        if g == g_max - 1:
-            counts[:, :k, g] = left[:, :k]
-            break
-        last = n_groups[:k] == g + 1  # the problem's last group takes what is left
-        drawn = rng.hypergeometric(m[:k, g], np.maximum(rest[:k, g], 0), left[:, :k]) if k else left[:, :0]
-        drawn = np.where(last[None, :], left[:, :k], drawn)
-        counts[:, :k, g] = drawn
-        left[:, :k] -= drawn
-    votes = _votes(counts, data.blank_group[todo])
-    votes += rng.random(votes.shape) * 0.5  # uniform tie-break: real counts differ by 1, blank vote is 0.5
-    winner = votes.argmax(axis=2)
-    ok = np.take_along_axis(np.broadcast_to(g_ok[todo], counts.shape), winner[..., None], axis=2)[..., 0]
-    out[todo] = ok.mean(axis=0)
+    size = data.group_size[rows].copy()
+    ok = data.group_correct[rows]
+    blank = data.blank_group[rows]
+    has_blank = blank >= 0
+    b_col = np.where(has_blank, blank, 0)
+    r = np.arange(rows.size)
+    m_blank = np.where(has_blank, size[r, b_col], 0.0)
+    q_blank = np.where(has_blank, ok[r, b_col], 0.0)
+    size[r[has_blank], b_col[has_blank]] = 0.0  # blank answers do not vote
+    s_total = data.sizes[rows].astype(np.float64)
+    out[rows] = _majority_counting(size.astype(np.int64), ok, m_blank, q_blank, s_total, n)
     return out
+
+
+def _int_power(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``base ** exponent`` for small non-negative integer exponents (broadcast against base), by squaring.
+
+    numpy's complex power goes through logarithms and is many times slower; exponents are answer counts here.
+    """
+    e = exponent.copy()
+    out: np.ndarray | None = None
+    b = base
+    while e.any():
+        odd = (e & 1) == 1
+        if odd.all():
+            out = b if out is None else out * b
+        elif odd.any():
+            out = np.where(odd, b, 1.0) if out is None else np.where(odd, out * b, out)
+        e >>= 1
+        if e.any():
+            b = b * b
+    return np.ones_like(base) if out is None else np.broadcast_to(out, base.shape)
+
+
+#: Up to this many answers per problem each answer is a factor of its own; beyond, answers of one size share one.
+_MAX_SEPARATE_ANSWERS = 8
+
+
+def _answer_classes(size: np.ndarray, ok: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The factors of the counting: (size, how many answers, their summed q), class-major ``[C, P]``.
+
+    With few answers per problem every answer is its own class (how many = 1, no powers to take). With many,
+    answers of one size share a class, raised to the power of how many there are: at most about sqrt(2 S) sizes
+    fit in S samples, however many answers there are.
+    """
+    p_rows = size.shape[0]
+    if size.shape[1] <= _MAX_SEPARATE_ANSWERS:
+        order = np.argsort(size == 0, axis=1, kind="stable")
+        c_size = np.take_along_axis(size, order, axis=1)
+        n_classes = max(int((c_size > 0).sum(axis=1).max()), 1)
+        c_size = c_size[:, :n_classes]
+        c_q = np.take_along_axis(ok, order, axis=1)[:, :n_classes]
+        return c_size.T.copy(), (c_size > 0).astype(np.int64).T.copy(), c_q.T.copy()
+    by_size = np.zeros((p_rows, width + 1))
+    q_by_size = np.zeros((p_rows, width + 1))
+    rr = np.repeat(np.arange(p_rows), size.shape[1])
+    np.add.at(by_size, (rr, size.ravel()), 1.0)
+    np.add.at(q_by_size, (rr, size.ravel()), ok.ravel())
+    by_size[:, 0] = 0.0
+    n_classes = max(int((by_size > 0).sum(axis=1).max()), 1)
+    order = np.argsort(by_size == 0, axis=1, kind="stable")[:, :n_classes]
+    mult = np.take_along_axis(by_size, order, axis=1).astype(np.int64)
+    c_size = np.where(mult > 0, order, 0)
+    return c_size.T.copy(), mult.T.copy(), np.take_along_axis(q_by_size, order, axis=1).T.copy()
+
+
+def _majority_counting(
+    size: np.ndarray, ok: np.ndarray, m_blank: np.ndarray, q_blank: np.ndarray, s_total: np.ndarray, n: int
+) -> np.ndarray:
+    """The sum of :func:`_majority_exact` for problems with more than n samples (sizes: answers' group sizes)."""
+    p_rows = size.shape[0]
+    width = int(s_total.max())
+    logf = _log_factorials(width)
+    c_size, c_mult, c_q = _answer_classes(size, ok, width)
+    n_classes = c_size.shape[0]
+    shared = bool((c_mult > 1).any())
+    groups_nb = c_mult.sum(axis=0)
+    prob = n / s_total  # thinning probability, 0 < p < 1 here
+    logp, log1p = np.log(prob), np.log1p(-prob)
+    k_hi = min(n, int(c_size.max()))
+    # a[c, p, i]: C(size, i) p^i (1 - p)^(size - i) for i = 0..k_hi (0 beyond the size)
+    i = np.arange(k_hi + 1)
+    sz = c_size[:, :, None]
+    valid = (i <= sz) & (c_mult[:, :, None] > 0)
+    log_a = logf[sz] - logf[i] - logf[np.where(valid, sz - i, 0)] + i * logp[:, None] + (sz - i) * log1p[:, None]
+    a = np.where(valid, np.exp(np.where(valid, log_a, 0.0)), 0.0)
+    a[:, :, 0] = np.where(c_mult > 0, a[:, :, 0], 1.0)  # padding classes: the constant 1, a neutral factor
+    # Evaluation points: L odd and larger than n and S - n; real coefficients, so half the points suffice.
+    length = max(n, width - n) + 1
+    length += 1 - length % 2
+    half = length // 2 + 1
+    j = np.arange(half)
+    z = np.exp(2j * np.pi * j / length)
+    blank_f = _int_power((1.0 - prob)[:, None] + prob[:, None] * z[None, :], m_blank.astype(np.int64)[:, None])
+    e = np.repeat(a[:, :, :1], half, axis=2).astype(np.complex128)  # A_{., 1}: the j = 0 term
+    total = np.zeros((p_rows, half), dtype=np.complex128)
+    for k in range(1, k_hi + 1):
+        t = a[:, :, k, None] * np.exp(2j * np.pi * k * j / length)  # C(m, k) p^k (1-p)^(m-k) z^k
+        reach = (c_size >= k) & (c_mult > 0)
+        live = np.flatnonzero(reach.any(axis=0) & (k * groups_nb + m_blank >= n))
+        if live.size:
+            # at most n // k answers reach k in one draw: y's degree is below that, and below the answers that can
+            at_k = min(int((c_mult * reach)[:, live].sum(axis=0).max()), n // k)
+            nodes, weights = _gauss_legendre(max(1, (at_k + 1) // 2))
+            e_l, t_l = e[:, live], t[:, live]
+            mult = c_mult[:, live, None]
+            cand = c_q[:, live, None] * t_l
+            can_win = np.asarray((reach[:, live] & (c_q[:, live] > 0)).any(axis=1))  # classes whose pick can be right
+            acc = np.zeros((live.size, half), dtype=np.complex128)
+            for x, w in zip(nodes, weights, strict=True):
+                b = e_l + (x + 1.0) / 2.0 * t_l
+                if shared:  # the other answers of the candidate's size, and the whole class
+                    rest = _int_power(b, np.maximum(mult - 1, 0))
+                    pw = rest * b
+                else:
+                    rest, pw = b, b  # rest unused
+                pre = np.ones_like(b[0])
+                others = [pre]
+                for c in range(1, n_classes):
+                    pre = pre * pw[c - 1]
+                    others.append(pre)
+                suf = np.ones_like(b[0])
+                for c in range(n_classes - 1, -1, -1):
+                    if can_win[c]:
+                        acc += (w / 2.0) * cand[c] * others[c] * suf * (rest[c] if shared else 1.0)
+                    if c:
+                        suf = suf * pw[c]
+            total[live] += acc * blank_f[live]
+        e += t
+    # the coefficient of z^n: (1/L) sum over all L points = (1/L) (point 0 + 2 Re(sum over the other half))
+    terms = (total * np.exp(-2j * np.pi * n * j / length)[None, :]).real
+    coef = (terms[:, 0] + 2.0 * terms[:, 1:].sum(axis=1)) / length
+    s_int = s_total.astype(np.int64)
+    log_choose = logf[s_int] - logf[n] - logf[s_int - n]
+    mean = coef / np.exp(log_choose + n * logp + (s_total - n) * log1p)
+    # a draw of blank answers only: its pick is a blank answer
+    mb = m_blank.astype(np.int64)
+    only_blank = mb >= n
+    log_c = logf[np.where(only_blank, mb, n)] - logf[n] - logf[np.where(only_blank, mb - n, 0)] - log_choose
+    return mean + np.where(only_blank, q_blank * np.exp(log_c), 0.0)
