@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from cotscope.errors import ConfigError, DataError
@@ -257,3 +258,29 @@ def test_errors() -> None:
         best_of_n([PROBLEM], ns=(1,), resamples=0)
     # baselines alone need no step scores
     assert best_of_n([[Sample("1", True), Sample("2", False)]], ns=(1, 2), rules=())
+
+
+def test_majority_exact_at_scale_agrees_with_simulation() -> None:
+    """64 samples and N up to 32: the counting stays exact where brute force cannot go (checked by simulation)."""
+    gen = np.random.default_rng(5)
+    pool, ids_all, right_all = [], [], []
+    for _ in range(12):
+        ids = gen.choice(6, size=64, p=gen.dirichlet(np.ones(6)))
+        right = ids == 0
+        ids_all.append(ids)
+        right_all.append(right)
+        pool.append([Sample(str(i), bool(r)) for i, r in zip(ids, right, strict=True)])
+    ns = (3, 8, 16, 32, 63)
+    rows = _table(best_of_n(pool, ns=ns, rules=(), baselines=("majority",), resamples=10))
+    draws = 20000
+    for n in ns:
+        sims = []
+        for ids, right in zip(ids_all, right_all, strict=True):
+            drawn = np.argsort(gen.random((draws, 64)), axis=1)[:, :n]  # a uniform ordered draw of n
+            labels = ids[drawn]
+            counts = (labels[:, :, None] == np.arange(6)).sum(axis=1)
+            first = np.where(counts > 0, (labels[:, :, None] == np.arange(6)).argmax(axis=1), n)
+            winner = np.argmin(-counts * (n + 1) + first, axis=1)  # most votes, then drawn first
+            pick = drawn[np.arange(draws), first[np.arange(draws), winner]]
+            sims.append(right[pick].mean())
+        assert rows[n, "majority"] == pytest.approx(float(np.mean(sims)), abs=0.006), n

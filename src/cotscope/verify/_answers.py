@@ -293,8 +293,9 @@ def normalize_answer(text: str, *, choices: Sequence[str] | None = None) -> str:
     Numbers become their value (``1,000``, ``1000.0`` and ``\\boxed{1000}`` give ``1000``; ``1/2`` and ``0.5`` give
     ``0.5``; a unit is dropped, so is a percent sign), a bare choice letter its lower-case letter, anything else its
     cleaned text without whitespace. With ``choices``, an answer that names a choice (by letter or by text)
-    becomes that choice's letter. Two answers with the same key match by :func:`answers_match`; the converse does
-    not hold for the tolerances (``1.23`` matches gold ``1.2`` but keeps its own key).
+    becomes that choice's letter. Two non-blank answers with the same key match by :func:`answers_match`; the
+    converse does not hold for the tolerances (``1.23`` matches gold ``1.2`` but keeps its own key). A blank answer's
+    key is ``""``.
 
     Args:
         text: an answer, e.g. from :func:`extract_answer`.

@@ -144,14 +144,13 @@ def best_of_n(
                 f"every problem needs at least N samples (use N <= {int(data.sizes.min())})"
             )
     methods = [f"prm:{r}" for r in rules] + baselines
-    rng = np.random.default_rng(seed)
     if form == "paper":
         return [
             BestOfNRow(n, m, float(_paper(data, m, n).mean()), None, None, data.problems, 0)
             for n in ns
             for m in methods
         ]
-    weights = _bootstrap_weights(data.problems, resamples, rng)
+    weights = _bootstrap_weights(data.problems, resamples, np.random.default_rng(seed))
     per_problem = np.stack([_resampled(data, m, n) for n in ns for m in methods])
     boot = per_problem @ weights.T.astype(np.float64) / data.problems  # [rows, resamples]
     alpha = (1.0 - confidence) / 2.0
@@ -303,8 +302,7 @@ def _votes(counts: np.ndarray, blank: np.ndarray) -> np.ndarray:
         counts = counts.copy()
         rows = np.flatnonzero(blank >= 0)
         col = blank[rows]
-        idx = (..., rows, col) if counts.ndim == 3 else (rows, col)
-        counts[idx] = np.minimum(counts[idx], 0.5)
+        counts[rows, col] = np.minimum(counts[rows, col], 0.5)
     return counts
 
 
