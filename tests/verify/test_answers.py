@@ -39,6 +39,9 @@ EQUIVALENT = [
     ("Answer: 5", "5"),  # labels
     ("The answer is 5", "5"),
     ("'blue'", "blue"),  # quotes
+    ("**B**", "B"),  # markdown
+    ("The answer is **42**.", "42"),
+    ("`7`", "7"),
     ("Yes.", "YES"),  # case
     ("\\boxed{7}", "7"),  # wrappers
     ("$7$", "7"),
@@ -91,6 +94,8 @@ NOT_EQUIVALENT = [
     ("", "5"),  # an empty prediction never matches
     ("", ""),
     ("yes", "no"),
+    ("**B**", "C"),
+    ("**42**", "4.2"),
     ("blue", "blues"),
     ("42.", "4.2"),
     ("Answer: 5", "6"),

@@ -6,7 +6,8 @@ predicted answer equals a gold one (numbers, fractions, LaTeX, units, multiple-c
 
 Equivalences that :func:`answers_match` knows (each has a test, and so does a near miss that must not match):
 
-- case, surrounding whitespace, a trailing full stop, answer labels (``Answer:``, ``The answer is``), quotes;
+- case, surrounding whitespace, a trailing full stop, answer labels (``Answer:``, ``The answer is``), quotes,
+  markdown bold (``**A**``) and code marks;
 - wrappers: ``\\boxed{x}`` / ``\\fbox{x}`` (the last one), ``$x$``, ``\\(x\\)``, ``\\[x\\]``, ``\\text{x}``,
   ``\\mathrm{x}``, ``\\textbf{x}``, ``\\mathbf{x}``, ``\\left``/``\\right``, LaTeX spacing (``\\,`` ``\\;`` ``~``);
 - numbers: integers, decimals, thousands separators (``1,000``), signs (including the Unicode minus), fractions
@@ -135,6 +136,7 @@ def _clean(text: str) -> str:
     boxed = _last_boxed(s)
     if boxed is not None:
         s = boxed
+    s = re.sub(r"\*\*|__|`", "", s)  # markdown bold and code
     s = _LABEL.sub("", s, count=1)
     s = re.sub(r"\$+([^$]*)\$+", r"\1", s)  # $x$, $$x$$
     s = s.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
