@@ -124,10 +124,14 @@ _ASSIGNMENT = re.compile(r"^\$?\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=\S)")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
 
 
+_PLAIN_NUMBER = re.compile(r"[-+]?[\d.,]+")
+
+
 def _frac(m: re.Match[str]) -> str:
+    """``\\frac{a}{b}`` as ``a/b`` (parenthesised unless both parts are plain numbers)."""
     num, den = m.group(1).strip(), m.group(2).strip()
-    simple = re.compile(r"[-+]?[\d.,]+")
-    return f"{num}/{den}" if simple.fullmatch(num) and simple.fullmatch(den) else f"({num})/({den})"
+    plain = _PLAIN_NUMBER.fullmatch(num) and _PLAIN_NUMBER.fullmatch(den)
+    return f"{num}/{den}" if plain else f"({num})/({den})"
 
 
 def _clean(text: str) -> str:
