@@ -194,13 +194,20 @@ def _row(ctx: Ctx, fmt: str, prompt: list[dict[str, Any]], reasoning: str, answe
 
 def read_pair(rec: dict[str, Any], ctx: Ctx) -> list[Row]:
     """``{prompt, response}`` pairs (many key spellings), explicit ``{prompt, reasoning, answer}``
-    records such as cotscope's own export, and ``response: [K strings]`` sample lists."""
+    records such as cotscope's own export, and ``response: [K strings]`` sample lists.
+
+    Next to a response, ``answer`` is the reference answer (URSA's and most math sets' gold) and is kept as
+    ``metadata["answer"]``; a ``metadata`` written as a string (records converted from CSV) is kept as
+    ``metadata["metadata"]``."""
     pkey = next((k for k in PROMPT_KEYS if k in rec), None)
     prompt = _prompt(rec.get(pkey) if pkey else None, rec.get("system"), pkey or "prompt")
     model = _opt_str(rec.get("model"), "model")
     strategy = _opt_str(rec.get("strategy"), "strategy")
     group_id = _opt_str(rec.get("group_id"), "group_id")
     meta = rec.get("metadata") or {}
+    if isinstance(meta, str):
+        # Records converted from CSV carry metadata as a string (URSA's outputs: a Python dict's repr); kept as it is.
+        meta = {"metadata": meta}
     if not isinstance(meta, dict):
         raise RecordFormatError(f"'metadata' must be an object, got {_type_name(meta)}")
     meta = dict(meta)
@@ -234,6 +241,10 @@ def read_pair(rec: dict[str, Any], ctx: Ctx) -> list[Row]:
                  id=_opt_str(rec.get("id"), "id"), steps=spans, **common)
         ]
     rkey = next((k for k in RESPONSE_KEYS if k in rec), None)
+    if rkey is not None and "answer" in rec:
+        # An answer next to a response is the reference answer (URSA's and most math sets' gold), not the
+        # response's: it is kept in the metadata, where best-of-N and answer checking look for it.
+        meta.setdefault("answer", rec["answer"])
     if rkey is None:
         raise RecordFormatError(
             "no recognisable response: expected one of "
