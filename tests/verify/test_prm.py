@@ -126,6 +126,31 @@ def test_token_cls_reads_one_sigmoid_score_per_step_at_the_tags(tiny: Path) -> N
     run(p.aclose())
 
 
+def test_paper_tagging_reads_every_tag_of_ursas_own_text(tiny: Path) -> None:
+    """``tagging=paper``: the text is URSA's ``prepare_input`` exactly, and every tag in it is a score, so a step
+    that mentions ``Step 1`` gives an extra score mid-step, as URSA's min/mean include."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from cotscope.verify._steps import format_steps, prm_input
+
+    item = PRMInput(question="What is 2+3?", steps=["Add 2 and 3.", "From Step 1 the sum is 5."], answer="5")
+    paper = get_prm("token-cls", model=str(tiny), device="cpu", tagging="paper")
+    (got,) = run(paper.score([item]))
+    text = prm_input(item.question, format_steps(item.steps, item.answer))
+    tok = AutoTokenizer.from_pretrained(str(tiny))
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny)).eval()
+    enc = tok(text, return_tensors="pt")
+    at = enc["input_ids"][0] == tok.encode(STEP_TAG, add_special_tokens=False)[0]
+    with torch.no_grad():
+        want = torch.sigmoid(model(**enc).logits[0][at][:, 0]).tolist()
+    assert len(want) == 3 and got == pytest.approx(want, abs=1e-5)
+    (per_step,) = run(get_prm("token-cls", model=str(tiny), device="cpu").score([item]))
+    assert len(per_step) == 2  # the default tags each step once
+    assert paper.config()["tagging"] == "paper" and paper.config() != get_prm(
+        "token-cls", model=str(tiny), device="cpu").config()
+
+
 def test_two_label_head_gives_the_softmax_probability_of_label_1(tmp_path: Path) -> None:
     d = fixtures.tiny_prm(tmp_path / "two", num_labels=2)
     p = get_prm(str(d), device="cpu")

@@ -310,6 +310,11 @@ class TokenClassificationPRM:
         batch_size: items per forward pass (padded to the longest of the batch).
         chat_template: wrap the input in the tokenizer's chat template as one user turn after the system prompt
             ``You are a helpful assistant.`` (URSA-RM's ``single_inference``); off for encoders.
+        tagging: ``per-step`` (default: one tag after every step, :func:`tagged_solution`, so scores line up with
+            the steps) or ``paper`` (URSA's ``prepare_input`` exactly: ``tag_steps`` over the whole instruction,
+            so a ``Step k`` mentioned inside a step or the question is tagged too and a solution without an answer
+            leaves its last step untagged; the scores are every tag read, in order, and need not number the
+            steps; the question is never cut, an over-long item is an error).
     """
 
     name = "token-cls"
@@ -326,9 +331,13 @@ class TokenClassificationPRM:
         dtype: str = "auto",
         batch_size: int = 16,
         chat_template: bool = False,
+        tagging: str = "per-step",
     ) -> None:
         from cotscope.verify._steps import STEP_TAG
 
+        if tagging not in ("per-step", "paper"):
+            raise ConfigError(f"PRM token-cls: tagging must be per-step or paper, got {tagging!r}")
+        self.tagging = tagging
         if not model:
             raise ConfigError(f"PRM {self.name} needs a checkpoint: model=<Hub id or path>")
         if num_labels not in (None, 1, 2):
@@ -368,6 +377,7 @@ class TokenClassificationPRM:
             "num_labels": self.num_labels,
             "max_length": self.max_length,
             "chat_template": self.chat_template,
+            "tagging": self.tagging,
             "image": "ignored (text model)",
         }
 
@@ -431,7 +441,15 @@ class TokenClassificationPRM:
         from cotscope.verify._steps import prm_prompt
 
         steps = scored_steps(item)
-        head, tail = prm_prompt(), "\n" + tagged_solution(steps, _answer_of(item), self.tag)
+        if self.tagging == "paper":
+            from cotscope.verify._steps import format_steps, prm_input
+
+            # The whole instruction is tagged as URSA does; the tag count is whatever that gives (-1: unchecked).
+            head, question, tail = prm_input(item.question, format_steps(steps, _answer_of(item)), tag=self.tag), "", ""
+            n = -1 if steps else 0
+        else:
+            head, question, tail = prm_prompt(), item.question, "\n" + tagged_solution(steps, _answer_of(item), self.tag)
+            n = len(steps)
         if self.chat_template:
             assert self._tok is not None
             marker = "\x00Q\x00"
@@ -441,7 +459,7 @@ class TokenClassificationPRM:
             ]
             full = str(self._tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True))
             head, tail = full.split(marker, 1)
-        return head, item.question, tail, len(steps)
+        return head, question, tail, n
 
     def _ids(self, texts: list[str], special: bool) -> list[list[int]]:
         assert self._tok is not None
@@ -459,6 +477,8 @@ class TokenClassificationPRM:
         if n_steps == 0:
             return _Encoded(error="nothing to score: no steps and no answer")
         notes: dict[str, Any] = {}
+        if len(ids) > self._limit and n_steps < 0:
+            return _Encoded(error=f"{len(ids)} tokens, max_length is {self._limit} (the paper's tagging never cuts)")
         if len(ids) > self._limit:
             bare = len(self._ids([head + tail], special)[0])
             if bare > self._limit:
@@ -472,6 +492,8 @@ class TokenClassificationPRM:
             notes["question_truncated_chars"] = cut
             ids = self._ids([head + question[cut:] + tail], special)[0]
         found = sum(1 for i in ids if i == self._tag_id)
+        if n_steps < 0:  # the paper's tagging: every tag read is a score
+            return _Encoded(ids=ids, n_steps=found, notes=notes) if found else _Encoded(error="no step tag to read")
         if found != n_steps:
             return _Encoded(
                 error=f"{found} step-tag tokens ({self.tag!r}) for {n_steps} steps: the tag occurs inside "
