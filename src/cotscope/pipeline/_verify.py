@@ -300,7 +300,7 @@ def best_of_n_from_store(
         ok = bool(pred) and answers_match(pred, g, choices=choices)
         # Majority vote groups answers by normalize_answer; with choices a letter and its option's text are one.
         key = normalize_answer(pred, choices=choices) if (pred and choices) else pred
-        problems.setdefault((gid, image, g), []).append(
+        problems.setdefault((str(gid), str(image), str(g)), []).append(
             (int(row.get("sample_index") or 0), tid, Sample(answer=key, correct=bool(ok), step_scores=ss)))
     rep.no_gold = len(no_gold - {k[0] for k in problems})
     need = max(ns) if ns else 1

@@ -448,7 +448,8 @@ class TokenClassificationPRM:
             head, question, tail = prm_input(item.question, format_steps(steps, _answer_of(item)), tag=self.tag), "", ""
             n = -1 if steps else 0
         else:
-            head, question, tail = prm_prompt(), item.question, "\n" + tagged_solution(steps, _answer_of(item), self.tag)
+            head, question = prm_prompt(), item.question
+            tail = "\n" + tagged_solution(steps, _answer_of(item), self.tag)
             n = len(steps)
         if self.chat_template:
             assert self._tok is not None
