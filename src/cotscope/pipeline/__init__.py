@@ -3,6 +3,8 @@
 - :func:`generate`: prompts -> K samples per prompt under a strategy -> traces in the store (resumable).
 - :func:`evaluate`: a judge or monitor over stored traces -> results keyed by (trace, evaluator, config, part).
 - :func:`run_agent`: agent tasks -> episodes in sandboxes -> trajectory traces in the store (resumable).
+- :func:`as_prm_evaluator` / :func:`best_of_n_from_store`: process reward scores per step of stored traces (through
+  :func:`evaluate`), and best-of-N over the stored samples of each problem.
 - :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store.
 - :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
@@ -15,11 +17,13 @@ from cotscope.pipeline._detection import POSITIVES, DetectionRow, detection_metr
 from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
 from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
+from cotscope.pipeline._verify import BestOfNReport, as_prm_evaluator, best_of_n_from_store
 
 __all__ = [
     "GROUP_BY",
     "POSITIVES",
     "AgentStats",
+    "BestOfNReport",
     "Contexts",
     "DetectionRow",
     "EvaluateStats",
@@ -32,6 +36,8 @@ __all__ = [
     "Sampling",
     "TaskOutcome",
     "as_evaluator",
+    "as_prm_evaluator",
+    "best_of_n_from_store",
     "detection_metrics",
     "episode_row",
     "evaluate",
