@@ -246,7 +246,8 @@ def best_of_n_from_store(
         ns: the N values.
         rules: aggregation rules to select by.
         baselines: ``majority`` (self-consistency) and/or ``random``.
-        resamples: resamples per N for the resampled form and its intervals.
+        resamples: bootstrap replicates over problems behind the resampled form's intervals (the accuracy itself is
+            exact: the mean over all draws of N).
         seed: random seed.
         form: ``resampled`` (N drawn from each problem's pool, repeated) or ``paper`` (the first N samples).
         **filters: trace filters (``model=``, ``strategy=``, ``source_format=``, ...).
