@@ -199,3 +199,170 @@ def _print_report(rep: Any, store: str, form: str) -> None:
 # -----------------------------------------------------------------------------------------------------------------
 # annotate and train-prm: process-annotation synthesis and PRM training (written separately); add them below.
 # -----------------------------------------------------------------------------------------------------------------
+
+
+@verify_app.command("annotate")
+def annotate_cmd(
+    store: StoreOpt,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="BEL: the policy that completes prefixes (provider/model, e.g. llamacpp/smollm2); "
+                              "MIE: the LLM that rewrites correct solutions.")],
+    method: Annotated[str, typer.Option(
+        "--method", help="bel (binary error locating: Monte-Carlo completions, binary search for the first error) "
+                         "or mie (misinterpretation insertion: an LLM rewrites correct solutions).")] = "bel",
+    rollouts: Annotated[int, typer.Option("--rollouts", help="BEL: completions per checked prefix.")] = 8,
+    temperature: Annotated[float | None, typer.Option(
+        "--temperature", help="Sampling temperature (default 0.7 for BEL's rollouts, 0 for MIE).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="Budget per completion (default 256 for BEL, 1024 for MIE).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed (rollout r uses seed + r).")] = 0,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="BEL: prefill (continue the trace's own prompt from the prefix) or prompt (ask to continue "
+                       "in a user turn, for servers without prefill).")] = "prefill",
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", "-M", help="Backend option k=v.")] = None,
+    model_base_url: Annotated[str | None, typer.Option(
+        "--model-base-url", help="OpenAI-compatible server URL for the model.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Traces per batch (their searches advance together; stored at once).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Label at most this many new traces.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every completion (no request cache).")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Label the steps of stored traces (1 correct, 0 incorrect) with URSA's BEL or MIE engine; reruns skip what
+    is labelled."""
+    from cotscope._options import parse_kv
+    from cotscope.pipeline._annotate import annotate
+
+    if method not in ("bel", "mie"):
+        fail(f"unknown --method {method!r}: expected bel or mie")
+    if rollouts < 1:
+        fail("--rollouts must be at least 1")
+    margs = parse_kv(model_arg or [], "-M/--model-arg")
+    st = _open(store)
+    try:
+        with stage_progress(quiet=json) as prog:
+            stats = asyncio.run(annotate(st, method, model, rollouts=rollouts, temperature=temperature,
+                                         max_tokens=max_tokens, seed=seed, mode=mode, cache=not no_cache,
+                                         model_args=margs, base_url=model_base_url, batch_size=batch_size,
+                                         limit=limit, progress=prog))
+    finally:
+        st.close()
+    if json:
+        print_json(stats.to_dict())
+    else:
+        t = Table(title=f"{method.upper()} annotation of {store} with {model}")
+        cols = ("traces", "skipped", "labelled", "all correct", "first error at step", "unlabellable",
+                "backend errors", "completions (cached)", "seconds")
+        for c in cols:
+            t.add_column(c, justify="right")
+        fe = ", ".join(f"{k}: {v}" for k, v in sorted(stats.first_errors.items(), key=lambda kv: int(kv[0]))) or "-"
+        t.add_row(f"{stats.total:,}", f"{stats.skipped:,}", f"{stats.labelled:,}", f"{stats.all_correct:,}", fe,
+                  f"{stats.parse_errors:,}", f"[red]{stats.errors:,}[/]" if stats.errors else "0",
+                  f"{stats.calls:,} ({stats.cached:,})", f"{stats.seconds:.1f}")
+        console.print(t)
+        if stats.not_correct:
+            console.print(f"{stats.not_correct} trace(s) with a wrong final answer left out (MIE rewrites correct "
+                          "solutions)", highlight=False)
+        for e in stats.error_examples:
+            console.print(f"[yellow]not labelled[/] {escape(e)}", highlight=False)
+        console.print(f"next: cotscope verify train-prm --data {escape(str(store))} --out prm-dir", highlight=False)
+    if stats.errors:
+        console.print(f"[yellow]{stats.errors} backend error(s) were not stored; rerun to retry them.[/]")
+        raise typer.Exit(1)
+
+
+@verify_app.command("train-prm")
+def train_prm_cmd(
+    data: Annotated[Path, typer.Option(
+        "--data", help="Step-labelled examples: a JSONL file of {question, steps, answer, labels}, or a store "
+                       "annotated by verify annotate.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the PRM to (loads with --prm DIR).")],
+    base: Annotated[str, typer.Option(
+        "--base", help="minilm (all-MiniLM-L6-v2, 22M, the default), smollm2 or a checkpoint path.")] = "minilm",
+    method: Annotated[str | None, typer.Option(
+        "--method", help="With a store: bel or mie labels only (default both).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(
+        "--eval", help="Held-out examples (JSONL) for step AUROC and first-error accuracy.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the data.")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 5e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per optimiser step.")] = 16,
+    max_length: Annotated[int, typer.Option("--max-length", help="Most tokens per example.")] = 512,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Fine-tune a small token-classification PRM on the CPU (BCE at the step tags) and save it as a directory."""
+    from cotscope.verify._train import read_examples, train_prm
+
+    if not data.exists():
+        fail(f"--data {data}: no such file")
+    skipped: dict[str, int] = {}
+    if data.suffix in (".jsonl", ".json"):
+        examples = read_examples(data)
+    else:
+        from cotscope.pipeline._annotate import annotation_examples
+
+        st = _open(data, read_only=True)
+        try:
+            examples, skipped = annotation_examples(st, method)
+        finally:
+            st.close()
+    if not examples:
+        fail(f"no step-labelled examples in {data}" + (f" (left out: {skipped})" if skipped else "")
+             + ": run cotscope verify annotate first")
+    evals = read_examples(eval_data) if eval_data is not None else None
+    with stage_progress(quiet=json) as prog:
+        stats = train_prm(examples, out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
+                          max_length=max_length, seed=seed, eval_examples=evals, threads=threads, progress=prog)
+    d = stats.to_dict() | {"left_out_of_store": skipped}
+    if json:
+        print_json(d)
+        return
+    t = Table(title=f"PRM trained on {data} -> {out}")
+    for c in ("examples", "used", "steps (positive)", "epochs", "loss first -> last", "seconds", "peak RSS"):
+        t.add_column(c, justify="right")
+    first = f"{stats.first_loss:.4f}" if stats.first_loss is not None else "-"
+    last = f"{stats.epoch_losses[-1]:.4f}" if stats.epoch_losses else "-"
+    t.add_row(f"{stats.examples:,}", f"{stats.used:,}", f"{stats.steps_labelled:,} ({stats.positives:,})",
+              str(stats.epochs), f"{first} -> {last}", f"{stats.seconds:.1f}", f"{stats.peak_rss_mb:.0f} MiB")
+    console.print(t)
+    if stats.skipped or skipped:
+        console.print(f"left out: {stats.skipped | skipped}", highlight=False)
+    if stats.metrics:
+        m = stats.metrics
+        auc = f"{m['step_auroc']:.3f}" if m.get("step_auroc") is not None else "-"
+        console.print(f"held-out: {m['examples']} examples, step AUROC {auc}, first-error accuracy "
+                      f"{m['first_error_accuracy']:.3f}", highlight=False)
+    console.print(f"next: cotscope verify score --prm {escape(str(out))} --store STORE", highlight=False)
+
+
+@verify_app.command("synth")
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Prompt JSONL to write (reads with cotscope generate).")],
+    n: Annotated[int, typer.Option("--n", help="Number of problems.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    ops: Annotated[str, typer.Option("--ops", help="Operations per problem: N or LOW-HIGH, within 2-6.")] = "2-5",
+    kinds: Annotated[str, typer.Option(
+        "--kinds", help="Comma-separated operations to draw from: add, sub, mul, div.")] = "add,sub,mul,div",
+    small: Annotated[bool, typer.Option("--small", help="Small numbers (for weak models).")] = False,
+    shots: Annotated[int, typer.Option("--shots", help="Worked examples before each question (0-2).")] = 2,
+    json: JsonOpt = False,
+) -> None:
+    """Write synthetic multi-step arithmetic problems (exact answers, URSA-format reference solutions) as prompts."""
+    from cotscope.verify._synth import synth_problems, write_prompts
+
+    lo, _, hi = ops.partition("-")
+    try:
+        rng = (int(lo), int(hi or lo))
+    except ValueError:
+        fail(f"--ops must be N or LOW-HIGH, got {ops!r}")
+    probs = synth_problems(n, seed=seed, ops=rng, small=small, kinds=[k.strip() for k in kinds.split(",") if k])
+    write_prompts(probs, out, shots=shots)
+    summary = {"out": str(out), "problems": len(probs), "ops": list(rng), "seed": seed,
+               "by_ops": {str(k): sum(p.ops == k for p in probs) for k in sorted({p.ops for p in probs})}}
+    if json:
+        print_json(summary)
+    else:
+        console.print(f"wrote {len(probs)} problems to {escape(str(out))} (ops per problem: {summary['by_ops']}); "
+                      f"next: cotscope generate --prompts {escape(str(out))} --model llamacpp/smollm2 "
+                      "--strategy 'prefill:Step 1:' --samples 8", highlight=False)
