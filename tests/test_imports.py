@@ -151,6 +151,10 @@ ALLOWED: dict[str, set[str]] = {
     "thinking": {"models", "traces"},
     "judges": {"models", "thinking", "traces", "store", "metrics"},
     "monitors": {"judges", "models", "thinking", "traces", "store", "metrics"},
+    # Beside monitors: the sandbox and agent loop, and process verification, build on the middle layer; the
+    # stages that store their results live in pipeline.
+    "agents": {"judges", "models", "thinking", "traces", "metrics"},
+    "verify": {"judges", "models", "thinking", "traces", "metrics"},
 }
 
 

@@ -13,6 +13,16 @@ Stages report progress through the small :class:`Progress` protocol and never dr
 
 from cotscope._progress import NullProgress, Progress, ProgressTask
 from cotscope.pipeline._agent import AgentStats, TaskOutcome, episode_row, run_agent
+from cotscope.pipeline._annotate import (
+    ANNOTATION_KIND,
+    AnnotateStats,
+    annotate,
+    annotate_bel,
+    annotate_mie,
+    annotation_examples,
+    annotation_item,
+    as_annotation_evaluator,
+)
 from cotscope.pipeline._detection import POSITIVES, DetectionRow, detection_metrics
 from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
@@ -20,9 +30,11 @@ from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
 from cotscope.pipeline._verify import BestOfNReport, as_prm_evaluator, best_of_n_from_store
 
 __all__ = [
+    "ANNOTATION_KIND",
     "GROUP_BY",
     "POSITIVES",
     "AgentStats",
+    "AnnotateStats",
     "BestOfNReport",
     "Contexts",
     "DetectionRow",
@@ -35,6 +47,12 @@ __all__ = [
     "SafetyRow",
     "Sampling",
     "TaskOutcome",
+    "annotate",
+    "annotate_bel",
+    "annotate_mie",
+    "annotation_examples",
+    "annotation_item",
+    "as_annotation_evaluator",
     "as_evaluator",
     "as_prm_evaluator",
     "best_of_n_from_store",
