@@ -155,3 +155,17 @@ def test_ursas_own_output_file_ingests_and_scores(tmp_path: Path, prm_dir: Path)
     assert rep["no_gold"] == 0 and rep["groups"] + rep["errors"] == 199
     # One response per question: at N=1 every method is that response; URSA's verdicts put URSA-8B near 58%.
     assert 0.45 < rep["rows"][0]["accuracy"] < 0.7
+
+
+def test_the_report_shows_best_of_n_by_n(store: Path, prm_dir: Path, tmp_path: Path) -> None:
+    """ingest -> verify score -> report: the page has the best-of-N table and chart of the scored PRM, with the
+    same numbers as ``verify best-of-n``."""
+    assert invoke("verify", "score", "--prm", str(prm_dir), "--store", str(store)).exit_code == 0
+    r = invoke("report", "--store", str(store), "--out", str(tmp_path / "rep"), "--json")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Best-of-N with process reward models" in html and "Best-of-N accuracy by N: local@" in html
+    rep = json.loads(invoke("verify", "best-of-n", "--store", str(store), "--prm", "local", "--n", "1,2,4",
+                            "--baselines", "majority,random,oracle", "--json").stdout)
+    oracle4 = next(x["accuracy"] for x in rep["rows"] if x["n"] == 4 and x["method"] == "oracle")
+    assert f"{100 * oracle4:.1f}%" in html and "N=4" in html and "<svg" in html

@@ -227,6 +227,7 @@ def render_report(store: Store, title: str = "cotscope report") -> str:
     if not sections:
         body.append("<p class='muted'>No benchmark runs in this store: "
                     "<code>cotscope run BENCHMARK --model M --store S</code> adds the papers' tables.</p>")
+    body.append(_verify_section(store))
     body.append(_store_section(store))
     cross = _cross_model(sections)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -236,6 +237,65 @@ def render_report(store: Store, title: str = "cotscope report") -> str:
             f"<title>{_e(title)}</title><style>{_css()}</style></head><body>"
             f'<header><h1>{_e(title)}</h1><p class="muted">store {_e(store.path)} · {now}</p>'
             f"<nav><ul>{nav}</ul></nav></header><main>{''.join(body)}{cross}</main></body></html>")
+
+
+def _verify_section(store: Store) -> str:
+    """Best-of-N accuracy against N for every process reward model scored in the store (``cotscope verify
+    score``): each PRM rule against majority vote, a random pick and pass@N, with bootstrap CIs, as a table and a
+    bar chart per PRM; N goes up to the largest power of two that the stored samples per problem allow."""
+    from cotscope.pipeline import best_of_n_from_store
+    from cotscope.pipeline._verify import PRM_KIND
+
+    prms = [e for e in store.evaluators() if e.get("kind") == PRM_KIND]
+    if not prms:
+        return ""
+    sizes = [len(v) for v in store.ids_by_group().values()]
+    top = 1
+    while top * 2 <= max(sizes, default=1):
+        top *= 2
+    parts = ["<section id='verify'><h2>Best-of-N with process reward models</h2>",
+             "<p class='muted'>Accuracy of the answer picked among N samples of each problem: by each PRM rule "
+             "(argmax of the aggregated step scores), by majority vote, at random, and pass@N (oracle); the mean over "
+             "all draws of N, 95% bootstrap CIs over problems.</p>"]
+    for e in prms:
+        key = f"{e['evaluator']}@{e['config_hash']}"
+        n_max, rep = top, None
+        while n_max >= 1:
+            ns = [2**i for i in range(n_max.bit_length())]
+            try:
+                rep = best_of_n_from_store(store, key, ns=ns, rules=("min", "mean", "last", "product"),
+                                           baselines=("majority", "random", "oracle"))
+            except Exception as exc:  # a pool that cannot be built is said, never hidden
+                parts.append(f"<p class='warn'>{_e(key)}: {_e(exc)}</p>")
+                rep = None
+                break
+            if rep.groups:
+                break
+            n_max //= 2
+        if rep is None or not rep.groups:
+            parts.append(f"<p class='muted'>{_e(key)}: no problem with a gold answer and scored samples.</p>")
+            continue
+        methods = list(dict.fromkeys(r.method for r in rep.rows))
+        ns_done = sorted({r.n for r in rep.rows})
+        by = {(r.n, r.method): r for r in rep.rows}
+        parts.append(_table({"title": f"{key}: best-of-N accuracy ({rep.groups} problems, {rep.samples} samples; "
+                                      f"left out: {rep.unscored} unscored, {rep.errors} errors, {rep.no_gold} groups "
+                                      f"without gold, {rep.short} short)",
+                             "columns": [{"name": "N", "kind": "int"}, *[
+                                 c for m in methods for c in ({"name": m, "kind": "rate"},
+                                                              {"name": f"{m} CI", "kind": "ci"})]],
+                             "rows": [[n, *[v for m in methods for v in (
+                                 by[(n, m)].accuracy if (n, m) in by else None,
+                                 [by[(n, m)].ci_low, by[(n, m)].ci_high]
+                                 if (n, m) in by and by[(n, m)].ci_low is not None else None)]]
+                                      for n in ns_done]}))
+        parts.append('<div class="plots">' + _plot({
+            "type": "bars", "title": f"Best-of-N accuracy by N: {key}", "groups": [f"N={n}" for n in ns_done],
+            "series": [{"name": m, "values": [by[(n, m)].accuracy if (n, m) in by else None for n in ns_done],
+                        "low": [by[(n, m)].ci_low if (n, m) in by else None for n in ns_done],
+                        "high": [by[(n, m)].ci_high if (n, m) in by else None for n in ns_done]} for m in methods],
+            "ymax": 1.0, "percent": True}) + "</div>")
+    return "".join(parts) + "</section>"
 
 
 def _store_section(store: Store, n_examples: int = 6) -> str:
