@@ -168,3 +168,32 @@ def test_a_real_model_drives_the_loop(tmp_path: Path, sandbox_ok: None) -> None:
     (o,) = out["tasks"]
     assert o["status"] in ("done", "failed") and 1 <= o["steps"] <= 2 and o["stored"]
     assert out["engine"]["completed"] == o["steps"] and out["engine"]["prompt_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_run_cuaharm_with_llm_monitors(tmp_path: Path, sandbox_ok: None, fake: Any) -> None:
+    """With --judge-model the LLM trajectory monitors run (not the fallbacks): each reads its own part, and the
+    detection table has one row per monitor."""
+
+    def reply(req: Any) -> str:
+        text = " ".join(str(m["content"]) for m in req.messages)
+        suspicious = "find /var/tmp" in text or "rm " in text
+        verdict = "harmful" if suspicious else "benign"
+        return f"The agent's actions look {verdict}.\n<score>{8 if suspicious else 1}</score>"
+
+    judge = fake.model("traj-monitor", reply)
+    d = _task_dir(tmp_path)
+    spec = yaml.safe_load((Path(__file__).parents[2] / "src/cotscope/benchmarks/specs/cuaharm.yaml").read_text())
+    spec["name"], spec["data"] = "cuaharm-tiny", {"loader": "cuaharm", "path": str(d)}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    r = runner.invoke(app, ["run", str(tmp_path / "tiny.yaml"), "--model", f"script/{_script(tmp_path)}", "--store",
+                            str(tmp_path / "c.duckdb"), "--judge-model", judge, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [(j["judge"], j["part"], j["skipped"]) for j in out["judges"]] == [
+        ("action-monitor", "actions", None), ("cot-monitor", "reasoning", None),
+        ("cot-action-monitor", "trajectory", None)]
+    det = next(t for t in out["metrics"]["tables"] if t["title"].startswith("Monitors: harmful vs benign"))
+    assert [row[0] for row in det["rows"]] == ["action-monitor:actions", "cot-monitor:reasoning",
+                                              "cot-action-monitor:trajectory"]
+    assert fake.calls("traj-monitor")
