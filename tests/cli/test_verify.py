@@ -169,3 +169,12 @@ def test_the_report_shows_best_of_n_by_n(store: Path, prm_dir: Path, tmp_path: P
                             "--baselines", "majority,random,oracle", "--json").stdout)
     oracle4 = next(x["accuracy"] for x in rep["rows"] if x["n"] == 4 and x["method"] == "oracle")
     assert f"{100 * oracle4:.1f}%" in html and "N=4" in html and "<svg" in html
+
+
+def test_the_report_caps_n_at_the_largest_scored_problem(store: Path, prm_dir: Path, tmp_path: Path) -> None:
+    """Only 3 of a problem's 4 samples scored: the report's best-of-N goes to N=2, the largest power of two the
+    scored samples allow, instead of giving up at the 4 samples every group has."""
+    assert invoke("verify", "score", "--prm", str(prm_dir), "--store", str(store), "--limit", "3").exit_code == 0
+    assert invoke("report", "--store", str(store), "--out", str(tmp_path / "rep")).exit_code == 0
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Best-of-N accuracy by N: local@" in html and "N=2" in html and "N=4" not in html

@@ -244,36 +244,27 @@ def _verify_section(store: Store) -> str:
     score``): each PRM rule against majority vote, a random pick and pass@N, with bootstrap CIs, as a table and a
     bar chart per PRM; N goes up to the largest power of two that the stored samples per problem allow."""
     from cotscope.pipeline import best_of_n_from_store
+    from cotscope.errors import DataError
     from cotscope.pipeline._verify import PRM_KIND
 
     prms = [e for e in store.evaluators() if e.get("kind") == PRM_KIND]
     if not prms:
         return ""
-    sizes = [len(v) for v in store.ids_by_group().values()]
-    top = 1
-    while top * 2 <= max(sizes, default=1):
-        top *= 2
     parts = ["<section id='verify'><h2>Best-of-N with process reward models</h2>",
              "<p class='muted'>Accuracy of the answer picked among N samples of each problem: by each PRM rule "
              "(argmax of the aggregated step scores), by majority vote, at random, and pass@N (oracle); the mean over "
              "all draws of N, 95% bootstrap CIs over problems.</p>"]
     for e in prms:
         key = f"{e['evaluator']}@{e['config_hash']}"
-        n_max, rep = top, None
-        while n_max >= 1:
-            ns = [2**i for i in range(n_max.bit_length())]
-            try:
-                rep = best_of_n_from_store(store, key, ns=ns, rules=("min", "mean", "last", "product"),
-                                           baselines=("majority", "random", "oracle"))
-            except Exception as exc:  # a pool that cannot be built is said, never hidden
-                parts.append(f"<p class='warn'>{_e(key)}: {_e(exc)}</p>")
-                rep = None
-                break
-            if rep.groups:
-                break
-            n_max //= 2
-        if rep is None or not rep.groups:
-            parts.append(f"<p class='muted'>{_e(key)}: no problem with a gold answer and scored samples.</p>")
+        try:
+            # The pool at N=1 says how many scored samples the largest problem has; N goes up to the largest power
+            # of two within it (problems with fewer are left out, and counted).
+            most = best_of_n_from_store(store, key, ns=[1], rules=("min",), baselines=()).sizes[1]
+            ns = [2**i for i in range(most.bit_length())]
+            rep = best_of_n_from_store(store, key, ns=ns, rules=("min", "mean", "last", "product"),
+                                       baselines=("majority", "random", "oracle"))
+        except DataError as exc:  # no problem with a gold answer and scored samples: said, never hidden
+            parts.append(f"<p class='muted'>{_e(key)}: {_e(exc)}</p>")
             continue
         methods = list(dict.fromkeys(r.method for r in rep.rows))
         ns_done = sorted({r.n for r in rep.rows})
