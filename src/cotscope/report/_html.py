@@ -243,8 +243,8 @@ def _verify_section(store: Store) -> str:
     """Best-of-N accuracy against N for every process reward model scored in the store (``cotscope verify
     score``): each PRM rule against majority vote, a random pick and pass@N, with bootstrap CIs, as a table and a
     bar chart per PRM; N goes up to the largest power of two that the stored samples per problem allow."""
-    from cotscope.pipeline import best_of_n_from_store
     from cotscope.errors import DataError
+    from cotscope.pipeline import best_of_n_from_store
     from cotscope.pipeline._verify import PRM_KIND
 
     prms = [e for e in store.evaluators() if e.get("kind") == PRM_KIND]
