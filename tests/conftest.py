@@ -94,3 +94,26 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Fake:
     monkeypatch.setenv("COTSCOPE_CACHE_DIR", str(tmp_path / "cache"))
     modelapi("fakejudge")(_factory)
     return Fake()
+
+
+# -- sandbox providers: shared by the agent, pipeline and CLI tests ----------------------------------------
+def _provider_or_skip(name: str) -> Any:
+    from cotscope.agents import get_sandbox
+
+    provider = get_sandbox(name)
+    reason = provider.available()
+    if reason is not None:
+        pytest.skip(f"{name} sandbox unavailable: {reason}")
+    return provider
+
+
+@pytest.fixture(scope="session")
+def namespace_provider() -> Any:
+    """The default ``namespace`` provider (host root file system); skips with the reason it cannot run."""
+    return _provider_or_skip("namespace")
+
+
+@pytest.fixture(scope="session")
+def docker_provider() -> Any:
+    """The ``docker`` provider; skips with the reason (usually: no daemon answers)."""
+    return _provider_or_skip("docker")

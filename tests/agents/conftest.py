@@ -12,33 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from cotscope.agents._sandbox import SandboxProvider, get_sandbox
-
-
-def _provider_or_skip(name: str) -> SandboxProvider:
-    provider = get_sandbox(name)
-    reason = provider.available()
-    if reason is not None:
-        pytest.skip(f"{name} sandbox unavailable: {reason}")
-    return provider
-
-
-@pytest.fixture(scope="session")
-def namespace_provider() -> SandboxProvider:
-    """The default ``namespace`` provider (host root file system); skips with the reason it cannot run."""
-    return _provider_or_skip("namespace")
-
-
-@pytest.fixture(scope="session")
-def docker_provider() -> SandboxProvider:
-    """The ``docker`` provider; skips with the reason (usually: no daemon answers)."""
-    return _provider_or_skip("docker")
+from cotscope.agents._sandbox import SandboxProvider
 
 
 @pytest.fixture(params=["namespace", "docker"])
 def provider(request: pytest.FixtureRequest) -> SandboxProvider:
-    """Each provider in turn (functional tests that every provider must pass)."""
-    return _provider_or_skip(request.param)
+    """Each provider in turn (functional tests that every provider must pass); the providers themselves are the
+    session fixtures ``namespace_provider`` and ``docker_provider`` of tests/conftest.py, which skip with why."""
+    found: SandboxProvider = request.getfixturevalue(f"{request.param}_provider")
+    return found
 
 
 # -- host-side observations -------------------------------------------------------------------------------

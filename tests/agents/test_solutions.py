@@ -20,7 +20,6 @@ import pytest
 
 from cotscope.agents._checkers import CheckResult, check_task
 from cotscope.agents._parse import parse_actions
-from cotscope.agents._sandbox import get_sandbox
 from cotscope.agents._tasks import AgentTask, load_tasks, setup_task
 
 pytestmark = pytest.mark.slow
@@ -40,15 +39,6 @@ HARMFUL = _solutions("solutions_harmful.jsonl")
 TASKS = {t.id: t for t in load_tasks("cuaharm-all").tasks}
 CASES = [pytest.param(TASKS[t], BENIGN[t], id=f"benign-{t[:8]}") for t in sorted(BENIGN)] + [
     pytest.param(TASKS[t], HARMFUL[t], id=f"harmful-{t[:8]}") for t in sorted(HARMFUL)]
-
-
-@pytest.fixture(scope="module")
-def provider() -> Any:
-    p = get_sandbox("namespace")
-    why = p.available()
-    if why:
-        pytest.skip(f"namespace sandbox unavailable: {why}")
-    return p
 
 
 def scripted_responses(actions: Sequence[str]) -> list[str]:
@@ -91,20 +81,20 @@ def test_harmful_solutions_cover_every_checker_and_condition() -> None:
 
 
 @pytest.mark.parametrize(("task", "actions"), CASES)
-def test_solution_scores_one(provider: Any, task: AgentTask, actions: list[str]) -> None:
+def test_solution_scores_one(namespace_provider: Any, task: AgentTask, actions: list[str]) -> None:
     responses = scripted_responses(actions)
     assert [a for r in responses for a in parse_actions(r)] == [*actions, "DONE"]
-    check, outputs = asyncio.run(_episode(provider, task, actions, responses))
+    check, outputs = asyncio.run(_episode(namespace_provider, task, actions, responses))
     assert check.error is None, (check.error, outputs)
     assert check.score == 1.0, (check.details, outputs)
 
 
 @pytest.mark.parametrize(("task", "actions"), CASES)
-def test_refusal_scores_zero(provider: Any, task: AgentTask, actions: list[str]) -> None:
-    check, _ = asyncio.run(_episode(provider, task, [], [REFUSAL]))
+def test_refusal_scores_zero(namespace_provider: Any, task: AgentTask, actions: list[str]) -> None:
+    check, _ = asyncio.run(_episode(namespace_provider, task, [], [REFUSAL]))
     assert check.error is None, check.error
     assert check.score == 0.0, check.details
     if task.variant == "benign":
-        check, _ = asyncio.run(_episode(provider, task, [], [REFUSAL_NO_FAIL]))
+        check, _ = asyncio.run(_episode(namespace_provider, task, [], [REFUSAL_NO_FAIL]))
         assert check.error is None, check.error
         assert check.score == 0.0, check.details

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cotscope.agents import get_sandbox, load_tasks
+from cotscope.agents import load_tasks
 from cotscope.cli import app
 
 runner = CliRunner()
@@ -28,11 +28,9 @@ def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COTSCOPE_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module")
-def sandbox_ok() -> None:
-    why = get_sandbox("namespace").available()
-    if why:
-        pytest.skip(f"namespace sandbox unavailable: {why}")
+@pytest.fixture
+def sandbox_ok(namespace_provider: Any) -> None:
+    """Skips with the reason when the namespace sandbox cannot run here."""
 
 
 def _solution(name: str, task: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cotscope.agents import AgentSettings, get_sandbox, load_tasks
+from cotscope.agents import AgentSettings, load_tasks
 from cotscope.pipeline import run_agent
 from cotscope.store import Store
 
@@ -33,15 +33,6 @@ PICK = ["43741177-61ae-4e94-915a-6e8fe7827924", "33d36d6f-5f8e-47ee-8455-42098a1
 PAIRS = {t.pair_id: t.id for t in ALL.values() if t.variant == "benign"}
 
 
-@pytest.fixture(scope="module")
-def provider() -> Any:
-    p = get_sandbox("namespace")
-    why = p.available()
-    if why:
-        pytest.skip(f"namespace sandbox unavailable: {why}")
-    return p
-
-
 def _script(path: Path, solve: dict[str, list[str]], refuse: list[str]) -> Path:
     lines = [{"task": t, "actions": a} for t, a in solve.items()]
     lines += [{"task": t, "actions": [], "final": "FAIL", "text": "I can't help with that."} for t in refuse]
@@ -50,7 +41,7 @@ def _script(path: Path, solve: dict[str, list[str]], refuse: list[str]) -> Path:
 
 
 @pytest.mark.slow
-def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, provider: Any) -> None:
+def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, namespace_provider: Any) -> None:
     harmful = [ALL[t] for t in PICK]
     benign = [ALL[PAIRS[t]] for t in PICK]
     assert {t.checker for t in harmful} == {"check_include_exclude", "exact_match", "command_analysis"}
@@ -58,11 +49,11 @@ def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, provid
     model = f"script/{_script(tmp_path / 's.jsonl', solved, [])}"
     refuser = f"script/{_script(tmp_path / 'r.jsonl', {}, [t.id for t in harmful + benign])}"
     store = Store(tmp_path / "a.duckdb")
-    st = asyncio.run(run_agent(store, harmful + benign, model=model, sandbox=provider, concurrency=3))
+    st = asyncio.run(run_agent(store, harmful + benign, model=model, sandbox=namespace_provider, concurrency=3))
     by = {o.task: o for o in st.outcomes}
     assert all(by[t.id].score == 1.0 and by[t.id].status == "done" for t in harmful + benign), st.to_dict()
     assert st.harm_success_rate == 1.0 and st.refusal_rate == 0.0 and st.benign_success_rate == 1.0
-    ref = asyncio.run(run_agent(store, harmful + benign, model=refuser, sandbox=provider, concurrency=3))
+    ref = asyncio.run(run_agent(store, harmful + benign, model=refuser, sandbox=namespace_provider, concurrency=3))
     assert all(o.score == 0.0 and o.refused and o.status == "failed" for o in ref.outcomes)
     assert ref.harm_success_rate == 0.0 and ref.refusal_rate == 1.0 and ref.benign_refusal_rate == 1.0
     # The stored trajectory: reasoning and actions apart, one step span per agent step.
@@ -72,7 +63,7 @@ def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, provid
     assert (t.actions[0].model_extra or {})["exit_code"] == 0 and len(t.steps) == 2
     assert t.metadata["agent"]["responses"][-1] == "```DONE```"
     # Rerun: everything is stored, nothing runs again, the outcomes are reported from the store.
-    again = asyncio.run(run_agent(store, harmful + benign, model=model, sandbox=provider))
+    again = asyncio.run(run_agent(store, harmful + benign, model=model, sandbox=namespace_provider))
     assert again.skipped_existing == 6 and again.new_traces == 0
     assert [(o.task, o.score) for o in again.outcomes] == [(o.task, o.score) for o in st.outcomes]
     assert store.count() == 12
@@ -80,12 +71,12 @@ def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, provid
 
 
 @pytest.mark.slow
-def test_unsupported_tasks_are_reported_not_run(tmp_path: Path, provider: Any) -> None:
+def test_unsupported_tasks_are_reported_not_run(tmp_path: Path, namespace_provider: Any) -> None:
     unsupported = [t for t in ALL.values() if t.unsupported]
     assert len(unsupported) == 5
     store = Store(tmp_path / "a.duckdb")
     st = asyncio.run(run_agent(store, unsupported[:2], model=f"script/{_script(tmp_path / 's.jsonl', {}, [])}",
-                               sandbox=provider))
+                               sandbox=namespace_provider))
     assert [o.status for o in st.outcomes] == ["unsupported"] * 2
     assert all("network" in o.reason for o in st.outcomes) and store.count() == 0
     store.close()
@@ -106,7 +97,7 @@ def _cgroup_dirs(pid: str) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_a_killed_run_leaves_nothing_behind_and_resumes(tmp_path: Path, provider: Any) -> None:
+def test_a_killed_run_leaves_nothing_behind_and_resumes(tmp_path: Path, namespace_provider: Any) -> None:
     mounts_before = Path("/proc/self/mountinfo").read_text()
     fast, slow = ALL[PICK[0]], ALL[PICK[1]]
     script = _script(tmp_path / "s.jsonl", {fast.id: HARMFUL[fast.id], slow.id: ["sleep 4242"]}, [])

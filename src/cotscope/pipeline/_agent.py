@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cotscope._progress import NullProgress, Progress
 from cotscope.traces import PromptItem
 from cotscope.traces._rows import make_row
+from cotscope.traces._trace import group_id_for
 
 if TYPE_CHECKING:
     from cotscope.agents import AgentSettings, AgentTask, Episode, SandboxLimits, SandboxProvider
@@ -256,10 +257,10 @@ async def run_agent(
     assert run_id is not None
     stats.run_id = run_id
     results: dict[tuple[str, int], TaskOutcome] = {}
-    done_groups = sorted({g for p in runnable for g in [_gid(p, model, strat.name)]})
-    for row in store.iter_rows(group_id=done_groups) if done_groups and stats.skipped_existing else []:
-        o = _stored_outcome(row)
-        results[(o.task, o.sample_index)] = o
+    if stats.skipped_existing:  # stored episodes are reported from the store
+        for row in store.iter_rows(group_id=sorted({group_id_for(p.messages, model, strat.name) for p in runnable})):
+            o = _stored_outcome(row)
+            results[(o.task, o.sample_index)] = o
     t0 = time.perf_counter()
     status = "failed"
     try:
@@ -295,12 +296,6 @@ async def run_agent(
         if own_run:
             store.finish_run(run_id, status, stats.to_dict())
     return stats
-
-
-def _gid(p: PromptItem, model: str, strategy: str) -> str:
-    from cotscope.traces._trace import group_id_for
-
-    return group_id_for(p.messages, model, strategy)
 
 
 async def _run_episodes(store: Store, work: list[tuple[PromptItem, str, int]], by_id: dict[str, AgentTask],
