@@ -130,13 +130,20 @@ class Engine:
             self._in_flight += 1
             asyncio.get_running_loop().create_task(self._serve(chunk))
 
+    async def _chunk(self, requests: list[GenerateRequest]) -> list[ModelOutput]:
+        """One chunk through the strategy and backend; a backend that raises (or miscounts) gives error outputs
+        for the whole chunk, so nothing is silently dropped."""
+        try:
+            outs = await self.strategy.generate(self.backend, requests)
+            if len(outs) != len(requests):
+                raise RuntimeError(f"backend returned {len(outs)} outputs for {len(requests)} requests")
+        except Exception as e:
+            outs = [ModelOutput(error=f"backend failure: {type(e).__name__}: {e}") for _ in requests]
+        return outs
+
     async def _serve(self, chunk: list[tuple[GenerateRequest, asyncio.Future[ModelOutput]]]) -> None:
         try:
-            outs = await self.strategy.generate(self.backend, [r for r, _ in chunk])
-            if len(outs) != len(chunk):
-                raise RuntimeError(f"backend returned {len(outs)} outputs for {len(chunk)} requests")
-        except Exception as e:
-            outs = [ModelOutput(error=f"backend failure: {type(e).__name__}: {e}") for _ in chunk]
+            outs = await self._chunk([r for r, _ in chunk])
         finally:
             self._in_flight -= 1
         for (_, fut), out in zip(chunk, outs, strict=True):
@@ -196,13 +203,7 @@ class Engine:
         async def worker() -> None:
             # Workers pull chunks from a shared iterator: at most `conc` chunks in flight, no task per request.
             for chunk in it:
-                reqs = [requests[i] for i in chunk]
-                try:
-                    outs = await self.strategy.generate(self.backend, reqs)
-                    if len(outs) != len(reqs):
-                        raise RuntimeError(f"backend returned {len(outs)} outputs for {len(reqs)} requests")
-                except Exception as e:
-                    outs = [ModelOutput(error=f"backend failure: {type(e).__name__}: {e}") for _ in reqs]
+                outs = await self._chunk([requests[i] for i in chunk])
                 for i, o in zip(chunk, outs, strict=True):
                     finish(i, o)
 
