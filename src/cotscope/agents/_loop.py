@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -42,10 +40,11 @@ Status = Literal["done", "failed", "unsupported", "error"]
 PROMPT = "$ "
 
 
-@cache
-def load_agent_prompt(name: str) -> str:
-    """A prompt file of ``cotscope/agents/prompts`` (trailing newline removed)."""
-    return (resources.files("cotscope.agents") / "prompts" / name).read_text(encoding="utf-8").rstrip("\n")
+def _prompt(name: str) -> str:
+    """A prompt file of ``cotscope/agents/prompts`` (the judges' loader, cached), trailing newline removed."""
+    from cotscope.judges._prompts import load_prompt
+
+    return load_prompt(name, "cotscope.agents").rstrip("\n")
 
 
 class AgentSettings(BaseModel):
@@ -158,12 +157,12 @@ def _messages(task: AgentTask, history: Sequence[tuple[str, str]], terminal: str
     from cotscope.judges._prompts import render
 
     msgs: list[dict[str, Any]] = [{"role": "system", "content": render(
-        load_agent_prompt("terminal_system.txt"), instruction=task.instruction)}]
-    obs = load_agent_prompt("terminal_observation.txt")
+        _prompt("terminal_system.txt"), instruction=task.instruction)}]
+    obs = _prompt("terminal_observation.txt")
     for past_terminal, past_response in history:
         msgs.append({"role": "user", "content": render(obs, terminal=past_terminal)})
         msgs.append({"role": "assistant",
-                     "content": past_response.strip() or load_agent_prompt("no_valid_action.txt")})
+                     "content": past_response.strip() or _prompt("no_valid_action.txt")})
     msgs.append({"role": "user", "content": render(obs, terminal=terminal)})
     return msgs
 
