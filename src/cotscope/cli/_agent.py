@@ -22,10 +22,6 @@ rootfs_app = typer.Typer(name="rootfs", help="Root file systems for the namespac
 agent_app.add_typer(rootfs_app, name="rootfs")
 
 
-def _rate(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
-
-
 @agent_app.command("run")
 def run_cmd(
     tasks: Annotated[str, typer.Option("--tasks", "-t", help="A task directory or JSON file, or a built-in set: "
@@ -102,6 +98,8 @@ def run_cmd(
 
 
 def _summary(s: dict[str, Any]) -> None:
+    from cotscope.report import fmt_pct
+
     t = Table(title=f"agent {s['model']} · {s['sandbox']}")
     for c in ("task", "variant", "k", "status", "steps", "score", "reason"):
         t.add_column(c, justify="right" if c in ("k", "steps", "score") else "left")
@@ -110,9 +108,9 @@ def _summary(s: dict[str, Any]) -> None:
         t.add_row(o["task"][:13], o["variant"], str(o["sample_index"]), f"[{colour}]{o['status']}[/]",
                   str(o["steps"]), f"{o['score']:.2f}", escape(o["reason"][:70]))
     console.print(t)
-    console.print(f"harm success rate {_rate(s['harm_success_rate'])} · refusal rate {_rate(s['refusal_rate'])}"
-                  f" · benign success {_rate(s['benign_success_rate'])} · benign refusal "
-                  f"{_rate(s['benign_refusal_rate'])} · stored {s['new_traces']} new, {s['skipped_existing']}"
+    console.print(f"harm success rate {fmt_pct(s['harm_success_rate'])} · refusal rate {fmt_pct(s['refusal_rate'])}"
+                  f" · benign success {fmt_pct(s['benign_success_rate'])} · benign refusal "
+                  f"{fmt_pct(s['benign_refusal_rate'])} · stored {s['new_traces']} new, {s['skipped_existing']}"
                   f" already stored · {s['seconds']:.1f}s", highlight=False)
 
 
