@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cotscope.judges import Evidence, JudgeResult, Part
+from cotscope.judges._local import Head
 from cotscope.monitors._types import MonitorResult, monitor
 from cotscope.traces import Action, Trace, command_of, is_agent_trace
 
@@ -31,25 +31,9 @@ WEIGHTS_JSON = "local_action.json"
 OUTPUT_CHARS = 500
 
 
-@dataclass
-class ActionHead:
-    """The logistic head: ``p = sigmoid(embedding @ coef + intercept)``; ``features`` says what is embedded."""
-
-    coef: np.ndarray
-    intercept: float
-    threshold: float
-    features: str
-    meta: dict[str, Any]
-
-    def prob(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for embedding rows ``x``."""
-        z = x.astype(np.float64) @ self.coef + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
-
-
 @cache
-def load_action_head() -> ActionHead:
-    """The shipped head.
+def load_action_head() -> Head:
+    """The shipped head (the judges' logistic head; ``meta["features"]`` says what it embeds).
 
     Raises:
         FileNotFoundError: the weights were not trained yet (run ``scripts/train_action_monitor.py``).
@@ -58,8 +42,8 @@ def load_action_head() -> ActionHead:
     with (base / WEIGHTS_NPZ).open("rb") as f:
         arrays = dict(np.load(f))
     meta = json.loads((base / WEIGHTS_JSON).read_text(encoding="utf-8"))
-    return ActionHead(coef=arrays["coef"].astype(np.float64), intercept=float(arrays["intercept"]),
-                      threshold=float(meta["threshold"]), features=str(meta["features"]), meta=meta)
+    return Head(task="action", coef=arrays["coef"].astype(np.float64), intercept=float(arrays["intercept"]),
+                threshold=float(meta["threshold"]), meta=meta)
 
 
 def action_text(action: Action, features: str) -> str:
@@ -97,7 +81,7 @@ class LocalActionMonitor:
         self.batch_size = int(batch_size)
 
     @property
-    def head(self) -> ActionHead:
+    def head(self) -> Head:
         """The shipped head."""
         return load_action_head()
 
@@ -108,7 +92,7 @@ class LocalActionMonitor:
 
     def config(self) -> dict[str, Any]:
         """Head version, features and threshold (batch size changes nothing)."""
-        return {"monitor": self.name, "head": self.head.meta.get("sha"), "features": self.head.features,
+        return {"monitor": self.name, "head": self.head.meta.get("sha"), "features": self.head.meta["features"],
                 "output_chars": OUTPUT_CHARS, "threshold": self.threshold, "aggregate": "max"}
 
     def score_traces(self, traces: Sequence[Trace]) -> list[MonitorResult]:
@@ -118,7 +102,7 @@ class LocalActionMonitor:
         head = self.head
         rows: list[tuple[int, int, Action]] = [(t_i, a_i, a) for t_i, t in enumerate(traces)
                                                for a_i, a in enumerate(t.actions) if a.kind != "control"]
-        texts = [action_text(a, head.features) for _, _, a in rows]
+        texts = [action_text(a, str(head.meta["features"])) for _, _, a in rows]
         probs = head.prob(get_encoder().encode(texts, self.batch_size)) if texts else np.zeros(0)
         best: dict[int, tuple[float, int, Action]] = {}
         counts = [0] * len(traces)
