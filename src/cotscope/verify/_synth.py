@@ -346,13 +346,12 @@ def write_problems(problems: Sequence[Problem], path: str | Path) -> Path:
 def read_problems(path: str | Path) -> list[Problem]:
     """Problems written by :func:`write_problems`."""
     from cotscope.errors import DataError
+    from cotscope.traces import iter_records
 
     out = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, rec in iter_records(path):  # a missing file or a line that is not JSON: named by iter_records
         try:
-            out.append(Problem.from_dict(json.loads(line)))
+            out.append(Problem.from_dict(rec))
         except (KeyError, ValueError, TypeError) as e:
             raise DataError(f"{path}:{i}: not a problem ({e})") from None
     return out

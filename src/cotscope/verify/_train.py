@@ -106,18 +106,14 @@ def read_examples(path: str | Path) -> list[PRMExample]:
     Raises:
         DataError: the file cannot be read, or a line is not an example (file and line named).
     """
+    from cotscope.traces import iter_records
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read examples from {p}: {e}") from None
     out = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, rec in iter_records(p):  # a missing file or a line that is not JSON: named by iter_records
         try:
-            out.append(PRMExample.from_dict(json.loads(line)))
-        except ValueError as e:  # json.JSONDecodeError is a ValueError
+            out.append(PRMExample.from_dict(rec))
+        except ValueError as e:
             raise DataError(f"{p}:{i}: not a PRM example: {e}") from None
     return out
 

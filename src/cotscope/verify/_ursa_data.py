@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,27 +52,27 @@ def ursa_mathvista() -> tuple[UrsaItem, ...]:
     Raises:
         DataError: a row that cannot be read (a broken copy of the data file).
     """
+    from cotscope.traces import iter_records
+
     items = []
-    with _FILE.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            try:
-                row = json.loads(line)
-                choices = ast.literal_eval(row["choices"]) if row["choices"] else None
-                items.append(
-                    UrsaItem(
-                        pid=str(row["pid"]),
-                        question=row["question"],
-                        choices=tuple(str(c) for c in choices) if choices else None,
-                        answer=str(row["answer"]),
-                        precision=int(float(row["precision"])) if row["precision"] else None,
-                        unit=row["unit"] or "",
-                        question_type=row["question_type"],
-                        answer_type=row["answer_type"],
-                        response=row["response"],
-                        extraction=row["extraction"],
-                        correct={"0": True, "1": False}[str(row["match"])],
-                    )
+    for line_no, row in iter_records(_FILE):
+        try:
+            choices = ast.literal_eval(row["choices"]) if row["choices"] else None
+            items.append(
+                UrsaItem(
+                    pid=str(row["pid"]),
+                    question=row["question"],
+                    choices=tuple(str(c) for c in choices) if choices else None,
+                    answer=str(row["answer"]),
+                    precision=int(float(row["precision"])) if row["precision"] else None,
+                    unit=row["unit"] or "",
+                    question_type=row["question_type"],
+                    answer_type=row["answer_type"],
+                    response=row["response"],
+                    extraction=row["extraction"],
+                    correct={"0": True, "1": False}[str(row["match"])],
                 )
-            except (KeyError, ValueError, SyntaxError) as e:
-                raise DataError(f"{_FILE.name}:{line_no}: unreadable URSA row ({e})") from e
+            )
+        except (KeyError, ValueError, SyntaxError) as e:
+            raise DataError(f"{_FILE.name}:{line_no}: unreadable URSA row ({e})") from e
     return tuple(items)
