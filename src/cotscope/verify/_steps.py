@@ -12,8 +12,6 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
 from cotscope.traces import Trace, segment_steps
@@ -173,10 +171,11 @@ def format_steps(steps: Sequence[str], answer: str | None) -> str:
     return "\n".join(lines)
 
 
-@cache
 def prm_prompt() -> str:
     """URSA's PRM instruction (``PROMPT`` of ``inference/prm_infer_score.py``), from ``prompts/prm_input.txt``."""
-    return (Path(__file__).parent / "prompts" / "prm_input.txt").read_text(encoding="utf-8")
+    from cotscope.judges._prompts import load_prompt
+
+    return load_prompt("prm_input.txt", "cotscope.verify")
 
 
 def prm_input(question: str, text: str, *, tag: str = STEP_TAG) -> str:

@@ -264,7 +264,9 @@ def synth_problems(
 
 
 def _template(name: str) -> str:
-    return (Path(__file__).parent / "prompts" / name).read_text(encoding="utf-8")
+    from cotscope.judges._prompts import load_prompt
+
+    return load_prompt(name, "cotscope.verify")
 
 
 def problem_prompt(problem: Problem | str, template: str | None = None) -> str:
@@ -274,7 +276,9 @@ def problem_prompt(problem: Problem | str, template: str | None = None) -> str:
 
 
 def _shots() -> list[dict[str, str]]:
-    data: list[dict[str, str]] = json.loads(_template(SHOTS_FILE))
+    from cotscope.judges._prompts import load_json
+
+    data: list[dict[str, str]] = load_json(SHOTS_FILE, "cotscope.verify")
     return data
 
 
