@@ -155,6 +155,10 @@ ALLOWED: dict[str, set[str]] = {
     # stages that store their results live in pipeline.
     "agents": {"judges", "models", "thinking", "traces", "metrics"},
     "verify": {"judges", "models", "thinking", "traces", "metrics"},
+    # Training recipes sit beside the benchmarks: they build data through the stages and evaluate with the
+    # benchmark runner.
+    "train": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics",
+              "report"},
 }
 
 

@@ -1,0 +1,22 @@
+"""Training recipes: the papers' model organisms and safer models.
+
+Data builders (each a command and a function, recorded as a run in the store):
+
+- SafeChain SFT data: K samples per prompt, keep the prompts whose K samples are all safe, one response each.
+- Emergent-misalignment data (Thought Crime): paired records -> misaligned answers in non-reasoning mode, and
+  an aligned control set.
+- Backdoor data: a trigger line on a fraction of the examples paired with the target behaviour, a control
+  line (or none) with the normal one; every parameter written into each record's metadata.
+- Self-monitor data (CoT Monitor+): reasoning, a ``<monitor>`` self-assessment, then the answer.
+
+Training: LoRA SFT (TRL + PEFT) on any causal LM, and GRPO with the self-monitor reward; each run recorded in
+the store, its adapter loadable as ``local/PATH``.
+"""
+
+# -- data builders --
+# -- training --
+
+__all__ = [
+    # -- data builders --
+    # -- training --
+]
