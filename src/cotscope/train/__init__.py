@@ -14,9 +14,26 @@ the store, its adapter loadable as ``local/PATH``.
 """
 
 # -- data builders --
+from cotscope.train._records import (
+    BuildReport,
+    SFTRecord,
+    assistant_text,
+    file_sha256,
+    parse_sft_record,
+    read_sft_records,
+    write_records,
+)
+
 # -- training --
 
 __all__ = [
     # -- data builders --
+    "BuildReport",
+    "SFTRecord",
+    "assistant_text",
+    "file_sha256",
+    "parse_sft_record",
+    "read_sft_records",
+    "write_records",
     # -- training --
 ]
