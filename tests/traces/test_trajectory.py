@@ -38,7 +38,7 @@ def ep() -> Trace:
 
 
 def test_parts_are_listed() -> None:
-    assert TRACE_PARTS == ("reasoning", "answer", "both", "actions", "trajectory")
+    assert TRACE_PARTS == ("reasoning", "answer", "both", "actions", "trajectory", "monitor")
     with pytest.raises(ValueError, match="unknown trace part"):
         ep().part("steps")  # type: ignore[arg-type]
 

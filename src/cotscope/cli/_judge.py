@@ -88,7 +88,8 @@ def judge_cmd(
     judge: Annotated[str, typer.Option("--judge", "-j", help="Judge name, e.g. refusal-strings, llama-guard.")],
     store: StoreOpt,
     part: Annotated[str, typer.Option(
-        "--part", "-p", help="reasoning, answer, both; for agent trajectories actions or trajectory.")] = "answer",
+        "--part", "-p", help="reasoning, answer, both; actions or trajectory (agent trajectories); monitor "
+        "(the <monitor> segment of a self-monitoring model).")] = "answer",
     model: ModelOpt = None,
     model_base_url: BaseUrlOpt = None,
     option: OptionOpt = None,

@@ -14,8 +14,9 @@ from cotscope.traces._trajectory import action_field_text, action_texts, step_of
 #: an agent trajectory: a quote is located in one action's command or output (``actions[i].command``,
 #: ``actions[i].output``) and, failing that, in the rendered actions text (field ``actions``).
 _FIELDS = ("reasoning", "answer", "prompt", "both", "actions")
-#: Fields whose text is a rendering of the trace (:meth:`Trace.part`).
-_RENDERED = ("both", "actions", "trajectory")
+#: Fields whose text is a rendering of the trace (:meth:`Trace.part`); ``monitor`` is the inner text of the
+#: ``<monitor>`` segment, so a judge of that part quotes it with offsets into the segment.
+_RENDERED = ("both", "actions", "trajectory", "monitor")
 
 
 def _field_text(trace: Trace, field: str) -> str | None:

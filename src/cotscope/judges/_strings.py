@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cotscope.judges._prompts import load_json, prompt_hash
-from cotscope.judges._types import AGENT_PARTS, Evidence, JudgeResult, LabelMeaning, Part, judge
+from cotscope.judges._types import OPTIONAL_PARTS, Evidence, JudgeResult, LabelMeaning, Part, judge
 from cotscope.traces import Trace
 
 _FILE = "refusal_substrings.json"
@@ -85,7 +85,7 @@ class RefusalStrings:
                 r = self.judge_one(t.reasoning, "reasoning")
                 out.append(r if r.label else self.judge_one(t.answer, "answer"))
             elif not t.part(read).strip():
-                out.append(JudgeResult.no_text(t, read) if read in AGENT_PARTS else self.judge_one("", read))
+                out.append(JudgeResult.no_text(t, read) if read in OPTIONAL_PARTS else self.judge_one("", read))
             else:
                 out.append(self.judge_one(t.part(read), read))
         return out

@@ -8,14 +8,18 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, field_validator
 
 from cotscope._registry import Registry
-from cotscope.traces import TRACE_PARTS, Trace, TracePart
+from cotscope.traces import TRACE_PARTS, Trace, TracePart, parse_monitor
 
-#: The part of a trace a judge reads: ``reasoning``, ``answer``, ``both``, or for agent trajectories ``actions``
-#: (the commands with their outputs) and ``trajectory`` (per step: reasoning, then command and output).
+#: The part of a trace a judge reads: ``reasoning``, ``answer``, ``both``, for agent trajectories ``actions``
+#: (the commands with their outputs) and ``trajectory`` (per step: reasoning, then command and output), and for
+#: self-monitoring models ``monitor`` (the inner text of the ``<monitor>`` segment).
 Part = TracePart
 PARTS: tuple[Part, ...] = TRACE_PARTS
 #: The parts that exist only for agent trajectories.
 AGENT_PARTS: tuple[Part, ...] = ("actions", "trajectory")
+#: The parts a trace may lack altogether (no trajectory, no ``<monitor>`` segment): judging an absent one is
+#: a parse error, not a verdict (:meth:`JudgeResult.no_text`).
+OPTIONAL_PARTS: tuple[Part, ...] = (*AGENT_PARTS, "monitor")
 
 #: What a ``True`` label means for a judge. Metrics turn labels into "safe" with this:
 #: ``unsafe``/``misaligned``/``flagged`` -> safe = not label; ``refused``/``consistent`` -> safe = label
@@ -74,11 +78,15 @@ class JudgeResult(BaseModel):
 
     @classmethod
     def no_text(cls, trace: Trace, part: Part) -> JudgeResult:
-        """The result for a part with no text: :meth:`empty_part`, except for an agent part (``actions``,
-        ``trajectory``) of a trace that is not an agent episode, which is not a verdict but a parse error
-        (there is no trajectory to judge, so "nothing flagged" would be made up)."""
+        """The result for a part with no text: :meth:`empty_part`, except for a part the trace lacks altogether,
+        which is not a verdict but a parse error (there is nothing to judge, so "nothing flagged" would be made
+        up): an agent part (``actions``, ``trajectory``) of a trace that is not an agent episode, and the
+        ``monitor`` part of a trace with no complete ``<monitor>`` segment. A segment that is there but blank
+        is an empty part."""
         if part in AGENT_PARTS and not (trace.actions or isinstance(trace.metadata.get("agent"), dict)):
             return cls.unparsed("", f"no {part} to judge: the trace is not an agent trajectory")
+        if part == "monitor" and parse_monitor(trace.reasoning, trace.answer) is None:
+            return cls.unparsed("", "no monitor to judge: the trace has no complete <monitor> segment")
         return cls.empty_part(f"empty {part}")
 
     @classmethod
@@ -124,7 +132,7 @@ JudgeFactory = Callable[..., Judge]
 def _load_builtins() -> None:
     # Imported on first lookup, not at module top, so that the registry module has no import cycle
     # with the judges that register themselves in it.
-    from cotscope.judges import _context, _llm, _local, _strings  # noqa: F401
+    from cotscope.judges import _context, _llm, _local, _phrase, _strings  # noqa: F401
 
 
 #: Judge factories by name. A factory is called as ``factory(model=..., **options)``.

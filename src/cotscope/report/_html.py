@@ -17,7 +17,7 @@ from typing import Any
 from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
 from cotscope.store import Store
-from cotscope.traces import Trace, command_of, is_agent_trace, step_view
+from cotscope.traces import Trace, command_of, is_agent_trace, parse_monitor, step_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
 
@@ -89,11 +89,17 @@ def _verdict_rows(results: list[dict[str, Any]]) -> str:
 def trace_card(t: Trace, results: list[dict[str, Any]]) -> str:
     """One trace for the drill-down: prompt, reasoning and answer apart, evidence highlighted, verdicts."""
     spans: dict[str, list[tuple[int, int, str]]] = {"reasoning": [], "answer": []}
+    seg = parse_monitor(t.reasoning, t.answer)
     for r in results:
         for e in r.get("evidence") or []:
-            f = e.get("field")
-            if e.get("verified") and f in spans and e.get("start") is not None and e.get("end") is not None:
-                spans[f].append((int(e["start"]), int(e["end"]), str(r["evaluator"])))
+            f, start, end = e.get("field"), e.get("start"), e.get("end")
+            if not e.get("verified") or start is None or end is None:
+                continue
+            if f == "monitor" and seg is not None:
+                # Offsets into the <monitor> segment's text: shift them to where it sits in its field.
+                f, start, end = seg.field, seg.start + int(start), seg.start + int(end)
+            if f in spans:
+                spans[f].append((int(start), int(end), str(r["evaluator"])))
     prompt = "".join(f'<div class="msg"><span class="role">{_e(m.role)}</span><pre>{_e(m.content)}</pre></div>'
                      for m in t.prompt)
     title = (f"{t.metadata.get('item_id') or t.id[:12]} · {t.strategy or ''} · sample {t.sample_index}")

@@ -18,7 +18,7 @@ from cotscope.errors import ConfigError
 __all__ = ["PARTS", "ResultFilter", "parse_where"]
 
 #: Trace parts a result can be for.
-PARTS = ("reasoning", "answer", "both", "prompt", "actions", "trajectory")
+PARTS = ("reasoning", "answer", "both", "prompt", "actions", "trajectory", "monitor")
 
 #: Plain-word negations of label meanings, so ``--where llama-guard=safe`` reads as it is meant.
 _ANTONYMS = {"unsafe": "safe", "misaligned": "aligned", "consistent": "inconsistent", "flagged": "unflagged"}

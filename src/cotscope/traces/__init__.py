@@ -1,6 +1,14 @@
 """The trace model, reasoning/answer splitting, step segmentation and format readers."""
 
 from cotscope.traces._errors import RecordError, TraceFileError
+from cotscope.traces._monitor import (
+    MONITOR_CLOSE,
+    MONITOR_OPEN,
+    MonitorSegment,
+    format_monitor,
+    parse_monitor,
+    strip_monitor,
+)
 from cotscope.traces._prompts import PROMPT_FIELDS, PromptItem, read_labelled, read_prompts, record_messages
 from cotscope.traces._read import FORMATS, ReadStats, detect_file_format, iter_row_batches, read_traces
 from cotscope.traces._records import iter_records, read_record_file
@@ -22,11 +30,14 @@ __all__ = [
     "DEFAULT_TAGS",
     "FORMATS",
     "MAX_OUTPUT_CHARS",
+    "MONITOR_CLOSE",
+    "MONITOR_OPEN",
     "PROMPT_FIELDS",
     "REFLECTION_MARKERS",
     "TRACE_PARTS",
     "Action",
     "Message",
+    "MonitorSegment",
     "PromptItem",
     "ReadStats",
     "RecordError",
@@ -39,9 +50,11 @@ __all__ = [
     "TracePart",
     "command_of",
     "detect_file_format",
+    "format_monitor",
     "is_agent_trace",
     "iter_records",
     "iter_row_batches",
+    "parse_monitor",
     "read_labelled",
     "read_prompts",
     "read_record_file",
@@ -53,4 +66,5 @@ __all__ = [
     "segment_steps",
     "split_reasoning",
     "step_view",
+    "strip_monitor",
 ]

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 StepKind = Literal["paragraph", "header", "reflection"]
 #: The parts of a trace a judge or monitor can read (:meth:`Trace.part`).
-TracePart = Literal["reasoning", "answer", "both", "actions", "trajectory"]
-TRACE_PARTS: tuple[TracePart, ...] = ("reasoning", "answer", "both", "actions", "trajectory")
+TracePart = Literal["reasoning", "answer", "both", "actions", "trajectory", "monitor"]
+TRACE_PARTS: tuple[TracePart, ...] = ("reasoning", "answer", "both", "actions", "trajectory", "monitor")
 
 
 class Message(BaseModel):
@@ -113,7 +113,9 @@ class Trace(BaseModel):
         commands with their outputs, step by step) and ``trajectory`` (per step: reasoning, then command
         and output), rendered by :func:`cotscope.traces.render_actions` and
         :func:`cotscope.traces.render_trajectory` with their defaults. A trace that is not an agent episode
-        has empty ``actions`` and ``trajectory`` parts.
+        has empty ``actions`` and ``trajectory`` parts. ``monitor`` is the inner text of the trace's first
+        complete ``<monitor>`` segment (a self-monitoring model's assessment of its own reasoning, see
+        :func:`cotscope.traces.parse_monitor`), ``""`` when it has none.
         """
         if part == "reasoning":
             return self.reasoning
@@ -131,6 +133,11 @@ class Trace(BaseModel):
             from cotscope.traces._trajectory import render_trajectory
 
             return render_trajectory(self)
+        if part == "monitor":
+            from cotscope.traces._monitor import parse_monitor
+
+            seg = parse_monitor(self.reasoning, self.answer)
+            return seg.text if seg is not None else ""
         raise ValueError(f"unknown trace part {part!r}: expected one of {', '.join(TRACE_PARTS)}")
 
 
