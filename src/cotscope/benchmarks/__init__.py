@@ -8,7 +8,14 @@ file of the same shape is a benchmark too: ``cotscope run path/to/spec.yaml``. A
 """
 
 from cotscope.benchmarks._kinds import BenchmarkKind, Phase, benchmark_kind, get_kind
-from cotscope.benchmarks._loaders import Item, load_items, loader, loader_names
+from cotscope.benchmarks._loaders import (
+    BACKDOOR_POSITIONS,
+    Item,
+    backdoor_prompt,
+    load_items,
+    loader,
+    loader_names,
+)
 from cotscope.benchmarks._metrics import Column, Metrics, MetricTable
 from cotscope.benchmarks._plan import PlanItem, PlanJudge, RunPlan
 from cotscope.benchmarks._registry import (
@@ -22,6 +29,7 @@ from cotscope.benchmarks._runner import RunOptions, RunResult, benchmark_prompts
 from cotscope.benchmarks._spec import BenchmarkSpec, DataSpec, GenerationSpec, JudgeSpec, load_spec
 
 __all__ = [
+    "BACKDOOR_POSITIONS",
     "BenchmarkKind",
     "BenchmarkSpec",
     "Column",
@@ -37,6 +45,7 @@ __all__ = [
     "RunOptions",
     "RunPlan",
     "RunResult",
+    "backdoor_prompt",
     "benchmark_kind",
     "benchmark_names",
     "benchmark_prompts",

@@ -14,6 +14,8 @@ the store, its adapter loadable as ``local/PATH``.
 """
 
 # -- data builders --
+from cotscope.train._backdoor import CONDITIONS, build_backdoor
+from cotscope.train._em import build_em, control_path
 from cotscope.train._records import (
     BuildReport,
     SFTRecord,
@@ -28,9 +30,13 @@ from cotscope.train._records import (
 
 __all__ = [
     # -- data builders --
+    "CONDITIONS",
     "BuildReport",
     "SFTRecord",
     "assistant_text",
+    "build_backdoor",
+    "build_em",
+    "control_path",
     "file_sha256",
     "parse_sft_record",
     "read_sft_records",
