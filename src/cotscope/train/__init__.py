@@ -25,17 +25,20 @@ from cotscope.train._records import (
     read_sft_records,
     write_records,
 )
+from cotscope.train._safechain import SAFECHAIN_PARTS, build_safechain
 
 # -- training --
 
 __all__ = [
     # -- data builders --
     "CONDITIONS",
+    "SAFECHAIN_PARTS",
     "BuildReport",
     "SFTRecord",
     "assistant_text",
     "build_backdoor",
     "build_em",
+    "build_safechain",
     "control_path",
     "file_sha256",
     "parse_sft_record",

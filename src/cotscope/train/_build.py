@@ -13,7 +13,17 @@ from cotscope.store import Store
 from cotscope.traces import RecordError, iter_records
 from cotscope.train._records import BuildReport
 
-__all__ = ["Paired", "RunRecorder", "read_paired", "recorded_run"]
+__all__ = [
+    "Paired",
+    "RunRecorder",
+    "check_meaning",
+    "error_lines",
+    "read_paired",
+    "recorded_run",
+    "source_meta",
+    "stored_results",
+    "verdict_of",
+]
 
 
 @dataclass
@@ -120,3 +130,38 @@ def source_meta(path: str | Path, line: int) -> dict[str, Any]:
 def error_lines(errors: Sequence[RecordError]) -> list[str]:
     """``"file:line: what"`` for each error (the report's ``errors``)."""
     return [str(e) for e in errors]
+
+
+def stored_results(store: Store, evaluator: Any, trace_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored result of ``evaluator`` (a pipeline ``Evaluator``: name, config hash, part) per trace id."""
+    chash = evaluator.config_hash
+    return {r["trace_id"]: r for r in store.results(evaluator.name, trace_ids=trace_ids)
+            if r["config_hash"] == chash and r["part"] == evaluator.part}
+
+
+def check_meaning(name: str, meaning: str | None) -> None:
+    """Fail early when a judge's label has no safe/unsafe reading (the builders filter on safe).
+
+    Raises:
+        ConfigError: the label means something else (``harmful_request`` rates the prompt), or nothing.
+    """
+    from cotscope.errors import ConfigError
+    from cotscope.metrics import SAFE_IF_TRUE, UNSAFE_IF_TRUE
+
+    if meaning not in SAFE_IF_TRUE | UNSAFE_IF_TRUE:
+        raise ConfigError(f"judge {name}: its label means {meaning!r}, which has no safe/unsafe reading; use a "
+                          "safety judge (llama-guard, refusal-strings, local-harm, ...)")
+
+
+def verdict_of(result: dict[str, Any] | None, meaning: str | None) -> tuple[bool | None, str]:
+    """``(safe, why)`` of one stored result: ``safe`` is ``None`` when there is no verdict (no result, a parse
+    error, no label), with ``why`` saying which."""
+    from cotscope.metrics import safe_from_label
+
+    if result is None:
+        return None, "no result (a backend error; rerun to retry)"
+    if result.get("parse_error"):
+        return None, f"judge parse error: {result['parse_error']}"
+    if result.get("label") is None:
+        return None, "no label"
+    return safe_from_label(bool(result["label"]), meaning), ""
