@@ -26,12 +26,14 @@ from cotscope.train._records import (
     write_records,
 )
 from cotscope.train._safechain import SAFECHAIN_PARTS, build_safechain
+from cotscope.train._selfmonitor import MONITOR_FALLBACK, build_self_monitor, self_monitor_completion
 
 # -- training --
 
 __all__ = [
     # -- data builders --
     "CONDITIONS",
+    "MONITOR_FALLBACK",
     "SAFECHAIN_PARTS",
     "BuildReport",
     "SFTRecord",
@@ -39,10 +41,12 @@ __all__ = [
     "build_backdoor",
     "build_em",
     "build_safechain",
+    "build_self_monitor",
     "control_path",
     "file_sha256",
     "parse_sft_record",
     "read_sft_records",
+    "self_monitor_completion",
     "write_records",
     # -- training --
 ]
