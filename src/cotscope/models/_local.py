@@ -133,6 +133,40 @@ def _adapter_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+#: Adapters stacked deeper than this (an adapter trained on an adapter on ...) are refused: a cycle of
+#: folders naming each other as base would otherwise recurse forever.
+MAX_ADAPTER_DEPTH = 8
+
+
+def load_causal_lm(path: str, dtype: Any, cache_dir: Path | None = None,
+                   _depth: int = 0) -> tuple[Any, Any, str | None]:
+    """A transformers causal LM, its tokenizer, and the base it was adapted from (``None`` for a plain model).
+
+    A PEFT adapter folder loads its base (itself possibly an adapter, e.g. GRPO trained on an SFT adapter),
+    applies the adapter and merges it into the weights. The tokenizer comes from the adapter folder when it
+    has one (training saves it there), else from the base.
+
+    Args:
+        path: a transformers folder, a Hub id or an adapter folder (see :func:`local_model_path`).
+        dtype: the torch dtype the weights load in.
+        cache_dir: where converted GGUF bases go.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    meta = adapter_meta(path) if Path(path).expanduser().is_dir() else None
+    if meta is None:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path), None
+    if _depth >= MAX_ADAPTER_DEPTH:
+        raise ValueError(f"{path}: adapters stacked more than {MAX_ADAPTER_DEPTH} deep (a cycle of bases?)")
+    from peft import PeftModel
+
+    base, base_tok, _ = load_causal_lm(_adapter_base_path(meta, cache_dir), dtype, cache_dir, _depth + 1)
+    folder = Path(path).expanduser()
+    tok = AutoTokenizer.from_pretrained(str(folder)) if (folder / "tokenizer_config.json").is_file() else base_tok
+    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    return merged, tok, str(meta["base"])
+
+
 _CONVERT_LOCK = threading.Lock()
 
 
@@ -246,16 +280,12 @@ class LocalModel:
             # A model object built by the caller (tests on GPUs build one from a config, no Hub).
             self.model, self.tokenizer = hf_model, hf_tokenizer
         else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             cdir = Path(cache_dir) if cache_dir else None
             path = local_model_path(model, cdir)
-            meta = adapter_meta(path) if Path(path).is_dir() else None
-            if meta is None:
-                self.tokenizer = AutoTokenizer.from_pretrained(path)
-                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
-            else:
-                self.model, self.tokenizer = self._load_adapter(Path(path), meta, tdtype, cdir)
+            self.model, self.tokenizer, self.base_model = load_causal_lm(path, tdtype, cdir)
+            if self.base_model is not None:
+                # A trained adapter's cache identity includes its weights: same name, new weights, new outputs.
+                self.cache_id = f"{self.name}@{_adapter_digest(Path(path))}"
         self.model.to(self.device, dtype=tdtype).eval()
         self.load_seconds = time.perf_counter() - t0
         tok = self.tokenizer
@@ -263,21 +293,6 @@ class LocalModel:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self._lock = threading.Lock()
-
-    def _load_adapter(self, folder: Path, meta: dict[str, Any], dtype: Any, cache_dir: Path | None) -> tuple[Any, Any]:
-        """The base model with the adapter merged in, and the adapter folder's tokenizer (else the base's)."""
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base_path = _adapter_base_path(meta, cache_dir)
-        self.base_model = str(meta["base"])
-        # A trained adapter's cache identity includes its weights: same name, new weights, new outputs.
-        self.cache_id = f"{self.name}@{_adapter_digest(folder)}"
-        has_tok = (folder / "tokenizer_config.json").is_file()
-        tok = AutoTokenizer.from_pretrained(str(folder) if has_tok else base_path)
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
-        merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-        return merged, tok
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[ModelOutput]:
         """Generate in batches; requests with different sampling settings go in different batches."""

@@ -4,7 +4,7 @@ profiles, monitor ROC curves, and example traces with reasoning and answer apart
 
 from cotscope.report._format import column_names, fmt_num, fmt_pct, format_cell, format_rows
 from cotscope.report._html import build_report, highlight, render_report, trace_card
-from cotscope.report._svg import bar_chart, roc_chart
+from cotscope.report._svg import bar_chart, line_chart, roc_chart, standalone_svg
 
 __all__ = [
     "bar_chart",
@@ -15,7 +15,9 @@ __all__ = [
     "format_cell",
     "format_rows",
     "highlight",
+    "line_chart",
     "render_report",
     "roc_chart",
+    "standalone_svg",
     "trace_card",
 ]

@@ -1,4 +1,4 @@
-"""Inline SVG plots drawn by hand: grouped bars (with optional confidence intervals) and ROC curves.
+"""Inline SVG plots drawn by hand: grouped bars (with optional confidence intervals), ROC curves, line charts.
 
 No plotting library and no JavaScript: the report must be one self-contained file that renders offline.
 Every text that reaches the SVG goes through :func:`html.escape`.
@@ -155,3 +155,74 @@ def roc_chart(plot: dict[str, Any], size: int = 360) -> str:
     parts.extend(_legend(names, left + pw + 12, top + 10))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def line_chart(plot: dict[str, Any], width: int = 720, height: int = 320) -> str:
+    """Lines of ``plot["series"]`` over a shared numeric x axis (a training curve).
+
+    ``plot``: ``{"title", "x": [number], "series": [{"name", "values"}], "xlabel"?, "ylabel"?}``; a ``None``
+    value breaks its line (no data there), never a zero.
+    """
+    xs = [float(x) for x in plot["x"]]
+    series = plot["series"]
+    vals = [float(v) for s in series for v in s["values"] if v is not None]
+    ymin, ymax = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    if ymax - ymin < 1e-12:  # a flat line: give it a band to sit in
+        ymin, ymax = ymin - 0.5, ymax + 0.5
+    xmin, xmax = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    if xmax - xmin < 1e-12:
+        xmin, xmax = xmin - 0.5, xmax + 0.5
+    left, right, top, bottom = 56, 16 + (LEGEND_W if len(series) > 1 else 0), 28, 44
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + pw * (x - xmin) / (xmax - xmin)
+
+    def py(y: float) -> float:
+        return top + ph - ph * (y - ymin) / (ymax - ymin)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img">',
+             f'<title>{escape(str(plot.get("title", "")))}</title>']
+    for i in range(5):
+        yv, xv = ymin + (ymax - ymin) * i / 4, xmin + (xmax - xmin) * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" class="ax" text-anchor="end">{yv:.3g}</text>')
+        parts.append(f'<text x="{px(xv):.1f}" y="{top + ph + 14}" class="ax" text-anchor="middle">{xv:.4g}</text>')
+    parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>')
+    if plot.get("xlabel"):
+        parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" class="ax" text-anchor="middle">'
+                     f'{escape(str(plot["xlabel"]))}</text>')
+    if plot.get("ylabel"):
+        parts.append(f'<text x="12" y="{top + ph / 2:.1f}" class="ax" text-anchor="middle" '
+                     f'transform="rotate(-90 12 {top + ph / 2:.1f})">{escape(str(plot["ylabel"]))}</text>')
+    for si, s in enumerate(series):
+        colour = PALETTE[si % len(PALETTE)]
+        run: list[str] = []
+        for x, v in [*zip(xs, s["values"], strict=True), (None, None)]:
+            if v is None or x is None:
+                if len(run) > 1:
+                    parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                                 'stroke-width="2"/>')
+                elif run:
+                    cx, cy = run[0].split(",")
+                    parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
+                run = []
+                continue
+            run.append(f"{px(float(x)):.1f},{py(float(v)):.1f}")
+    if len(series) > 1:
+        parts.extend(_legend([s["name"] for s in series], left + pw + 12, top + 10))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+#: The report stylesheet's rules for plots, for an SVG written as a file of its own.
+_SVG_STYLE = ("svg.plot{background:#fff}.grid{stroke:#e5e5e5;stroke-width:1}.axis{stroke:#333;stroke-width:1}"
+              ".ci{stroke:#222;stroke-width:1.4}.chance{stroke:#999;stroke-dasharray:4 4}"
+              ".ax,.lg,.na{font-size:11px;fill:#333;font-family:sans-serif}.na{fill:#999}")
+
+
+def standalone_svg(svg: str) -> str:
+    """A plot of this module as a stand-alone ``.svg`` file: the report's plot styles embedded in it."""
+    head, sep, rest = svg.partition(">")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{head}{sep}<style>{_SVG_STYLE}</style>{rest}\n'

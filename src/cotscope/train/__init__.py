@@ -29,8 +29,13 @@ from cotscope.train._safechain import SAFECHAIN_PARTS, build_safechain
 from cotscope.train._selfmonitor import MONITOR_FALLBACK, build_self_monitor, self_monitor_completion
 
 # -- training --
+# isort: split
+from cotscope.train._base import ADAPTER_META, LoraOptions, TrainReport, latest_checkpoint, pick_device, resolve_base
+from cotscope.train._grpo import REWARD_CURVE, GRPOOptions, read_prompt_records, train_grpo
+from cotscope.train._reward import REWARDS, SelfMonitorReward, get_reward, reward, reward_names
+from cotscope.train._sft import SFTOptions, sft_examples, train_sft
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (one sorted group per marker)
     # -- data builders --
     "CONDITIONS",
     "MONITOR_FALLBACK",
@@ -49,4 +54,22 @@ __all__ = [
     "self_monitor_completion",
     "write_records",
     # -- training --
+    "ADAPTER_META",
+    "REWARDS",
+    "REWARD_CURVE",
+    "GRPOOptions",
+    "LoraOptions",
+    "SFTOptions",
+    "SelfMonitorReward",
+    "TrainReport",
+    "get_reward",
+    "latest_checkpoint",
+    "pick_device",
+    "read_prompt_records",
+    "resolve_base",
+    "reward",
+    "reward_names",
+    "sft_examples",
+    "train_grpo",
+    "train_sft",
 ]
