@@ -4,12 +4,14 @@ from cotscope.cli import _core, _demo, _generate, _judge, _run  # noqa: F401  (e
 from cotscope.cli._agent import agent_app
 from cotscope.cli._app import app
 from cotscope.cli._cot2 import cot2_app
+from cotscope.cli._data import data_app
 from cotscope.cli._train import train_app
 from cotscope.cli._verify import verify_app
 
 app.add_typer(cot2_app, name="cot2")
 app.add_typer(agent_app, name="agent")
 app.add_typer(verify_app, name="verify")
+app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 
 
