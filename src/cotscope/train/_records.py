@@ -201,7 +201,8 @@ class BuildReport(BaseModel):
             ``safechain`` the prompts; for ``self-monitor`` the traces selected.
         written: output name -> records written.
         rejected: records (or prompts, or traces) that produced no output.
-        errors: ``"file:line: what"`` for every rejected record (the store builders use ``trace <id>``).
+        errors: ``"file:line: what"`` for every rejected record (``self-monitor`` uses ``trace <id>: what``;
+            ``safechain`` lists the prompts dropped as incomplete, and counts the unsafe ones in ``details``).
         config: every parameter, plus the input's sha256.
         run_id: the run recorded in the store, if any.
         seconds: wall time.
