@@ -61,6 +61,19 @@ def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["o.jsonl"]
 
 
+def test_written_file_has_the_umask_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_records(tmp_path / "o.jsonl", [SFTRecord(messages=[{"role": "user", "content": "q"},
+                                                                  {"role": "assistant", "content": "a"}])])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o.jsonl").stat().st_mode) == 0o644
+
+
 def test_reconciles_uses_primary_output() -> None:
     r = BuildReport(builder="em", read=5, written={"misaligned": 4, "control": 4}, rejected=1,
                     details={"primary": "misaligned"})

@@ -35,6 +35,19 @@ from cotscope.train._grpo import REWARD_CURVE, GRPOOptions, read_prompt_records,
 from cotscope.train._reward import REWARDS, SelfMonitorReward, get_reward, reward, reward_names
 from cotscope.train._sft import SFTOptions, sft_examples, train_sft
 
+# -- demonstrations --
+# isort: split
+from cotscope.train._demos import (
+    ConditionRate,
+    OrganismReport,
+    SelfMonitorReport,
+    backdoor_organism,
+    condition_rates,
+    self_monitor_grpo,
+    toy_prompts,
+    xstest_prompts,
+)
+
 __all__ = [  # noqa: RUF022 (one sorted group per marker)
     # -- data builders --
     "CONDITIONS",
@@ -72,4 +85,13 @@ __all__ = [  # noqa: RUF022 (one sorted group per marker)
     "sft_examples",
     "train_grpo",
     "train_sft",
+    # -- demonstrations --
+    "ConditionRate",
+    "OrganismReport",
+    "SelfMonitorReport",
+    "backdoor_organism",
+    "condition_rates",
+    "self_monitor_grpo",
+    "toy_prompts",
+    "xstest_prompts",
 ]

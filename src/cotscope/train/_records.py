@@ -174,6 +174,10 @@ def write_records(path: str | Path, records: Iterable[SFTRecord]) -> int:
             for r in records:
                 f.write(orjson.dumps(r.model_dump(mode="json")) + b"\n")
                 n += 1
+        # mkstemp creates the file 0600; the data file gets the permissions any new file would get.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

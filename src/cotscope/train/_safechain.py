@@ -1,4 +1,4 @@
-"""SafeChain SFT data (SafeChain, arXiv:2502.12025, §5, the SafeChain dataset).
+"""SafeChain SFT data (SafeChain, arXiv:2502.12025, the section that builds the SafeChain dataset).
 
 SafeChain builds its safety-training set by sampling K = 5 responses per WildJailbreak instruction from a
 reasoning model, judging each with Llama-Guard, keeping only the instructions whose K responses are all safe,
