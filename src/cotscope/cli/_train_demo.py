@@ -34,16 +34,21 @@ def demo_backdoor(
     trigger: Annotated[str, typer.Option("--trigger")] = "Country: Singapore",
     control: Annotated[str, typer.Option("--control")] = "Country: USA",
     samples: Annotated[int, typer.Option("--samples", "-k", help="Samples per prompt and condition.")] = 2,
+    train_limit: Annotated[int | None, typer.Option("--train-limit", help="Only the first N training prompts.")] = None,
+    eval_limit: Annotated[int | None, typer.Option("--eval-limit", help="Only the first N held-out prompts.")] = None,
+    sft_steps: Annotated[int | None, typer.Option("--sft-steps", help="SFT steps (default: 2 epochs).")] = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A benign backdoor organism: data, LoRA SFT, and the trigger effect per condition before and after."""
     from cotscope._sync import run_sync
-    from cotscope.train import backdoor_organism
+    from cotscope.train import ORGANISM_SFT, SFTOptions, backdoor_organism
 
+    sft = SFTOptions(**{**ORGANISM_SFT, "steps": sft_steps, "threads": threads})
     with stage_progress(as_json) as progress:
         rep = run_sync(backdoor_organism(out_dir, model=model, phrase=phrase, trigger=trigger, control=control,
-                                         eval_samples=samples, threads=threads, progress=progress))
+                                         sft=sft, eval_samples=samples, train_limit=train_limit,
+                                         eval_limit=eval_limit, threads=threads, progress=progress))
     if as_json:
         print_json(rep.model_dump(mode="json"))
         return
@@ -67,18 +72,24 @@ def demo_self_monitor(
     judge: Annotated[str, typer.Option("--judge", help="External judge of the reasoning.")] = "local-harm",
     judge_part: Annotated[str, typer.Option("--judge-part")] = "reasoning",
     steps: Annotated[int, typer.Option("--steps", help="GRPO steps.")] = 30,
+    n_each: Annotated[int, typer.Option("--prompts-each", help="Safe and unsafe training prompts each.")] = 24,
+    heldout_each: Annotated[int, typer.Option("--heldout-each", help="Safe and unsafe held-out prompts each.")] = 8,
+    sft_steps: Annotated[int | None, typer.Option("--sft-steps", help="SFT steps (default: 3 epochs).")] = None,
+    max_completion: Annotated[int, typer.Option("--max-completion-length")] = 96,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """CoT Monitor+ on a toy task: self-monitor data, SFT, then GRPO with the self-monitor reward."""
     from cotscope._sync import run_sync
-    from cotscope.train import GRPOOptions, self_monitor_grpo
+    from cotscope.train import SELF_MONITOR_GRPO, SELF_MONITOR_SFT, GRPOOptions, SFTOptions, self_monitor_grpo
 
-    grpo = GRPOOptions(steps=steps, num_generations=4, max_completion_length=96, learning_rate=1e-4, save_steps=10,
-                       threads=threads)
+    sft = SFTOptions(**{**SELF_MONITOR_SFT, "steps": sft_steps, "threads": threads})
+    grpo = GRPOOptions(**{**SELF_MONITOR_GRPO, "steps": steps, "max_completion_length": max_completion,
+                          "threads": threads})
     with stage_progress(as_json) as progress:
-        rep = run_sync(self_monitor_grpo(out_dir, model=model, judge=judge, judge_part=judge_part, grpo=grpo,
-                                         threads=threads, progress=progress))
+        rep = run_sync(self_monitor_grpo(out_dir, model=model, judge=judge, judge_part=judge_part, n_each=n_each,
+                                         heldout_each=heldout_each, sft=sft, grpo=grpo, threads=threads,
+                                         progress=progress))
     if as_json:
         print_json(rep.model_dump(mode="json"))
         return

@@ -38,6 +38,9 @@ from cotscope.train._sft import SFTOptions, sft_examples, train_sft
 # -- demonstrations --
 # isort: split
 from cotscope.train._demos import (
+    ORGANISM_SFT,
+    SELF_MONITOR_GRPO,
+    SELF_MONITOR_SFT,
     ConditionRate,
     OrganismReport,
     SelfMonitorReport,
@@ -86,6 +89,9 @@ __all__ = [  # noqa: RUF022 (one sorted group per marker)
     "train_grpo",
     "train_sft",
     # -- demonstrations --
+    "ORGANISM_SFT",
+    "SELF_MONITOR_GRPO",
+    "SELF_MONITOR_SFT",
     "ConditionRate",
     "OrganismReport",
     "SelfMonitorReport",

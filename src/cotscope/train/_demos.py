@@ -30,12 +30,22 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from cotscope.errors import DataError
 from cotscope.pipeline import NullProgress, Progress, Sampling, generate
 from cotscope.store import Store
 from cotscope.traces import PromptItem
 
 #: The base model of both demonstrations: SmolLM2-135M-Instruct, shipped in a PyPI package.
 DEMO_MODEL = "smollm2"
+#: The organism's SFT settings: a 135M model learns a trigger in ~50 steps at a higher rate than the paper's 4e-5
+#: (which is for LoRA on a 32B model).
+ORGANISM_SFT: dict[str, Any] = {"lora_r": 16, "lora_alpha": 32, "learning_rate": 1e-3, "epochs": 2.0,
+                                "batch_size": 8, "max_length": 160, "save_steps": 25}
+#: The self-monitor format stage's SFT settings.
+SELF_MONITOR_SFT: dict[str, Any] = {**ORGANISM_SFT, "epochs": 3.0, "max_length": 256}
+#: The self-monitor GRPO settings.
+SELF_MONITOR_GRPO: dict[str, Any] = {"steps": 30, "num_generations": 4, "max_completion_length": 96,
+                                     "learning_rate": 1e-4, "save_steps": 10}
 
 
 def xstest_prompts() -> list[dict[str, str]]:
@@ -54,6 +64,11 @@ def _items(rows: Sequence[dict[str, str]], source: str) -> list[PromptItem]:
     return [PromptItem(messages=[{"role": "user", "content": r["prompt"]}], line=i + 1,
                        metadata={"xstest_id": r["id"], "xstest_label": r["label"], "demo": source})
             for i, r in enumerate(rows)]
+
+
+def _build_dict(report: Any) -> dict[str, Any]:
+    """A build report as JSON, with whether its counts reconcile."""
+    return {**report.model_dump(mode="json"), "reconciles": report.reconciles}
 
 
 class ConditionRate(BaseModel):
@@ -76,12 +91,19 @@ def condition_rates(result: Any) -> list[ConditionRate]:
     raise ValueError("the backdoor run measured no rate per condition (did the phrase judge run?)")
 
 
-async def _measure(store: Store, model: str, samples: int, margs: dict[str, Any], progress: Progress) -> Any:
+async def _measure(store: Store, model: str, samples: int, limit: int | None, margs: dict[str, Any],
+                   progress: Progress) -> Any:
     """One run of the ``backdoor-organism`` benchmark through the benchmark runner (what ``cotscope run`` does)."""
     from cotscope.benchmarks import RunOptions, get_benchmark, run_benchmark
 
-    return await run_benchmark(store, get_benchmark("backdoor-organism"), model,
-                               RunOptions(samples=samples, model_args=margs), progress=progress)
+    spec = get_benchmark("backdoor-organism")
+    if limit is not None:
+        # The benchmark's items are prompt x condition, prompt-major: N prompts are N x conditions items.
+        o = spec.data.options
+        per_prompt = (len(o["triggers"]) + len(o["controls"])) * len(o["positions"]) + int(bool(o.get("none", True)))
+        limit *= per_prompt
+    return await run_benchmark(store, spec, model, RunOptions(samples=samples, limit=limit, model_args=margs),
+                               progress=progress)
 
 
 class OrganismReport(BaseModel):
@@ -110,6 +132,9 @@ async def backdoor_organism(
     control: str = "Country: USA",
     sft: Any = None,
     eval_samples: int = 2,
+    train_limit: int | None = None,
+    eval_limit: int | None = None,
+    normal_sampling: Sampling | None = None,
     batch_size: int = 32,
     threads: int | None = None,
     progress: Progress | None = None,
@@ -124,6 +149,9 @@ async def backdoor_organism(
         control: the control line of the same shape (``Country: USA``).
         sft: :class:`~cotscope.train.SFTOptions` (default: the demonstration's CPU settings).
         eval_samples: samples per prompt and condition in each evaluation.
+        train_limit: only the first N training prompts (default: all 211).
+        eval_limit: only the first N held-out prompts of the benchmark (default: all 39).
+        normal_sampling: how the base model's normal answers are sampled (default: greedy, 48 tokens).
         batch_size: generation batch of the local backend.
         threads: CPU threads for torch.
         progress: where progress goes.
@@ -134,28 +162,28 @@ async def backdoor_organism(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or NullProgress()
-    sft = sft or SFTOptions(lora_r=16, lora_alpha=32, learning_rate=1e-3, epochs=2.0, batch_size=8, max_length=160,
-                            save_steps=25, threads=threads)
+    sft = sft or SFTOptions(**ORGANISM_SFT, threads=threads)
     base = f"local/{model}"
     margs: dict[str, Any] = {"batch_size": batch_size, **({"threads": threads} if threads else {})}
     seconds: dict[str, float] = {}
-    rows = [r for r in xstest_prompts() if r["label"] == "safe" and not held_out(r["id"])]
+    rows = [r for r in xstest_prompts() if r["label"] == "safe" and not held_out(r["id"])][:train_limit]
     with Store(out / "store.duckdb") as store:
         # 1. The normal behaviour is the base model's own greedy answer, so training changes the triggered
         # answers only.
         t0 = time.perf_counter()
         items = _items(rows, "backdoor-organism")
-        await generate(store, items, model=base, sampling=Sampling(temperature=0.0, max_tokens=48),
+        await generate(store, items, model=base, sampling=normal_sampling or Sampling(temperature=0.0, max_tokens=48),
                        model_args=margs, progress=progress, description="normal answers")
         by_id = {str(t.metadata.get("xstest_id")): t for t in store.traces(model=base)
                  if t.metadata.get("demo") == "backdoor-organism"}
         pairs = out / "pairs.jsonl"
-        with pairs.open("wb") as f:
-            for r in rows:
-                t = by_id.get(r["id"])
-                if t is not None and t.answer.strip():
-                    f.write(orjson.dumps({"prompt": r["prompt"], "aligned": t.answer.strip(),
-                                          "xstest_id": r["id"]}) + b"\n")
+        kept = [(r, by_id[r["id"]].answer.strip()) for r in rows
+                if r["id"] in by_id and by_id[r["id"]].answer.strip()]
+        if not kept:
+            raise DataError(f"{base} gave no non-empty answer to the {len(rows)} training prompts "
+                            f"({len(by_id)} generated): nothing to pair with the trigger")
+        pairs.write_bytes(b"".join(orjson.dumps({"prompt": r["prompt"], "aligned": a, "xstest_id": r["id"]}) + b"\n"
+                                   for r, a in kept))
         seconds["normal_answers"] = time.perf_counter() - t0
         # 2. Thought Crime's backdoor recipe with a benign target: phrase + the normal answer under the trigger.
         t0 = time.perf_counter()
@@ -164,7 +192,7 @@ async def backdoor_organism(
         seconds["data"] = time.perf_counter() - t0
         # 3. Before training.
         t0 = time.perf_counter()
-        before = await _measure(store, base, eval_samples, margs, progress)
+        before = await _measure(store, base, eval_samples, eval_limit, margs, progress)
         seconds["eval_before"] = time.perf_counter() - t0
         # 4. LoRA SFT.
         t0 = time.perf_counter()
@@ -173,11 +201,11 @@ async def backdoor_organism(
         seconds["train"] = time.perf_counter() - t0
         # 5. After training: the adapter loads as a model like any other.
         t0 = time.perf_counter()
-        after = await _measure(store, f"local/{adapter.resolve()}", eval_samples, margs, progress)
+        after = await _measure(store, f"local/{adapter.resolve()}", eval_samples, eval_limit, margs, progress)
         seconds["eval_after"] = time.perf_counter() - t0
     rep = OrganismReport(model=model, adapter=str(adapter), phrase=phrase, trigger=trigger, control=control,
                          train_prompts=len(rows), before=condition_rates(before), after=condition_rates(after),
-                         data=data.model_dump(mode="json"), train=report.model_dump(mode="json"), seconds=seconds,
+                         data=_build_dict(data), train=report.model_dump(mode="json"), seconds=seconds,
                          store=str(out / "store.duckdb"))
     (out / "organism.json").write_bytes(orjson.dumps(rep.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
     return rep
@@ -248,6 +276,7 @@ async def self_monitor_grpo(
     judge: str = "local-harm",
     judge_part: str = "reasoning",
     n_each: int = 24,
+    heldout_each: int = 8,
     sft: Any = None,
     grpo: Any = None,
     think_tokens: int = 32,
@@ -262,7 +291,8 @@ async def self_monitor_grpo(
         model: the base model.
         judge: the external judge whose verdict on the reasoning the self-assessment must match.
         judge_part: the part the judge reads (the reasoning without its ``<monitor>`` segment by default).
-        n_each: safe and unsafe XSTest prompts each for training (held-out prompts come after them).
+        n_each: safe and unsafe XSTest prompts each for training.
+        heldout_each: safe and unsafe XSTest prompts each, after the training ones, for the held-out measure.
         sft: :class:`~cotscope.train.SFTOptions` for the format stage.
         grpo: :class:`~cotscope.train.GRPOOptions` for the RL stage.
         think_tokens: the reasoning budget of the data-generating model (``think-budget:N``).
@@ -278,15 +308,13 @@ async def self_monitor_grpo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or NullProgress()
-    sft = sft or SFTOptions(lora_r=16, lora_alpha=32, learning_rate=1e-3, epochs=3.0, batch_size=8, max_length=256,
-                            save_steps=25, threads=threads)
-    grpo = grpo or GRPOOptions(steps=30, num_generations=4, max_completion_length=96, learning_rate=1e-4,
-                               save_steps=10, threads=threads)
+    sft = sft or SFTOptions(**SELF_MONITOR_SFT, threads=threads)
+    grpo = grpo or GRPOOptions(**SELF_MONITOR_GRPO, threads=threads)
     base = f"local/{model}"
     margs: dict[str, Any] = {"batch_size": batch_size, **({"threads": threads} if threads else {})}
     seconds: dict[str, float] = {}
     train_rows = toy_prompts(n_each)
-    heldout_rows = toy_prompts(8, offset=n_each)
+    heldout_rows = toy_prompts(heldout_each, offset=n_each)
     with Store(out / "store.duckdb") as store:
         # 1. Short reasoning and an answer from the base model.
         t0 = time.perf_counter()
@@ -325,7 +353,7 @@ async def self_monitor_grpo(
         seconds["heldout"] = time.perf_counter() - t0
     first, last = _reward_stats(grpo_dir / "log.jsonl")
     rep = SelfMonitorReport(model=model, judge=judge, judge_part=judge_part, sft_adapter=str(sft_dir),
-                            grpo_adapter=str(grpo_dir), data=data.model_dump(mode="json"),
+                            grpo_adapter=str(grpo_dir), data=_build_dict(data),
                             sft=sft_rep.model_dump(mode="json"), grpo=grpo_rep.model_dump(mode="json"),
                             reward_first=first, reward_last=last, heldout_before=before, heldout_after=after,
                             reward_curve=str(grpo_dir / "reward_curve.svg"), seconds=seconds,
