@@ -116,3 +116,36 @@ def stage_progress(quiet: bool = False) -> Iterator[RichProgress]:
     """Rich progress bars on stderr for the stages (one per reported task), hidden when ``quiet``."""
     with progress_bar(quiet) as p:
         yield RichProgress(p)
+
+
+def load_prompt_items(prompts: Any, benchmark: str | None, model: str,
+                      limit: int | None = None) -> tuple[list[Any], list[Any], str]:
+    """The prompts of ``--prompts FILE`` or ``--benchmark NAME`` (exactly one) cut to ``limit``, the bad prompt
+    records, and the source.
+
+    Bad prompt records are listed (file and line, the first 20) and skipped; no valid prompt at all is an error.
+    """
+    from cotscope.traces import RecordError, read_prompts
+
+    if (prompts is None) == (benchmark is None):
+        fail("give exactly one of --prompts FILE or --benchmark NAME")
+    bad: list[RecordError] = []
+    if prompts is not None:
+        if not prompts.is_file():
+            fail(f"{prompts}: no such file")
+        items, bad = read_prompts(prompts)
+        source = str(prompts)
+    else:
+        from cotscope.benchmarks import benchmark_prompts
+
+        items = benchmark_prompts(str(benchmark), model)
+        source = f"benchmark:{benchmark}"
+    for e in bad[:20]:
+        console.print(f"[red]bad prompt[/] {escape(str(e))}", highlight=False)
+    if len(bad) > 20:
+        console.print(f"[red]… and {len(bad) - 20} more bad prompts[/]")
+    if limit is not None:
+        items = items[:limit]
+    if not items:
+        fail("no valid prompts")
+    return items, bad, source

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cotscope.cli._app import console, fail, print_json, stage_progress
+from cotscope.cli._app import console, fail, load_prompt_items, print_json, stage_progress
 from cotscope.cli._judge import OptionOpt, open_store
 
 if TYPE_CHECKING:
@@ -158,34 +158,17 @@ def safechain_cmd(
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """SafeChain SFT data (SafeChain §5): K samples per prompt, judged on reasoning and answer; the prompts whose
-    K samples are all safe keep one response. Resumable: a rerun generates and judges only what is missing."""
+    """SafeChain SFT data (SafeChain, arXiv:2502.12025): K samples per prompt, judged on reasoning and answer; the
+    prompts whose K samples are all safe keep one response. Resumable: a rerun generates and judges only what is
+    missing."""
     from cotscope._options import parse_kv
     from cotscope.pipeline import Sampling
     from cotscope.store import Store
-    from cotscope.traces import RecordError, read_prompts
     from cotscope.train import build_safechain
 
-    if (prompts is None) == (benchmark is None):
-        fail("give exactly one of --prompts FILE or --benchmark NAME")
     margs = parse_kv(model_arg or [], "-M/--model-arg")
     jopts = parse_kv(option or [], "-o/--option")
-    bad: list[RecordError] = []
-    if prompts is not None:
-        _input(prompts)
-        items, bad = read_prompts(prompts)
-        source = str(prompts)
-    else:
-        from cotscope.benchmarks import benchmark_prompts
-
-        items = benchmark_prompts(str(benchmark), model)
-        source = f"benchmark:{benchmark}"
-    for e in bad[:20]:
-        console.print(f"[red]bad prompt[/] {escape(str(e))}", highlight=False)
-    if limit is not None:
-        items = items[:limit]
-    if not items:
-        fail("no valid prompts")
+    items, bad, source = load_prompt_items(prompts, benchmark, model, limit)
     try:
         st = Store(store)
     except OSError as e:

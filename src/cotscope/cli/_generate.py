@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cotscope.cli._app import app, console, fail, print_json, stage_progress
+from cotscope.cli._app import app, console, fail, load_prompt_items, print_json, stage_progress
 
 
 @app.command()
@@ -44,31 +44,10 @@ def generate(
     from cotscope.pipeline import generate as generate_stage
     from cotscope.store import Store
     from cotscope.thinking import get_strategy
-    from cotscope.traces import RecordError, read_prompts
 
-    if (prompts is None) == (benchmark is None):
-        fail("give exactly one of --prompts FILE or --benchmark NAME")
     strat = get_strategy(strategy)
     margs = parse_kv(model_arg or [], "-M/--model-arg")
-    bad: list[RecordError] = []
-    if prompts is not None:
-        if not prompts.is_file():
-            fail(f"{prompts}: no such file")
-        items, bad = read_prompts(prompts)
-        source = str(prompts)
-    else:
-        from cotscope.benchmarks import benchmark_prompts
-
-        items = benchmark_prompts(str(benchmark), model)
-        source = f"benchmark:{benchmark}"
-    for e in bad[:20]:
-        console.print(f"[red]bad prompt[/] {escape(str(e))}", highlight=False)
-    if len(bad) > 20:
-        console.print(f"[red]… and {len(bad) - 20} more bad prompts[/]")
-    if limit is not None:
-        items = items[:limit]
-    if not items:
-        fail("no valid prompts")
+    items, bad, source = load_prompt_items(prompts, benchmark, model, limit)
     margs.setdefault("max_connections", max_connections)
     sampling = Sampling(temperature=temperature if temperature is not None else (0.0 if samples == 1 else 0.6),
                         top_p=top_p, max_tokens=max_tokens, seed=seed)
