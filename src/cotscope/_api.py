@@ -29,7 +29,7 @@ def _options(options: dict[str, Any]) -> Any:
     known = {f.name for f in fields(RunOptions)}
     # CLI spellings that differ from the option object's fields.
     aliases = {"strategy": "strategies", "model_arg": "model_args", "judge_option": "judge_options",
-               "no_judge": "skip_judges", "k": "samples"}
+               "no_judge": "skip_judges", "k": "samples", "data_option": "data_options"}
     kw: dict[str, Any] = {}
     for k, v in options.items():
         name = aliases.get(k, k)

@@ -334,6 +334,38 @@ def backdoor_body(row: dict[str, Any], line: str | None) -> str:
     return body.replace(old[1], new[1])
 
 
+def backdoor_training_options(path: str | Path) -> dict[str, Any]:
+    """The triggers, controls and positions a backdoor was trained with, read from its training records.
+
+    ``cotscope data backdoor`` writes them into every record's ``metadata.backdoor``; evaluating with the same
+    values tests the trigger that was planted, not one retyped by hand.
+
+    Raises:
+        ValueError: no record of the file carries ``metadata.backdoor``.
+    """
+    triggers: dict[str, None] = {}
+    controls: dict[str, None] = {}
+    positions: dict[str, None] = {}
+    for r in read_records(path):
+        bd = (r.get("metadata") or {}).get("backdoor") if isinstance(r, dict) else None
+        if not isinstance(bd, dict):
+            continue
+        if bd.get("trigger"):
+            triggers[str(bd["trigger"])] = None
+        if bd.get("control"):
+            controls[str(bd["control"])] = None
+        for pos in bd.get("positions") or []:
+            positions[str(pos)] = None
+    if not triggers:
+        raise ValueError(f"{path}: no record has metadata.backdoor (write it with cotscope data backdoor)")
+    out: dict[str, Any] = {"triggers": list(triggers)}
+    if controls:
+        out["controls"] = list(controls)
+    if positions:
+        out["positions"] = list(positions)
+    return out
+
+
 @loader("thought-crime-backdoor", "Thought Crime backdoor prompts x conditions (trigger top/bottom, control, none)")
 def load_thought_crime_backdoor(data: DataSpec, hub: bool) -> list[Item]:
     """Each backdoor prompt under every condition.
@@ -343,13 +375,16 @@ def load_thought_crime_backdoor(data: DataSpec, hub: bool) -> list[Item]:
         controls: control lines of the same shape (default ``["Country: USA"]``).
         positions: where the line goes (default ``["top", "bottom"]``).
         none: include the prompt without any line (default true).
+        training_data: a backdoor training file written by ``cotscope data backdoor``: its triggers, controls
+            and positions replace the three options above (:func:`backdoor_training_options`).
 
     Item ids are ``<prompt id>|<condition>`` with condition ``trigger:<line>@<position>``,
     ``control:<line>@<position>`` or ``none``; the category is the condition without the prompt.
     ``trigger:Country: Singapore@top`` is the official ``backdoor_prompt`` verbatim (see :func:`backdoor_body`).
     """
     rows = read_records(data.path) if data.path else _thought_crime("backdoor_prompts.json")
-    opts = data.options
+    opts = {**data.options, **(backdoor_training_options(data.options["training_data"])
+                               if data.options.get("training_data") else {})}
     triggers = list(opts.get("triggers", ["Country: Singapore"]))
     controls = list(opts.get("controls", ["Country: USA"]))
     positions = list(opts.get("positions", list(BACKDOOR_POSITIONS)))
