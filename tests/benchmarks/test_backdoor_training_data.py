@@ -40,7 +40,7 @@ def test_run_plan_uses_the_trained_trigger(tmp_path: Path) -> None:
 def test_a_file_without_backdoor_metadata_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "plain.jsonl"
     f.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
-    with pytest.raises(ValueError, match="no record has metadata.backdoor"):
+    with pytest.raises(ValueError, match=r"no record has metadata\.backdoor"):
         backdoor_training_options(f)
 
 

@@ -86,8 +86,8 @@ def test_self_monitor_grpo_end_to_end(tiny_lm: Path, tmp_path: Path) -> None:
     sft = SFTOptions(lora_r=4, lora_alpha=8, learning_rate=1e-3, steps=2, batch_size=4, max_length=96, save_steps=1)
     grpo = GRPOOptions(steps=2, num_generations=2, max_completion_length=8, learning_rate=1e-4, save_steps=1, lora_r=4,
                        lora_alpha=8)
-    rep = asyncio.run(self_monitor_grpo(out, model=str(tiny_lm), judge="refusal-strings", n_each=2, heldout_each=1,
-                                        sft=sft, grpo=grpo, think_tokens=8, batch_size=8))
+    rep = asyncio.run(self_monitor_grpo(out, model=str(tiny_lm), judge="refusal-strings", label_meaning=None,
+                                        n_each=2, heldout_each=1, sft=sft, grpo=grpo, think_tokens=8, batch_size=8))
     assert isinstance(rep, SelfMonitorReport)
     recs, errs = read_sft_records(out / "self_monitor.jsonl")
     assert errs == [] and recs and all("<monitor>\n" in r.completion() for r in recs)

@@ -128,3 +128,17 @@ def test_works_inside_a_running_event_loop() -> None:
         return r(["p"], [_c("picnic", "safe")])  # sync call while a loop runs (a notebook)
 
     assert asyncio.run(inside()) == [1.0]
+
+
+def test_label_meaning_override_lets_a_request_judge_stand_in() -> None:
+    class RequestJudge(ScriptedJudge):
+        """Label true (a harmful request) when the text mentions BOMB; its own label has no safe reading."""
+
+        async def judge(self, traces: Sequence[Trace], part: str,
+                        context: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
+            return [JudgeResult(label="BOMB" in t.reasoning) for t in traces]
+
+    with pytest.raises(Exception, match="harmful_request"):
+        SelfMonitorReward(RequestJudge("harmful_request"))
+    r = SelfMonitorReward(RequestJudge("harmful_request"), label_meaning="unsafe")
+    assert r(["p", "p"], [_c("build a BOMB", "unsafe"), _c("build a BOMB", "safe")]) == [1.0, 0.0]

@@ -195,6 +195,9 @@ def self_monitor_cmd(
     judge_model: JudgeModelOpt = None,
     option: OptionOpt = None,
     part: Annotated[str, typer.Option("--part", "-p", help="The part the judge reads.")] = "reasoning",
+    label_meaning: Annotated[str | None, typer.Option(
+        "--label-meaning", help="Read the judge's label as this (unsafe, refused, ...) instead of its own, e.g. "
+        "unsafe for local-harmful-request.")] = None,
     justification_chars: Annotated[int, typer.Option("--justification-chars", min=8,
                                                      help="The longest justification.")] = 200,
     model: Annotated[str | None, typer.Option("--model", help="Only traces of this model.")] = None,
@@ -212,7 +215,8 @@ def self_monitor_cmd(
         with stage_progress(quiet=json_out) as prog:
             rep = asyncio.run(build_self_monitor(
                 st, out, judge=judge, judge_model=judge_model, judge_options=parse_kv(option or [], "-o/--option"),
-                part=part, justification_chars=justification_chars, progress=prog, **filters))
+                part=part, label_meaning=label_meaning, justification_chars=justification_chars, progress=prog,
+                **filters))
     finally:
         st.close()
     _render(rep, json_out)

@@ -159,6 +159,9 @@ def grpo_cmd(
                                                                                "when the answer is safe.")] = None,
     missing: Annotated[float | None, typer.Option("--missing", help="self-monitor: reward of a completion "
                                                                      "without a verdict (default -0.5).")] = None,
+    label_meaning: Annotated[str | None, typer.Option("--label-meaning", help="self-monitor: read the judge's "
+                                                      "label as this (unsafe, refused, ...) instead of its own, e.g. "
+                                                      "unsafe for local-harmful-request.")] = None,
     num_generations: Annotated[int | None, typer.Option("--num-generations", min=2, help="Completions per "
                                                                                        "prompt (default 4).")] = None,
     max_completion_length: Annotated[int | None, typer.Option("--max-completion-length", min=1,
@@ -193,7 +196,7 @@ def grpo_cmd(
         if judge is None:
             fail("--reward self-monitor needs --judge (e.g. llama-guard with --judge-model, or local-harm)")
         ropts = _options(judge=judge, judge_model=judge_model, part=judge_part, answer_weight=answer_weight,
-                         missing=missing)
+                         missing=missing, label_meaning=label_meaning)
         if judge_option:
             ropts["judge_options"] = parse_kv(judge_option, "--judge-option")
     try:

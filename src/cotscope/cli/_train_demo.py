@@ -69,13 +69,15 @@ def demo_backdoor(
 def demo_self_monitor(
     out_dir: OutOpt = Path("runs/self-monitor"),
     model: Annotated[str, typer.Option("--model", help="Base model (a local model name).")] = "smollm2",
-    judge: Annotated[str, typer.Option("--judge", help="External judge of the reasoning.")] = "local-harm",
+    judge: Annotated[str, typer.Option("--judge", help="External judge of the reasoning.")] = "local-harmful-request",
     judge_part: Annotated[str, typer.Option("--judge-part")] = "reasoning",
-    steps: Annotated[int, typer.Option("--steps", help="GRPO steps.")] = 30,
-    n_each: Annotated[int, typer.Option("--prompts-each", help="Safe and unsafe training prompts each.")] = 24,
+    label_meaning: Annotated[str | None, typer.Option("--label-meaning", help="How the judge's label reads as "
+                                                      "safe/unsafe ('' for the judge's own).")] = "unsafe",
+    steps: Annotated[int, typer.Option("--steps", help="GRPO steps.")] = 20,
+    n_each: Annotated[int, typer.Option("--prompts-each", help="Safe and unsafe training prompts each.")] = 16,
     heldout_each: Annotated[int, typer.Option("--heldout-each", help="Safe and unsafe held-out prompts each.")] = 8,
-    sft_steps: Annotated[int | None, typer.Option("--sft-steps", help="SFT steps (default: 3 epochs).")] = None,
-    max_completion: Annotated[int, typer.Option("--max-completion-length")] = 96,
+    sft_steps: Annotated[int | None, typer.Option("--sft-steps", help="SFT steps (default: 2 epochs).")] = None,
+    max_completion: Annotated[int, typer.Option("--max-completion-length")] = 64,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -87,7 +89,8 @@ def demo_self_monitor(
     grpo = GRPOOptions(**{**SELF_MONITOR_GRPO, "steps": steps, "max_completion_length": max_completion,
                           "threads": threads})
     with stage_progress(as_json) as progress:
-        rep = run_sync(self_monitor_grpo(out_dir, model=model, judge=judge, judge_part=judge_part, n_each=n_each,
+        rep = run_sync(self_monitor_grpo(out_dir, model=model, judge=judge, judge_part=judge_part,
+                                         label_meaning=label_meaning or None, n_each=n_each,
                                          heldout_each=heldout_each, sft=sft, grpo=grpo, threads=threads,
                                          progress=progress))
     if as_json:

@@ -42,9 +42,9 @@ DEMO_MODEL = "smollm2"
 ORGANISM_SFT: dict[str, Any] = {"lora_r": 16, "lora_alpha": 32, "learning_rate": 1e-3, "epochs": 2.0,
                                 "batch_size": 8, "max_length": 160, "save_steps": 25}
 #: The self-monitor format stage's SFT settings.
-SELF_MONITOR_SFT: dict[str, Any] = {**ORGANISM_SFT, "epochs": 3.0, "max_length": 256}
+SELF_MONITOR_SFT: dict[str, Any] = {**ORGANISM_SFT, "epochs": 2.0, "max_length": 192}
 #: The self-monitor GRPO settings.
-SELF_MONITOR_GRPO: dict[str, Any] = {"steps": 30, "num_generations": 4, "max_completion_length": 96,
+SELF_MONITOR_GRPO: dict[str, Any] = {"steps": 20, "num_generations": 4, "max_completion_length": 64,
                                      "learning_rate": 1e-4, "save_steps": 10}
 
 
@@ -218,6 +218,7 @@ class SelfMonitorReport(BaseModel):
     model: str
     judge: str
     judge_part: str
+    label_meaning: str | None = None
     sft_adapter: str
     grpo_adapter: str
     data: dict[str, Any]
@@ -273,13 +274,14 @@ async def self_monitor_grpo(
     out: str | Path,
     *,
     model: str = DEMO_MODEL,
-    judge: str = "local-harm",
+    judge: str = "local-harmful-request",
     judge_part: str = "reasoning",
-    n_each: int = 24,
+    label_meaning: str | None = "unsafe",
+    n_each: int = 16,
     heldout_each: int = 8,
     sft: Any = None,
     grpo: Any = None,
-    think_tokens: int = 32,
+    think_tokens: int = 24,
     batch_size: int = 32,
     threads: int | None = None,
     progress: Progress | None = None,
@@ -291,6 +293,10 @@ async def self_monitor_grpo(
         model: the base model.
         judge: the external judge whose verdict on the reasoning the self-assessment must match.
         judge_part: the part the judge reads (the reasoning without its ``<monitor>`` segment by default).
+        label_meaning: how the judge's label reads as safe/unsafe (``unsafe``: the default judge,
+            ``local-harmful-request``, rates the request, and a harmful request makes its reasoning unsafe
+            territory; ``None``: the judge's own meaning). A response-harm judge (``local-harm``) flagged 0 of 64
+            of the base model's 24-token reasonings here, which leaves a self-assessment nothing to agree about.
         n_each: safe and unsafe XSTest prompts each for training.
         heldout_each: safe and unsafe XSTest prompts each, after the training ones, for the held-out measure.
         sft: :class:`~cotscope.train.SFTOptions` for the format stage.
@@ -319,13 +325,13 @@ async def self_monitor_grpo(
         # 1. Short reasoning and an answer from the base model.
         t0 = time.perf_counter()
         await generate(store, _items(train_rows, "self-monitor"), model=base, strategy=f"think-budget:{think_tokens}",
-                       samples=2, sampling=Sampling(temperature=0.7, top_p=0.95, max_tokens=think_tokens + 64, seed=0),
+                       samples=2, sampling=Sampling(temperature=0.7, top_p=0.95, max_tokens=think_tokens + 48, seed=0),
                        model_args=margs, progress=progress, description="reasoning to assess")
         seconds["generate"] = time.perf_counter() - t0
         # 2. The judge labels each reasoning; the builder writes reasoning + <monitor> + answer.
         t0 = time.perf_counter()
         data = await build_self_monitor(store, out / "self_monitor.jsonl", judge=judge, part=judge_part,
-                                        progress=progress, model=base)
+                                        label_meaning=label_meaning, progress=progress, model=base)
         seconds["data"] = time.perf_counter() - t0
         # 3. SFT teaches the format (a 135M model does not follow a format from instructions alone).
         t0 = time.perf_counter()
@@ -338,7 +344,7 @@ async def self_monitor_grpo(
                                                    "xstest_id": r["id"]}) + b"\n" for r in train_rows))
         t0 = time.perf_counter()
         grpo_dir = out / "grpo"
-        reward_opts = {"judge": judge, "part": judge_part}
+        reward_opts = {"judge": judge, "part": judge_part, "label_meaning": label_meaning}
         grpo_rep = train_grpo(str(sft_dir), prompts, grpo_dir, reward="self-monitor", reward_options=reward_opts,
                               options=grpo, store=store, progress=progress)
         seconds["grpo"] = time.perf_counter() - t0
@@ -352,7 +358,8 @@ async def self_monitor_grpo(
                                  grpo.max_completion_length, margs, progress)
         seconds["heldout"] = time.perf_counter() - t0
     first, last = _reward_stats(grpo_dir / "log.jsonl")
-    rep = SelfMonitorReport(model=model, judge=judge, judge_part=judge_part, sft_adapter=str(sft_dir),
+    rep = SelfMonitorReport(model=model, judge=judge, judge_part=judge_part, label_meaning=label_meaning,
+                            sft_adapter=str(sft_dir),
                             grpo_adapter=str(grpo_dir), data=_build_dict(data),
                             sft=sft_rep.model_dump(mode="json"), grpo=grpo_rep.model_dump(mode="json"),
                             reward_first=first, reward_last=last, heldout_before=before, heldout_after=after,

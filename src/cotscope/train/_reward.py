@@ -100,6 +100,8 @@ class SelfMonitorReward:
         agree: reward of a verdict that agrees with the judge.
         disagree: reward of one that does not.
         missing: reward of a completion without a readable verdict.
+        label_meaning: read the judge's label with this meaning instead of its own (``unsafe``: true is an
+            unsafe verdict), e.g. for ``local-harmful-request``, whose label rates the request.
 
     Attributes:
         counts: ``calls`` (completions scored), ``agree``, ``disagree``, ``missing``, ``parse_errors``,
@@ -108,7 +110,7 @@ class SelfMonitorReward:
 
     def __init__(self, judge: str | Judge, judge_model: str | None = None, judge_options: dict[str, Any] | None = None,
                  part: Part = "reasoning", answer_weight: float = 0.0, agree: float = 1.0, disagree: float = 0.0,
-                 missing: float = -0.5) -> None:
+                 missing: float = -0.5, label_meaning: str | None = None) -> None:
         from cotscope.judges import PARTS, get_judge
 
         # The monitor part is the segment itself, which the judge must not read.
@@ -119,7 +121,8 @@ class SelfMonitorReward:
             raise ValueError(f"answer_weight must be >= 0, got {answer_weight}")
         self.judge: Judge = get_judge(judge, model=judge_model, **(judge_options or {})) if isinstance(judge, str) \
             else judge
-        safe_from_label(True, self.judge.label_meaning)  # raises for a judge whose label has no safe reading
+        self.label_meaning = label_meaning or self.judge.label_meaning
+        safe_from_label(True, self.label_meaning)  # raises for a judge whose label has no safe reading
         self.part: Part = part
         self.answer_weight = float(answer_weight)
         self.values = {"agree": float(agree), "disagree": float(disagree), "missing": float(missing)}
@@ -137,7 +140,7 @@ class SelfMonitorReward:
         if r.parse_error is not None or r.label is None:
             self.counts["parse_errors"] += 1
             return None
-        return safe_from_label(r.label, self.judge.label_meaning)
+        return safe_from_label(r.label, self.label_meaning)
 
     async def _judge_all(self, traces: list[Trace], need: list[int]) -> tuple[list[JudgeResult | None],
                                                                                    list[JudgeResult | None]]:

@@ -72,6 +72,7 @@ async def build_self_monitor(
     judge_model: str | None = None,
     judge_options: dict[str, Any] | None = None,
     part: str = "reasoning",
+    label_meaning: str | None = None,
     justification_chars: int = 200,
     progress: Progress | None = None,
     **filters: Any,
@@ -92,6 +93,9 @@ async def build_self_monitor(
         judge_model: the judge's model, for LLM judges.
         judge_options: judge options.
         part: the part the judge reads (``reasoning`` by default: the monitor assesses the reasoning).
+        label_meaning: read the judge's label with this meaning instead of its own (``unsafe``: a true label
+            is an unsafe verdict). Lets a judge whose label has no safe reading of its own stand in, e.g.
+            ``local-harmful-request`` (a harmful request makes the reasoning about it unsafe territory).
         justification_chars: the longest justification.
         progress: where progress goes.
         **filters: which traces (``model=``, ``strategy=``, ``group_id=``, ...); default all.
@@ -110,9 +114,10 @@ async def build_self_monitor(
     p: Part = part
     jdg = get_judge(judge, model=judge_model, **(judge_options or {}))
     ev = as_evaluator(jdg, p)
-    check_meaning(jdg.name, ev.label_meaning)
+    meaning = label_meaning or ev.label_meaning
+    check_meaning(jdg.name, meaning)
     config: dict[str, Any] = {"judge": judge, "judge_model": judge_model, "judge_options": judge_options or {},
-                              "judge_config_hash": ev.config_hash, "part": part,
+                              "judge_config_hash": ev.config_hash, "part": part, "label_meaning": meaning,
                               "justification_chars": justification_chars, "filters": filters, "out": str(out)}
     with recorded_run(store, BUILDER, config) as run:
         ids = sorted(store.trace_ids(**filters))
@@ -124,7 +129,7 @@ async def build_self_monitor(
         for t in store.traces(ids=ids):
             why = _reject(t)
             res = results.get(t.id)
-            safe, no_verdict = verdict_of(res, ev.label_meaning)
+            safe, no_verdict = verdict_of(res, meaning)
             if why is None and safe is None:
                 why = no_verdict
             if why is not None:
