@@ -53,6 +53,9 @@ class RunOptions:
         cache: the request cache for generation (``None``: the default cache; see ``no_cache``).
         no_cache: send every generation request.
         data: read the items from this local file instead of the spec's.
+        data_options: loader options that override the spec's (``-D key=value``), e.g.
+            ``training_data=backdoor.jsonl`` for the backdoor benchmarks (triggers, controls and positions read
+            from the records a backdoor was trained on).
     """
 
     strategies: list[str] | None = None
@@ -70,6 +73,7 @@ class RunOptions:
     cache: str | None = None
     no_cache: bool = False
     data: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +118,9 @@ class RunResult:
 
 def select_items(spec: BenchmarkSpec, opts: RunOptions) -> list[Item]:
     """The spec's items cut to ``--limit`` (or the spec's own limit), as the spec's kind cuts them."""
-    items = load_items(spec.data, hub=opts.hub)
+    data = spec.data.model_copy(update={"options": {**spec.data.options, **opts.data_options}}) \
+        if opts.data_options else spec.data
+    items = load_items(data, hub=opts.hub)
     return get_kind(spec.kind).select(items, opts.limit if opts.limit is not None else spec.limit)
 
 
@@ -126,6 +132,9 @@ def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
     """
     if opts.data:
         spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(Path(opts.data).resolve())})})
+    if opts.data_options:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(
+            update={"options": {**spec.data.options, **opts.data_options}})})
     kind = get_kind(spec.kind)
     gen = spec.generation
     strategies = kind.strategies(spec, opts.strategies)

@@ -107,6 +107,9 @@ def run(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
     temperature: Annotated[float | None, typer.Option(min=0.0)] = None,
     data: Annotated[Path | None, typer.Option(help="Read the items from this local file instead.")] = None,
+    data_option: Annotated[list[str] | None, typer.Option(
+        "--data-option", "-D", help="Loader option k=v over the spec's (training_data=backdoor.jsonl for the "
+        "backdoor benchmarks).")] = None,
     hub: Annotated[bool, typer.Option("--hub", help="Load the data from the Hugging Face Hub (network).")] = False,
     model_base_url: Annotated[str | None, typer.Option("--model-base-url", help="OpenAI-compatible server.")] = None,
     judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="Server of the judge model.")] = None,
@@ -130,7 +133,8 @@ def run(
                       judge_options=parse_kv(judge_option or [], "-J/--judge-option"),
                       model_base_url=model_base_url, model_args=parse_kv(model_arg or [], "-M/--model-arg"),
                       hub=hub, skip_judges=no_judge, cache=str(cache) if cache else None, no_cache=no_cache,
-                      data=str(data) if data else None)
+                      data=str(data) if data else None,
+                      data_options=parse_kv(data_option or [], "-D/--data-option"))
     s = run_and_report(benchmark, model, store, opts, report, quiet=json)
     if json:
         print_json(s)
