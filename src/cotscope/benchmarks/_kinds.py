@@ -334,6 +334,7 @@ class CUAHarmKind(BenchmarkKind):
         """Every task through the agent stage (one episode per sample and strategy); ``backend`` builds the run's
         one backend on first use and the run closes it."""
         from cotscope.agents import AgentSettings, AgentTask, SandboxLimits
+        from cotscope.benchmarks._runner import SharedBackend
         from cotscope.benchmarks._spec import AgentSpec
         from cotscope.pipeline import run_agent
 
@@ -346,10 +347,11 @@ class CUAHarmKind(BenchmarkKind):
         settings = AgentSettings(max_steps=agent.max_steps, history=agent.history, temperature=plan.temperature,
                                  top_p=plan.top_p, max_tokens=plan.max_tokens, seed=plan.seed)
         limits = SandboxLimits(command_timeout_s=agent.command_timeout_s, episode_timeout_s=agent.episode_timeout_s)
+        run_on = backend.stage_args() if isinstance(backend, SharedBackend) else {"backend": backend}
         for s in plan.strategies:
             st = await run_agent(store, tasks, model=plan.model, strategy=s, samples=plan.samples,
                                  settings=settings, sandbox=agent.sandbox, sandbox_options=agent.sandbox_options,
-                                 limits=limits, backend=backend, cache=cache, concurrency=agent.concurrency,
+                                 limits=limits, cache=cache, concurrency=agent.concurrency, **run_on,
                                  source_file=f"benchmark:{spec.name}", metadata={"benchmark": spec.name},
                                  run_id=res.run_id, progress=progress,
                                  description=f"agent {spec.name} · {s}")

@@ -19,7 +19,17 @@ from cotscope.benchmarks._metrics import Metrics, index_results
 from cotscope.benchmarks._plan import PlanJudge, RunPlan
 from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
 from cotscope.errors import ConfigError
-from cotscope.pipeline import Evaluator, NullProgress, Progress, Sampling, as_evaluator, evaluate, generate
+from cotscope.pipeline import (
+    Evaluator,
+    Executor,
+    NullProgress,
+    Progress,
+    Sampling,
+    as_evaluator,
+    evaluate,
+    generate,
+    get_executor,
+)
 from cotscope.traces import PromptItem
 
 if TYPE_CHECKING:
@@ -56,6 +66,9 @@ class RunOptions:
         data_options: loader options that override the spec's (``-D key=value``), e.g.
             ``training_data=backdoor.jsonl`` for the backdoor benchmarks (triggers, controls and positions read
             from the records a backdoor was trained on).
+        ray: fan generation, judging and agent episodes out over a Ray cluster (``auto``, ``HOST:PORT``,
+            ``local``) or another executor; ``None``: in this process.
+        ray_workers: Ray workers (default: one per node).
     """
 
     strategies: list[str] | None = None
@@ -74,6 +87,8 @@ class RunOptions:
     no_cache: bool = False
     data: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
+    ray: str | Executor | None = None
+    ray_workers: int | None = None
 
 
 @dataclass
@@ -241,11 +256,24 @@ def resolve_judges(plan: RunPlan, opts: RunOptions,
 # -- the run ---------------------------------------------------------------------------------------------------
 class SharedBackend:
     """One backend for every phase of a run, built on the first call (only when something is left to generate)
-    and closed by the run."""
+    and closed by the run.
 
-    def __init__(self, factory: Callable[[], Model]) -> None:
+    With an executor the phases fan out instead and each worker builds its own backend from the model spec
+    kept here (:meth:`stage_args`); the factory is then never called.
+    """
+
+    def __init__(self, factory: Callable[[], Model], *, base_url: str | None = None,
+                 model_args: dict[str, Any] | None = None, executor: Executor | None = None) -> None:
         self.factory = factory
         self.model: Model | None = None
+        self.base_url = base_url
+        self.model_args = model_args
+        self.executor = executor
+
+    def stage_args(self) -> dict[str, Any]:
+        """The arguments a stage takes to run the phases on this backend, or fanned out with the same spec."""
+        return {"backend": self, "model_base_url": self.base_url, "model_args": self.model_args,
+                "ray": self.executor}
 
     def __call__(self) -> Model:
         if self.model is None:
@@ -272,9 +300,10 @@ async def generation_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, bac
             res.skipped_samples += len(traces) - len(todo)
             res.generated += store.add_traces(todo, res.run_id)
             continue
+        run_on = backend.stage_args() if isinstance(backend, SharedBackend) else {"backend": backend}
         st = await generate(store, ph.prompts, model=plan.model, strategy=ph.strategy,
                             samples=ph.samples or plan.samples,
-                            sampling=sampling, backend=backend, cache=cache, source_file=source,
+                            sampling=sampling, cache=cache, source_file=source, **run_on,
                             run_id=res.run_id, progress=progress,
                             description=f"generate {plan.benchmark.name} · {ph.strategy}"
                                         + (f" ({ph.name})" if ph.name != "scenario" else ""))
@@ -287,7 +316,8 @@ async def generation_phase(store: Store, plan: RunPlan, kind: BenchmarkKind, bac
 
 
 async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind,
-                      instances: dict[tuple[int, str], Evaluator], res: RunResult, progress: Progress) -> None:
+                      instances: dict[tuple[int, str], Evaluator], res: RunResult, progress: Progress,
+                      executor: Executor | None = None) -> None:
     """Each resolved judge over the plan's traces through the evaluate stage (skipping stored results)."""
     by_cat: dict[str, list[str]] = {}
     ids_all: list[str] = []
@@ -309,7 +339,7 @@ async def judge_phase(store: Store, plan: RunPlan, kind: BenchmarkKind,
                 ids = [t for t in ids if t in pos]
             ev = instances[(i, cat)]
             st = await evaluate(store, ev, trace_ids=ids, context=contexts, run_id=res.run_id, progress=progress,
-                                description=f"{ev.kind} {ev.name}:{ev.part}")
+                                description=f"{ev.kind} {ev.name}:{ev.part}", ray=executor)
             res.judged += st.stored
             res.skipped_judgments += st.skipped
             res.judge_errors += st.errors
@@ -361,11 +391,14 @@ async def run_benchmark(store: Store, spec: BenchmarkSpec | str, model: str | No
         elif pj.fallback_used:
             res.notes.append(f"judge {pj.spec.name}:{pj.part} needs --judge-model; ran {pj.name} instead")
     cache = None if opts.no_cache else RequestCache(opts.cache)
-    backend = SharedBackend(lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args))
+    # One executor (one connection to the cluster) for every phase of the run.
+    executor = get_executor(opts.ray, opts.ray_workers)
+    backend = SharedBackend(lambda: get_model(model, base_url=opts.model_base_url, **opts.model_args),
+                            base_url=opts.model_base_url, model_args=opts.model_args, executor=executor)
     status = "failed"
     try:
         await kind.generate(store, plan, backend, res, cache, progress)
-        await judge_phase(store, plan, kind, instances, res, progress)
+        await judge_phase(store, plan, kind, instances, res, progress, executor)
         res.metrics = kind.metrics(store, plan)
         status = "done"
     finally:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import console, fail, print_json, stage_progress
+from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 agent_app = typer.Typer(
     name="agent",
@@ -49,6 +50,8 @@ def run_cmd(
     cache: Annotated[Path | None, typer.Option(help="Request cache file (default ~/.cache/cotscope).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every request.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Run the agent on each task in a fresh sandbox; store each episode as a trajectory; a rerun resumes."""
     from cotscope._options import parse_kv
@@ -57,6 +60,7 @@ def run_cmd(
     from cotscope.pipeline import TaskOutcome, run_agent
     from cotscope.store import Store
 
+    check_ray(ray)
     taskset = load_tasks(tasks)
     chosen = [t for t in taskset.tasks if not task_id or t.id in task_id]
     if task_id:
@@ -80,7 +84,7 @@ def run_cmd(
                 st, chosen, model=model, strategy=strategy, samples=samples, settings=settings, sandbox=sandbox,
                 sandbox_options={"rootfs": rootfs} if rootfs else None, limits=limits,
                 model_base_url=model_base_url, model_args=margs, cache=req_cache, concurrency=concurrency,
-                source_file=tasks, progress=prog))
+                source_file=tasks, progress=prog, ray=ray, ray_workers=ray_workers))
     finally:
         if req_cache is not None:
             req_cache.close()

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import app, console, fail, load_prompt_items, print_json, stage_progress
+from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 
 @app.command()
@@ -36,6 +37,8 @@ def generate(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every request.")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Generate K samples per prompt into a store; a rerun generates only what is missing."""
     from cotscope._options import parse_kv
@@ -45,6 +48,7 @@ def generate(
     from cotscope.store import Store
     from cotscope.thinking import get_strategy
 
+    check_ray(ray)
     strat = get_strategy(strategy)
     margs = parse_kv(model_arg or [], "-M/--model-arg")
     items, bad, source = load_prompt_items(prompts, benchmark, model, limit)
@@ -63,7 +67,7 @@ def generate(
                 model_base_url=model_base_url, model_args=margs, cache=req_cache, source_file=source,
                 run_config={"prompts": str(prompts) if prompts else None, "benchmark": benchmark,
                             "model_args": {k: str(v) for k, v in margs.items()}, "bad_prompts": len(bad)},
-                progress=prog))
+                progress=prog, ray=ray, ray_workers=ray_workers))
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as e:
         fail(f"--model {model}: {e}")
     finally:

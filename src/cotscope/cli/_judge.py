@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import app, console, fail, print_json, progress_bar, stage_progress
+from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 if TYPE_CHECKING:
     from cotscope.pipeline import EvaluateStats
@@ -61,15 +62,16 @@ def _stats_table(title: str, stats: EvaluateStats) -> Table:
 
 
 def _evaluate(store: Path, evaluator: Any, part: Any, batch_size: int | None, limit: int | None, json: bool,
-              title: str) -> None:
+              title: str, ray: str | None = None, ray_workers: int | None = None) -> None:
     """Run the evaluate stage under progress bars, then print its stats (exit 1 on backend errors)."""
     from cotscope.pipeline import evaluate
 
+    check_ray(ray)
     st = open_store(store)
     try:
         with stage_progress(quiet=json) as prog:
             stats = asyncio.run(evaluate(st, evaluator, part, batch_size=batch_size, limit=limit, progress=prog,
-                                         close=True))
+                                         close=True, ray=ray, ray_workers=ray_workers))
     finally:
         st.close()
     if json:
@@ -96,6 +98,8 @@ def judge_cmd(
     batch_size: BatchOpt = None,
     limit: LimitOpt = None,
     json: JsonOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Judge one part of every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.judges import PARTS, get_judge
@@ -103,7 +107,7 @@ def judge_cmd(
     if part not in PARTS:
         fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
     j = get_judge(judge, model=model, **_options(option, model_base_url))
-    _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}")
+    _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}", ray, ray_workers)
 
 
 @app.command("monitor")
@@ -116,12 +120,14 @@ def monitor_cmd(
     batch_size: BatchOpt = None,
     limit: LimitOpt = None,
     json: JsonOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Run a monitor over every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.monitors import get_monitor
 
     m = get_monitor(monitor, model=model, **_options(option, model_base_url))
-    _evaluate(store, m, None, batch_size, limit, json, f"monitor {monitor} on {store}")
+    _evaluate(store, m, None, batch_size, limit, json, f"monitor {monitor} on {store}", ray, ray_workers)
 
 
 # -- metrics ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import app, console, fail, out, print_json, stage_progress
+from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 
 @app.command()
@@ -122,11 +123,14 @@ def run(
     report: Annotated[Path | None, typer.Option(help="Write the HTML report into this folder.")] = None,
     no_judge: Annotated[bool, typer.Option("--no-judge", help="Generate only.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Generate -> judge/monitor -> metrics -> report for one benchmark; every stage skips what the store has."""
     from cotscope._options import parse_kv
     from cotscope.benchmarks import RunOptions
 
+    check_ray(ray)
     strategies = [s.strip() for x in (strategy or []) for s in x.split(",") if s.strip()] or None
     opts = RunOptions(strategies=strategies, samples=samples, temperature=temperature, max_tokens=max_tokens,
                       limit=limit, judge_model=judge_model, judge_base_url=judge_base_url,
@@ -134,7 +138,8 @@ def run(
                       model_base_url=model_base_url, model_args=parse_kv(model_arg or [], "-M/--model-arg"),
                       hub=hub, skip_judges=no_judge, cache=str(cache) if cache else None, no_cache=no_cache,
                       data=str(data) if data else None,
-                      data_options=parse_kv(data_option or [], "-D/--data-option"))
+                      data_options=parse_kv(data_option or [], "-D/--data-option"),
+                      ray=ray or None, ray_workers=ray_workers)
     s = run_and_report(benchmark, model, store, opts, report, quiet=json)
     if json:
         print_json(s)

@@ -9,6 +9,9 @@
 - :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
 Stages report progress through the small :class:`Progress` protocol and never draw anything.
+``generate``, ``evaluate`` and ``run_agent`` fan their work out when given ``ray=ADDRESS`` (or an
+:class:`Executor`): workers build their own backends, the driver alone writes the store (``cotscope[ray]``;
+Ray is imported only then).
 """
 
 from cotscope._progress import NullProgress, Progress, ProgressTask
@@ -24,7 +27,24 @@ from cotscope.pipeline._annotate import (
     as_annotation_evaluator,
 )
 from cotscope.pipeline._detection import POSITIVES, DetectionRow, detection_metrics
-from cotscope.pipeline._evaluate import Contexts, EvaluateStats, Evaluator, as_evaluator, evaluate, result_row
+from cotscope.pipeline._evaluate import (
+    Contexts,
+    EvaluateStats,
+    Evaluator,
+    as_evaluator,
+    evaluate,
+    rebuilder,
+    result_row,
+)
+from cotscope.pipeline._executor import (
+    RAY_ENV,
+    Executor,
+    ExecutorStats,
+    InlineExecutor,
+    WorkerJob,
+    get_executor,
+    node_url,
+)
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
 from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
 from cotscope.pipeline._verify import BestOfNReport, as_prm_evaluator, best_of_n_from_store
@@ -33,6 +53,7 @@ __all__ = [
     "ANNOTATION_KIND",
     "GROUP_BY",
     "POSITIVES",
+    "RAY_ENV",
     "AgentStats",
     "AnnotateStats",
     "BestOfNReport",
@@ -40,13 +61,17 @@ __all__ = [
     "DetectionRow",
     "EvaluateStats",
     "Evaluator",
+    "Executor",
+    "ExecutorStats",
     "GenerateStats",
+    "InlineExecutor",
     "NullProgress",
     "Progress",
     "ProgressTask",
     "SafetyRow",
     "Sampling",
     "TaskOutcome",
+    "WorkerJob",
     "annotate",
     "annotate_bel",
     "annotate_mie",
@@ -60,7 +85,10 @@ __all__ = [
     "episode_row",
     "evaluate",
     "generate",
+    "get_executor",
+    "node_url",
     "plan_work",
+    "rebuilder",
     "result_row",
     "run_agent",
     "safety_metrics",

@@ -25,6 +25,7 @@ from cotscope.traces._trace import group_id_for
 if TYPE_CHECKING:
     from cotscope.agents import AgentSettings, AgentTask, Episode, SandboxLimits, SandboxProvider
     from cotscope.models import Model, RequestCache
+    from cotscope.pipeline._executor import Executor
     from cotscope.store import Store
     from cotscope.thinking import Strategy
 
@@ -73,6 +74,7 @@ class AgentStats:
     seconds: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    executor: dict[str, Any] | None = None
 
     def _ran(self, variant: str) -> list[TaskOutcome]:
         return [o for o in self.outcomes if o.variant == variant and o.status in ("done", "failed")]
@@ -137,7 +139,7 @@ class AgentStats:
             "seconds": round(self.seconds, 3),
             "engine": self.engine,
             "run_id": self.run_id,
-        }
+        } | ({"executor": self.executor} if self.executor is not None else {})
 
 
 def episode_row(task: AgentTask, ep: Episode, *, model: str, strategy: str, sandbox: str,
@@ -207,6 +209,8 @@ async def run_agent(
     run_id: str | None = None,
     progress: Progress | None = None,
     description: str | None = None,
+    ray: str | Executor | None = None,
+    ray_workers: int | None = None,
 ) -> AgentStats:
     """Run the missing episodes of ``tasks`` and store each finished one as a trajectory.
 
@@ -230,11 +234,17 @@ async def run_agent(
         run_id: record under this run; ``None`` starts an ``agent`` run of its own.
         progress: where progress goes.
         description: the progress label.
+        ray: fan the episodes out: a Ray address (``auto``, ``HOST:PORT``, ``local``) or an executor. Each worker
+            builds its backend from ``model``, ``model_base_url`` (``{node_ip}``: its node) and ``model_args``
+            and runs episodes in its own sandboxes (the sandbox must work on every node); ``backend``, ``cache``
+            and ``concurrency`` are not used (each worker runs two episodes at once). ``None``: in this process.
+        ray_workers: Ray workers (default: one per node).
 
     Returns:
         One outcome per (task, sample), stored ones included, in task order.
     """
     from cotscope.agents import AgentSettings, first_messages, get_sandbox
+    from cotscope.pipeline._executor import get_executor
     from cotscope.pipeline._generate import plan_work
     from cotscope.thinking import get_strategy
 
@@ -275,7 +285,8 @@ async def run_agent(
             else:
                 await _run_episodes(store, work, by_id, model, strat, settings, provider, limits, backend,
                                     model_base_url, model_args, cache, concurrency, source_file, metadata, run_id,
-                                    progress, description or f"agent {model}", stats, results)
+                                    progress, description or f"agent {model}", stats, results,
+                                    get_executor(ray, ray_workers))
         status = "done"
     except BaseException:
         status = "interrupted"
@@ -304,22 +315,21 @@ async def _run_episodes(store: Store, work: list[tuple[PromptItem, str, int]], b
                         model_args: dict[str, Any] | None, cache: RequestCache | None, concurrency: int,
                         source_file: str | None, metadata: dict[str, Any] | None, run_id: str,
                         progress: Progress, description: str, stats: AgentStats,
-                        results: dict[tuple[str, int], TaskOutcome]) -> None:
+                        results: dict[tuple[str, int], TaskOutcome], executor: Executor | None = None) -> None:
     from cotscope.agents import run_episode
     from cotscope.models import Engine
     from cotscope.pipeline._generate import resolve_backend
 
-    be, owned = resolve_backend(backend, model, base_url, model_args)
-    engine = Engine(be, strat, cache)
+    if executor is None:  # fanned out, each worker builds its own backend
+        be, owned = resolve_backend(backend, model, base_url, model_args)
+        engine = Engine(be, strat, cache)
     task = progress.task(description, total=len(work))
     gate = asyncio.Semaphore(max(1, concurrency))
     t0 = time.perf_counter()
     scores: list[float] = []
 
-    async def one(p: PromptItem, k: int) -> None:
+    def record(p: PromptItem, k: int, ep: Episode) -> None:
         t = by_id[p.metadata["task_id"]]
-        async with gate:
-            ep = await run_episode(t, engine, provider, settings=settings, limits=limits, sample_index=k)
         o = TaskOutcome(task=t.id, variant=t.variant, sample_index=k, score=ep.score, steps=len(ep.steps),
                         status=ep.status, reason=ep.reason, refused=ep.refused, source=t.source_file)
         if ep.status in ("done", "failed"):
@@ -332,6 +342,22 @@ async def _run_episodes(store: Store, work: list[tuple[PromptItem, str, int]], b
         mean = sum(scores) / len(scores) if scores else 0.0
         task.advance(1, f"{t.id[:8]} {o.status} · mean score {mean:.2f}")
 
+    async def one(p: PromptItem, k: int) -> None:
+        t = by_id[p.metadata["task_id"]]
+        async with gate:
+            ep = await run_episode(t, engine, provider, settings=settings, limits=limits, sample_index=k)
+        record(p, k, ep)
+
+    if executor is not None:
+        job = AgentJob(model, base_url, dict(model_args or {}), strat, settings, provider, limits)
+        try:
+            ex = await executor.map(job, ((i, (by_id[p.metadata["task_id"]], k)) for i, (p, _, k) in enumerate(work)),
+                                    lambda i, ep: record(work[i][0], work[i][2], ep))
+            stats.executor = {"name": executor.name, **ex.to_dict()}
+        finally:
+            task.done()
+            stats.engine = {"seconds": round(time.perf_counter() - t0, 4)}
+        return
     try:
         await asyncio.gather(*(one(p, k) for p, _, k in work))
     finally:
@@ -342,3 +368,43 @@ async def _run_episodes(store: Store, work: list[tuple[PromptItem, str, int]], b
             cache.flush()
         if owned:
             await be.aclose()
+
+
+@dataclass
+class AgentJob:
+    """What each worker of a fanned-out agent run does: build the backend and sandbox provider once, then run
+    episodes. A unit's payload is ``(task, sample index)``; its result the finished :class:`Episode`."""
+
+    model: str
+    base_url: str | None
+    model_args: dict[str, Any]
+    strategy: Strategy
+    settings: AgentSettings
+    provider: SandboxProvider
+    limits: SandboxLimits | None
+    engine: Any = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "engine": None}
+
+    async def start(self) -> None:
+        """Build the backend and the engine its episodes share (concurrent episodes batch together)."""
+        from cotscope.models import Engine, get_model
+        from cotscope.pipeline._executor import node_url
+
+        self.engine = Engine(get_model(self.model, base_url=node_url(self.base_url), **self.model_args),
+                             self.strategy)
+
+    async def run(self, payload: tuple[AgentTask, int]) -> Episode:
+        """One episode in a fresh sandbox of this worker's node."""
+        from cotscope.agents import run_episode
+
+        task, k = payload
+        return await run_episode(task, self.engine, self.provider, settings=self.settings, limits=self.limits,
+                                 sample_index=k)
+
+    async def close(self) -> None:
+        """Close the backend."""
+        if self.engine is not None:
+            await self.engine.model.aclose()
+            self.engine = None

@@ -3,7 +3,8 @@
 One implementation for ``cotscope judge``, ``cotscope monitor``, the judge phase of ``cotscope run`` and the
 Python API. Results are keyed by ``(trace, evaluator, config hash, part)``; the evaluator is recorded in the
 store's evaluators table with its label meaning, so any later command (metrics, report, traces --where)
-knows what a ``true`` label means whichever command wrote it.
+knows what a ``true`` label means whichever command wrote it. With ``ray=`` the batches (trace rows, not the
+store) go to workers that rebuild the judge or monitor by name (:class:`EvaluateJob`); results are stored here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cotscope.monitors import Monitor
 from cotscope.traces import Trace
 
 if TYPE_CHECKING:
+    from cotscope.pipeline._executor import Executor
     from cotscope.store import Store
 
 #: Largest remainder fetched with an id list rather than by scanning the store.
@@ -43,6 +45,8 @@ class Evaluator:
         score: scores a batch of traces (with optional per-trace context).
         close: releases its backend.
         preferred_batch: traces per batch (large for local classifiers, 64 for LLM judges).
+        rebuild: a picklable factory of the judge or monitor, for workers that build their own
+            (:func:`rebuilder`); ``None``: this evaluator runs only in this process.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Evaluator:
     score: ScoreBatch
     close: Callable[[], Awaitable[None]]
     preferred_batch: int = 64
+    rebuild: Callable[[], Judge | Monitor] | None = None
 
     @property
     def config_hash(self) -> str:
@@ -79,7 +84,7 @@ def as_evaluator(obj: Judge | Monitor | Evaluator, part: Part | None = None) -> 
 
         return Evaluator(name=mon.name, kind="monitor", part=mon.part, label_meaning=mon.label_meaning,
                          config=mon.config(), score=score_m, close=mon.aclose,
-                         preferred_batch=mon.preferred_batch)
+                         preferred_batch=mon.preferred_batch, rebuild=rebuilder(mon))
     jdg = obj
     if part not in PARTS:
         raise ValueError(f"judge {jdg.name} needs a part: {', '.join(PARTS)} (got {part!r})")
@@ -92,7 +97,7 @@ def as_evaluator(obj: Judge | Monitor | Evaluator, part: Part | None = None) -> 
     # never share results (and so that keys written before this module existed stay the same).
     return Evaluator(name=jdg.name, kind="judge", part=p, label_meaning=jdg.label_meaning,
                      config=jdg.config() | {"label_meaning": jdg.label_meaning}, score=score_j, close=jdg.aclose,
-                     preferred_batch=jdg.preferred_batch)
+                     preferred_batch=jdg.preferred_batch, rebuild=rebuilder(jdg))
 
 
 @dataclass
@@ -114,10 +119,13 @@ class EvaluateStats:
     errors: int = 0
     seconds: float = 0.0
     error_examples: list[str] = field(default_factory=list)
+    executor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The stats as the JSON object of ``cotscope judge --json``."""
+        """The stats as the JSON object of ``cotscope judge --json`` (``executor`` only when fanned out)."""
         d = asdict(self)
+        if d["executor"] is None:
+            del d["executor"]
         d["seconds"] = round(self.seconds, 3)
         d["traces_per_s"] = round(self.stored / self.seconds, 2) if self.seconds > 0 else None
         return d
@@ -157,6 +165,8 @@ async def evaluate(
     progress: Progress | None = None,
     description: str | None = None,
     close: bool = False,
+    ray: str | Executor | None = None,
+    ray_workers: int | None = None,
     **filters: Any,
 ) -> EvaluateStats:
     """Score every stored trace that has no result for this evaluator's key yet.
@@ -178,8 +188,14 @@ async def evaluate(
         progress: where progress goes.
         description: the progress label.
         close: close the evaluator's backend at the end.
+        ray: fan the batches out: a Ray address (``auto``, ``HOST:PORT``, ``local``) or an executor. Each worker
+            rebuilds the judge or monitor from its name and options once and scores the trace rows it is sent;
+            this process alone writes the store. ``None``: in this process.
+        ray_workers: Ray workers (default: one per node).
         **filters: trace filters (``model=``, ``strategy=``, ``group_id=``, ``source_format=``, ...).
     """
+    from cotscope.pipeline._executor import get_executor
+
     ev = as_evaluator(evaluator, part)
     chash = ev.config_hash
     stats = EvaluateStats(evaluator=ev.name, kind=ev.kind, part=ev.part, config_hash=chash)
@@ -200,8 +216,9 @@ async def evaluate(
     t0 = time.perf_counter()
     status = "failed"
     try:
+        executor = get_executor(ray, ray_workers) if todo else None
         await _score_all(store, ev, chash, todo, ids, trace_ids is not None, filters, context,
-                         batch_size or ev.preferred_batch, run_id, stats, task)
+                         batch_size or ev.preferred_batch, run_id, stats, task, executor)
         status = "done"
     except BaseException:
         status = "interrupted"
@@ -216,17 +233,40 @@ async def evaluate(
     return stats
 
 
+def _pending(store: Store, todo: list[str], ids: list[str], by_ids: bool, filters: dict[str, Any],
+             batch_size: int) -> Iterator[list[Trace]]:
+    """The traces of ``todo`` in batches, read from the store as they are needed."""
+    todo_set = set(todo)
+    # Streams in store order. A small remainder (or an explicit id list) is fetched by id; a large one is
+    # filtered here, because an id-list predicate over a big store costs more than reading the rows.
+    source: Iterator[Trace]
+    if by_ids or (len(todo) < len(ids) and len(todo) <= _ID_FETCH_MAX):
+        source = (t for i in range(0, len(todo), _ID_FETCH_MAX) for t in store.traces(ids=todo[i:i + _ID_FETCH_MAX]))
+    else:
+        source = store.traces(**filters)
+    batch: list[Trace] = []
+    for t in source:
+        if t.id not in todo_set:
+            continue
+        todo_set.discard(t.id)
+        batch.append(t)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 async def _score_all(store: Store, ev: Evaluator, chash: str, todo: list[str], ids: list[str], by_ids: bool,
                      filters: dict[str, Any], context: Contexts | None, batch_size: int, run_id: str,
-                     stats: EvaluateStats, task: Any) -> None:
+                     stats: EvaluateStats, task: Any, executor: Executor | None = None) -> None:
     if not todo:
         return
-    todo_set = set(todo)
-    batch: list[Trace] = []
 
-    async def flush() -> None:
-        ctx = [context.get(t.id, {}) for t in batch] if context is not None else None
-        results = await ev.score(batch, ctx)
+    def contexts(batch: Sequence[Trace]) -> list[Mapping[str, Any]] | None:
+        return [context.get(t.id, {}) for t in batch] if context is not None else None
+
+    def store_batch(batch: Sequence[Trace], results: Sequence[JudgeResult]) -> None:
         if len(results) != len(batch):
             raise RuntimeError(f"{ev.name} returned {len(results)} results for {len(batch)} traces")
         rows = []
@@ -240,21 +280,131 @@ async def _score_all(store: Store, ev: Evaluator, chash: str, todo: list[str], i
             stats.count(r)
         stats.stored += store.add_results(rows)
         task.advance(len(batch), f"{stats.label_true} true · {stats.parse_errors} parse errors")
-        batch.clear()
 
-    # Streams in store order. A small remainder (or an explicit id list) is fetched by id; a large one is
-    # filtered here, because an id-list predicate over a big store costs more than reading the rows.
-    source: Iterator[Trace]
-    if by_ids or (len(todo) < len(ids) and len(todo) <= _ID_FETCH_MAX):
-        source = (t for i in range(0, len(todo), _ID_FETCH_MAX) for t in store.traces(ids=todo[i:i + _ID_FETCH_MAX]))
-    else:
-        source = store.traces(**filters)
-    for t in source:
-        if t.id not in todo_set:
-            continue
-        todo_set.discard(t.id)
-        batch.append(t)
-        if len(batch) >= batch_size:
-            await flush()
-    if batch:
-        await flush()
+    if executor is not None:
+        await _score_fanout(ev, _pending(store, todo, ids, by_ids, filters,
+                                         max(1, min(batch_size, -(-len(todo) // (executor.workers * 4))))),
+                            contexts, store_batch, executor, stats)
+        return
+    for batch in _pending(store, todo, ids, by_ids, filters, batch_size):
+        store_batch(batch, await ev.score(batch, contexts(batch)))
+
+
+def rebuilder(obj: Judge | Monitor) -> Callable[[], Judge | Monitor] | None:
+    """A picklable factory that builds ``obj`` again elsewhere (a Ray worker), or ``None`` when it cannot.
+
+    Judges and monitors built by name record their arguments (``cotscope._registry``); a judge wrapped as a
+    monitor is the judge rebuilt and wrapped again. A judge model's server set after building (``base_url``,
+    as ``cotscope run --judge-base-url`` does) is carried over.
+    """
+    from cotscope._registry import registry_info
+
+    info = registry_info(obj)
+    if info is not None and info.kind in ("judge", "monitor"):
+        return _Rebuild(info.kind, info.name, dict(info.args), getattr(obj, "base_url", None))
+    inner = getattr(obj, "judge", None)
+    if inner is not None and isinstance(obj, Monitor):
+        from cotscope.monitors._adapt import JudgeMonitor
+
+        judge = rebuilder(inner)
+        if isinstance(obj, JudgeMonitor) and judge is not None:
+            return _RebuildJudgeMonitor(judge, obj.part, obj.name)
+    return None
+
+
+@dataclass(frozen=True)
+class _Rebuild:
+    kind: str
+    name: str
+    args: dict[str, Any]
+    base_url: str | None
+
+    def __call__(self) -> Judge | Monitor:
+        from cotscope.judges._types import JUDGES
+        from cotscope.monitors._types import MONITORS
+
+        obj: Judge | Monitor = (JUDGES if self.kind == "judge" else MONITORS).get(self.name, **self.args)
+        if self.base_url is not None and hasattr(obj, "base_url"):
+            obj.base_url = self.base_url
+        inner = getattr(obj, "judge", None)
+        if self.base_url is not None and inner is not None and hasattr(inner, "base_url"):
+            inner.base_url = self.base_url
+        return obj
+
+
+@dataclass(frozen=True)
+class _RebuildJudgeMonitor:
+    judge: Callable[[], Judge | Monitor]
+    part: str
+    name: str
+
+    def __call__(self) -> Monitor:
+        from cotscope.monitors._adapt import JudgeMonitor
+
+        judge = self.judge()
+        assert isinstance(judge, Judge)
+        return JudgeMonitor(judge, part=self.part, name=self.name)  # type: ignore[arg-type]
+
+
+@dataclass
+class EvaluateJob:
+    """What each worker of a fanned-out evaluation does: rebuild the judge or monitor once, then score batches.
+
+    A unit's payload is ``(traces, contexts)``: the rows travel, not the store. The rebuilt evaluator must
+    have the driver's key (config hash), or its results would be stored under a key they do not belong to.
+    """
+
+    rebuild: Callable[[], Judge | Monitor]
+    part: str
+    config_hash: str
+    evaluator: Evaluator | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "evaluator": None}
+
+    async def start(self) -> None:
+        """Rebuild the evaluator and check its key."""
+        from cotscope.errors import ConfigError
+
+        ev = as_evaluator(self.rebuild(), self.part)  # type: ignore[arg-type]
+        if ev.config_hash != self.config_hash:
+            await ev.close()
+            raise ConfigError(f"{ev.name} rebuilt on a worker has config hash {ev.config_hash}, not the driver's "
+                              f"{self.config_hash}: its settings do not all come from its name and options")
+        self.evaluator = ev
+
+    async def run(self, payload: tuple[list[Trace], list[Mapping[str, Any]] | None]) -> list[JudgeResult]:
+        """One batch's results."""
+        assert self.evaluator is not None
+        traces, ctx = payload
+        return await self.evaluator.score(traces, ctx)
+
+    async def close(self) -> None:
+        """Close the evaluator's backend."""
+        if self.evaluator is not None:
+            await self.evaluator.close()
+            self.evaluator = None
+
+
+async def _score_fanout(ev: Evaluator, source: Iterator[list[Trace]],
+                        contexts: Callable[[Sequence[Trace]], list[Mapping[str, Any]] | None],
+                        store_batch: Callable[[Sequence[Trace], Sequence[JudgeResult]], None], executor: Executor,
+                        stats: EvaluateStats) -> None:
+    from cotscope.errors import ConfigError
+
+    if ev.rebuild is None:
+        raise ConfigError(f"{ev.kind} {ev.name} cannot be sent to workers: only judges and monitors built by name "
+                          "(get_judge, get_monitor) can be rebuilt there; run it without ray")
+    job = EvaluateJob(ev.rebuild, ev.part, ev.config_hash)
+    sent: dict[int, list[Trace]] = {}
+
+    def units() -> Iterator[tuple[int, tuple[list[Trace], list[Mapping[str, Any]] | None]]]:
+        for i, batch in enumerate(source):
+            sent[i] = batch  # until its results are stored: only the batches in flight are held
+            yield i, (batch, contexts(batch))
+
+    def on_result(key: int, results: list[JudgeResult]) -> None:
+        store_batch(sent.pop(key), results)
+
+    ex = await executor.map(job, units(), on_result)
+    stats.executor = {"name": executor.name, **ex.to_dict()}

@@ -4,22 +4,25 @@ One implementation for ``cotscope generate``, ``cotscope run`` and the Python AP
 before any backend starts (group ids derive from prompt, model and strategy), so a finished set costs
 nothing to rerun and a killed run resumes with the missing ``(group, sample)`` pairs only. Requests go
 through the engine (concurrency, request cache, fault handling) and traces are written in small batches.
+With ``ray=`` the missing groups go in batches to workers that each run their own engine and backend
+(:class:`GenerateJob`); their outputs come back here and are written by the same code.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cotscope._progress import NullProgress, Progress
+from cotscope._progress import NullProgress, Progress, ProgressTask
 from cotscope.traces import PromptItem
 from cotscope.traces._rows import make_row
 from cotscope.traces._trace import group_id_for
 
 if TYPE_CHECKING:
-    from cotscope.models import GenerateConfig, Model, ModelOutput, RequestCache
+    from cotscope.models import EngineStats, GenerateConfig, GenerateRequest, Model, ModelOutput, RequestCache
+    from cotscope.pipeline._executor import Executor
     from cotscope.store import Store
     from cotscope.thinking import Strategy
 
@@ -74,10 +77,14 @@ class GenerateStats:
     seconds: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    executor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The stats as a JSON object (``errors`` is the count, ``error_list`` the examples)."""
+        """The stats as a JSON object (``errors`` is the count, ``error_list`` the examples; ``executor`` only
+        when the work was fanned out)."""
         d = asdict(self)
+        if d["executor"] is None:  # the in-process path's JSON stays as it was
+            del d["executor"]
         d["error_list"] = d.pop("errors")
         d["errors"] = d.pop("error_count")
         d["seconds"] = round(self.seconds, 3)
@@ -125,6 +132,8 @@ async def generate(
     progress: Progress | None = None,
     description: str | None = None,
     flush_every: int = 64,
+    ray: str | Executor | None = None,
+    ray_workers: int | None = None,
 ) -> GenerateStats:
     """Generate the missing samples of ``prompts`` into ``store``.
 
@@ -148,10 +157,17 @@ async def generate(
         progress: where progress goes (default: nowhere).
         description: the progress label.
         flush_every: traces per store write (a killed run loses at most this many, or a second of work).
+        ray: fan the work out: a Ray address (``auto``, ``HOST:PORT``, ``local``) or an executor. Groups (all K
+            samples of a prompt) go to the workers in batches; each worker builds its own backend from ``model``,
+            ``model_base_url`` (``{node_ip}``: the worker's node) and ``model_args`` (``backend`` and ``cache``
+            are not used: a backend object cannot travel, and workers on other nodes share no cache file; the
+            store's resume covers a rerun). ``None``: in this process.
+        ray_workers: Ray workers (default: one per node).
 
     Returns:
         What was generated, skipped and failed. Failed requests are not stored: a rerun retries them.
     """
+    from cotscope.pipeline._executor import get_executor
     from cotscope.thinking import get_strategy
 
     strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -161,6 +177,7 @@ async def generate(
     work, stats.prompts, stats.duplicate_prompts, stats.skipped_existing = plan_work(
         store, prompts, model, strat.name, samples)
     stats.requested = len(work)
+    executor = get_executor(ray, ray_workers) if work else None
     own_run = run_id is None
     if own_run:
         run_id = store.start_run("generate", model, {
@@ -171,7 +188,10 @@ async def generate(
     t0 = time.perf_counter()
     status = "failed"
     try:
-        if work:
+        if work and executor is not None:
+            await _run_fanout(store, work, model, strat, sampling, model_base_url, model_args, executor, source_file,
+                              run_id, progress, description or f"{model} · {strat.name}", flush_every, stats)
+        elif work:
             await _run_engine(store, work, model, strat, sampling, backend, model_base_url, model_args, cache,
                               source_file, run_id, progress, description or f"{model} · {strat.name}", flush_every,
                               stats)
@@ -202,46 +222,40 @@ def resolve_backend(backend: Model | Callable[[], Model] | None, model: str, bas
     return backend(), False
 
 
-async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], model: str, strat: Strategy,
-                      sampling: Sampling, backend: Any, base_url: str | None, model_args: dict[str, Any] | None,
-                      cache: RequestCache | None, source_file: str | None, run_id: str, progress: Progress,
-                      description: str, flush_every: int, stats: GenerateStats) -> None:
-    from cotscope.models import Engine, GenerateRequest
+class _TraceSink:
+    """Turns finished requests into stored traces, in small batches; shared by the in-process and fan-out paths."""
 
-    be, owned = resolve_backend(backend, model, base_url, model_args)
-    # An adapter backend (``local/ADAPTER_DIR``) names the base it runs on; every trace records it so that a
-    # store says which base produced it even after the adapter folder is gone. Plain backends have none.
-    base_model = getattr(be, "base_model", None)
-    requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
-    engine = Engine(be, strat, cache)
-    task = progress.task(description, total=len(requests))
-    pending: list[dict[str, Any]] = []
-    last_flush = time.perf_counter()
-    t0 = time.perf_counter()
+    def __init__(self, store: Store, model: str, strat: Strategy, source_file: str | None, run_id: str,
+                 flush_every: int, stats: GenerateStats, task: ProgressTask, total: int,
+                 engine_stats: Callable[[], EngineStats]) -> None:
+        self.store, self.model, self.strat, self.source_file, self.run_id = store, model, strat, source_file, run_id
+        self.flush_every, self.stats, self.task, self.total = flush_every, stats, task, total
+        self.engine_stats = engine_stats
+        self.base_model: str | None = None
+        self.pending: list[dict[str, Any]] = []
+        self.last_info = 0.0
+        self.t0 = self.last_flush = time.perf_counter()
 
-    def flush() -> None:
-        nonlocal last_flush
-        if pending:
-            stats.new_traces += store.add_rows(pending, run_id)
-            pending.clear()
-        last_flush = time.perf_counter()
+    def flush(self) -> None:
+        if self.pending:
+            self.stats.new_traces += self.store.add_rows(self.pending, self.run_id)
+            self.pending.clear()
+        self.last_flush = time.perf_counter()
 
-    last_info = 0.0
-
-    def on_result(i: int, out: ModelOutput) -> None:
-        nonlocal last_info
-        p, gid, k = work[i]
+    def add(self, item: tuple[PromptItem, str, int], out: ModelOutput) -> None:
+        p, gid, k = item
+        stats = self.stats
         now = time.perf_counter()
         info = ""
-        es = engine.stats  # already counts this result
+        es = self.engine_stats()  # already counts this result
         # Rendering the status text per request costs more than a fast request: a few times a second (and for
         # the last result) suffices.
-        if now - last_info > 0.2 or es.completed + es.errors == len(work):
-            last_info = now
-            elapsed = now - t0
+        if now - self.last_info > 0.2 or es.completed + es.errors == self.total:
+            self.last_info = now
+            elapsed = now - self.t0
             info = (f"{es.completion_tokens / elapsed if elapsed else 0:,.0f} tok/s · {es.cached} cached"
                     f" · {es.errors} errors")
-        task.advance(1, info)
+        self.task.advance(1, info)
         if out.error is not None:
             stats.error_count += 1
             if len(stats.errors) < MAX_ERROR_EXAMPLES:
@@ -252,20 +266,114 @@ async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], mod
         meta = {**p.metadata, "finish_reason": out.finish_reason, "prompt_tokens": out.prompt_tokens,
                 "completion_tokens": out.completion_tokens, "cached": out.cached, "served_by": out.model,
                 "prefill_applied": out.prefill_applied}
-        if base_model:
-            meta["base_model"] = base_model
-        pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=model,
-                                strategy=strat.name, group_id=gid, sample_index=k, metadata=meta,
-                                source_file=source_file, source_line=p.line, source_format=GENERATED))
+        if self.base_model:
+            meta["base_model"] = self.base_model
+        self.pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=self.model,
+                                     strategy=self.strat.name, group_id=gid, sample_index=k, metadata=meta,
+                                     source_file=self.source_file, source_line=p.line, source_format=GENERATED))
         # Small batches: a killed run loses at most a batch or a second of work.
-        if len(pending) >= flush_every or time.perf_counter() - last_flush > 1.0:
-            flush()
+        if len(self.pending) >= self.flush_every or time.perf_counter() - self.last_flush > 1.0:
+            self.flush()
+
+
+async def _run_engine(store: Store, work: list[tuple[PromptItem, str, int]], model: str, strat: Strategy,
+                      sampling: Sampling, backend: Any, base_url: str | None, model_args: dict[str, Any] | None,
+                      cache: RequestCache | None, source_file: str | None, run_id: str, progress: Progress,
+                      description: str, flush_every: int, stats: GenerateStats) -> None:
+    from cotscope.models import Engine, GenerateRequest
+
+    be, owned = resolve_backend(backend, model, base_url, model_args)
+    requests = [GenerateRequest(messages=p.messages, config=sampling.config(k), sample_index=k) for p, _, k in work]
+    engine = Engine(be, strat, cache)
+    task = progress.task(description, total=len(requests))
+    sink = _TraceSink(store, model, strat, source_file, run_id, flush_every, stats, task, len(work),
+                      lambda: engine.stats)
+    # An adapter backend (``local/ADAPTER_DIR``) names the base it runs on; every trace records it so that a
+    # store says which base produced it even after the adapter folder is gone. Plain backends have none.
+    sink.base_model = getattr(be, "base_model", None)
 
     try:
-        await engine.run(requests, on_result)
+        await engine.run(requests, lambda i, out: sink.add(work[i], out))
     finally:
-        flush()
+        sink.flush()
         task.done()
         stats.engine = engine.stats.to_dict()  # the engine has flushed the cache itself
         if owned:
             await be.aclose()
+
+
+@dataclass
+class GenerateJob:
+    """What each worker of a fanned-out generation does: build the backend once, then answer whole groups.
+
+    Only plain data travels: the model spec (``{node_ip}`` in ``base_url`` becomes the worker's node) and the
+    strategy. A unit's payload is its requests; its result is ``(outputs, base model)``.
+    """
+
+    model: str
+    base_url: str | None
+    model_args: dict[str, Any]
+    strategy: Strategy
+    backend: Any = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "backend": None}  # a started worker's backend never travels
+
+    async def start(self) -> None:
+        """Build the backend."""
+        from cotscope.models import get_model
+        from cotscope.pipeline._executor import node_url
+
+        self.backend = get_model(self.model, base_url=node_url(self.base_url), **self.model_args)
+
+    async def run(self, payload: list[GenerateRequest]) -> tuple[list[ModelOutput], str | None]:
+        """One group's (or a few groups') outputs, in request order, through the engine."""
+        from cotscope.models import Engine
+
+        outs = await Engine(self.backend, self.strategy).run(payload)
+        return outs, getattr(self.backend, "base_model", None)
+
+    async def close(self) -> None:
+        """Close the backend."""
+        if self.backend is not None:
+            await self.backend.aclose()
+            self.backend = None
+
+
+async def _run_fanout(store: Store, work: list[tuple[PromptItem, str, int]], model: str, strat: Strategy,
+                      sampling: Sampling, base_url: str | None, model_args: dict[str, Any] | None,
+                      executor: Executor, source_file: str | None, run_id: str, progress: Progress,
+                      description: str, flush_every: int, stats: GenerateStats) -> None:
+    """The work in batches of whole groups over the executor's workers; the driver stores every result."""
+    from cotscope.models import EngineStats, GenerateRequest
+    from cotscope.pipeline._executor import batches
+
+    es = EngineStats(requests=len(work))
+    task = progress.task(description, total=len(work))
+    sink = _TraceSink(store, model, strat, source_file, run_id, flush_every, stats, task, len(work), lambda: es)
+    idx = batches(list(range(len(work))), lambda i: work[i][1], executor.workers, flush_every)
+    job = GenerateJob(model, base_url, dict(model_args or {}), strat)
+
+    def units() -> Iterator[tuple[int, list[GenerateRequest]]]:
+        for u, chunk in enumerate(idx):
+            yield u, [GenerateRequest(messages=work[i][0].messages, config=sampling.config(work[i][2]),
+                                      sample_index=work[i][2]) for i in chunk]
+
+    def on_result(u: int, result: tuple[list[ModelOutput], str | None]) -> None:
+        outs, sink.base_model = result
+        for i, out in zip(idx[u], outs, strict=True):
+            es.add(out)
+            sink.add(work[i], out)
+        # A unit comes back whole and the next may take a while: stored now, a killed driver loses only the
+        # units in flight (the in-process path's timer flushes on the next result, which here can be far off).
+        sink.flush()
+
+    t0 = time.perf_counter()
+    try:
+        ex = await executor.map(job, units(), on_result)
+        stats.executor = {"name": executor.name, **ex.to_dict()}
+    finally:
+        sink.flush()
+        task.done()
+        es.seconds = time.perf_counter() - t0
+        stats.engine = es.to_dict()
