@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -24,6 +25,9 @@ from rich.progress import (
 from typer.core import TyperGroup
 
 from cotscope.errors import CotscopeError
+
+if TYPE_CHECKING:
+    from cotscope.store import Store
 
 
 class _Group(TyperGroup):
@@ -54,6 +58,46 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error and exit non-zero."""
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+#: ``--traces DATASET`` of every command that reads traces: read them in place from Parquet instead of the store.
+TracesOpt = Annotated[list[str] | None, typer.Option(
+    "--traces", metavar="DATASET",
+    help="Read traces in place from a Parquet dataset instead of the store file (repeatable): a folder such as "
+         "`cotscope export --format parquet --partition-by` writes, a file, a glob, or an s3://, gs://, https:// "
+         "URL (DuckDB's httpfs). Results are still read from and written to --store, keyed by trace id.")]
+
+
+def open_store(path: Path, read_only: bool = False, *, traces: list[str] | None = None,
+               create: bool = False) -> Store:
+    """The store of a command, with ``--traces`` attached when given, or one clear error line.
+
+    Args:
+        path: the store file; it must exist unless ``create``.
+        read_only: open without write access.
+        traces: ``--traces`` datasets to read traces from in place.
+        create: create a missing store (a command that writes results for an attached dataset).
+    """
+    from cotscope.store import Store
+
+    created = not path.exists()
+    if created and not create:
+        fail(f"{path}: no such store")
+    try:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        st = Store(path, read_only=read_only)
+    except OSError as e:
+        fail(str(e))
+    if traces:
+        try:
+            st.attach_traces(traces)
+        except CotscopeError as e:
+            st.close()
+            if created:  # a results store made for a dataset that cannot be read is of no use
+                path.unlink(missing_ok=True)
+            fail(f"--traces {e}")
+    return st
 
 
 def print_json(obj: Any) -> None:

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from cotscope.cli._app import app, console, fail, out, print_json, progress_bar
+from cotscope.cli._app import TracesOpt, app, console, fail, open_store, out, print_json, progress_bar
 
 if TYPE_CHECKING:
     from cotscope.store import Store
@@ -23,7 +23,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Trace files: JSONL, JSON, CSV, SafeChain, Inspect logs.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="Trace files: JSONL, JSON, CSV, SafeChain, Inspect logs, Parquet; a folder is a Parquet dataset "
+             "(every .parquet file under it, such as a partitioned export).")],
     store: StoreOpt,
     format: Annotated[str, typer.Option("--format", "-f", help="auto, or a file/record format name.")] = "auto",
     model: Annotated[str | None, typer.Option(help="Model name for records that name none.")] = None,
@@ -33,12 +35,18 @@ def ingest(
     """Read trace files of any supported format into a store."""
     from cotscope.store import Store
     from cotscope.traces import FORMATS, TraceFileError
+    from cotscope.traces._read import dataset_files
 
     if format not in FORMATS:
         fail(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
     for f in files:
         if not f.exists():
             fail(f"{f}: no such file")
+    try:
+        files = [x for f in files for x in dataset_files(f)]
+    except TraceFileError as e:
+        fail(str(e))
+    for f in files:
         if not f.is_file():
             fail(f"{f}: not a regular file")
     try:
@@ -91,19 +99,29 @@ def ingest(
 def export(
     store: StoreOpt,
     format: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet.")] = "jsonl",
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (stdout for jsonl).")] = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output file (stdout for jsonl); with --partition-by, the dataset folder.")] = None,
     with_results: Annotated[bool, typer.Option("--with-results", help="Add judge/monitor results.")] = False,
     model: Annotated[str | None, typer.Option(help="Only traces of this model.")] = None,
     strategy: Annotated[str | None, typer.Option(help="Only traces of this strategy.")] = None,
+    partition_by: Annotated[str | None, typer.Option(
+        "--partition-by", metavar="COLS",
+        help="Write a Hive-partitioned Parquet dataset into the --out folder, split by these comma-separated "
+             "columns (model, strategy); readable by `ingest DIR` and `--traces DIR`.")] = None,
+    traces: TracesOpt = None,
 ) -> None:
-    """Write stored traces as JSONL or Parquet, one record per trace."""
+    """Write stored traces as JSONL or Parquet, one record per trace (or a partitioned Parquet dataset)."""
     from cotscope.store import export_traces
 
-    st = _open(store)
+    cols = [c.strip() for c in (partition_by or "").split(",") if c.strip()]
+    if partition_by is not None and not cols:
+        fail("--partition-by needs column names, e.g. model,strategy")
+    st = _open(store, traces)
     try:
         if out_file is not None:
             out_file.parent.mkdir(parents=True, exist_ok=True)
-        n = export_traces(st, out_file, format, with_results=with_results, model=model, strategy=strategy)
+        n = export_traces(st, out_file, format, with_results=with_results, partition_by=cols or None, model=model,
+                          strategy=strategy)
     except ValueError as e:
         fail(str(e))
     finally:
@@ -125,11 +143,12 @@ def list_traces(
              "(local-refusal:answer=refused, llama-guard=unsafe, refusal-strings=not-refused); "
              "parse_error; NAME:parse_error.")] = None,
     json: JsonOpt = False,
+    traces: TracesOpt = None,
 ) -> None:
     """List stored traces, optionally filtered by their judge/monitor results."""
     from cotscope.errors import ConfigError
 
-    st = _open(store)
+    st = _open(store, traces)
     try:
         if where:
             try:
@@ -167,12 +186,13 @@ def show(
     trace_id: Annotated[str, typer.Argument(help="Trace id or a unique prefix of it.")],
     store: StoreOpt,
     json: JsonOpt = False,
+    traces: TracesOpt = None,
 ) -> None:
     """Print one trace (reasoning and answer separated, steps numbered; an agent episode step by step) and every
     judge/monitor result of it."""
     from cotscope.traces import is_agent_trace
 
-    st = _open(store)
+    st = _open(store, traces)
     try:
         try:
             trace = st.get(trace_id)
@@ -303,15 +323,8 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _open(store: Path) -> Store:
-    from cotscope.store import Store
-
-    if not store.exists():
-        fail(f"{store}: no such store")
-    try:
-        return Store(store)
-    except OSError as e:
-        fail(str(e))
+def _open(store: Path, traces: list[str] | None = None) -> Store:
+    return open_store(store, traces=traces)
 
 
 def _row_preview(row: dict[str, Any], width: int) -> str:

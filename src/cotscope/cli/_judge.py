@@ -10,12 +10,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cotscope.cli._app import app, console, fail, print_json, progress_bar, stage_progress
+from cotscope.cli._app import (
+    TracesOpt,
+    app,
+    console,
+    fail,
+    open_store,
+    print_json,
+    progress_bar,
+    stage_progress,
+)
 from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 if TYPE_CHECKING:
     from cotscope.pipeline import EvaluateStats
-    from cotscope.store import Store
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="DuckDB store file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -25,18 +33,6 @@ OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Jud
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch-size", help="Traces per batch handed to the judge (default: 64 for LLM judges, 1024 for local ones).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Score at most this many new traces.")]
-
-
-def open_store(path: Path, read_only: bool = False) -> Store:
-    """An existing store, or one clear error line."""
-    from cotscope.store import Store
-
-    if not path.exists():
-        fail(f"{path}: no such store")
-    try:
-        return Store(path, read_only=read_only)
-    except OSError as e:
-        fail(str(e))
 
 
 def _options(option: list[str] | None, base_url: str | None) -> dict[str, Any]:
@@ -62,12 +58,16 @@ def _stats_table(title: str, stats: EvaluateStats) -> Table:
 
 
 def _evaluate(store: Path, evaluator: Any, part: Any, batch_size: int | None, limit: int | None, json: bool,
-              title: str, ray: str | None = None, ray_workers: int | None = None) -> None:
-    """Run the evaluate stage under progress bars, then print its stats (exit 1 on backend errors)."""
+              title: str, ray: str | None = None, ray_workers: int | None = None, *,
+              traces: list[str] | None = None) -> None:
+    """Run the evaluate stage under progress bars, then print its stats (exit 1 on backend errors).
+
+    With ``traces`` (``--traces``) the traces are read in place and a missing store is created for the results.
+    """
     from cotscope.pipeline import evaluate
 
     check_ray(ray)
-    st = open_store(store)
+    st = open_store(store, traces=traces, create=bool(traces))
     try:
         with stage_progress(quiet=json) as prog:
             stats = asyncio.run(evaluate(st, evaluator, part, batch_size=batch_size, limit=limit, progress=prog,
@@ -100,6 +100,7 @@ def judge_cmd(
     json: JsonOpt = False,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
+    traces: TracesOpt = None,
 ) -> None:
     """Judge one part of every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.judges import PARTS, get_judge
@@ -107,7 +108,8 @@ def judge_cmd(
     if part not in PARTS:
         fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
     j = get_judge(judge, model=model, **_options(option, model_base_url))
-    _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}", ray, ray_workers)
+    _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}", ray, ray_workers,
+              traces=traces)
 
 
 @app.command("monitor")
@@ -122,12 +124,14 @@ def monitor_cmd(
     json: JsonOpt = False,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
+    traces: TracesOpt = None,
 ) -> None:
     """Run a monitor over every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.monitors import get_monitor
 
     m = get_monitor(monitor, model=model, **_options(option, model_base_url))
-    _evaluate(store, m, None, batch_size, limit, json, f"monitor {monitor} on {store}", ray, ray_workers)
+    _evaluate(store, m, None, batch_size, limit, json, f"monitor {monitor} on {store}", ray, ray_workers,
+              traces=traces)
 
 
 # -- metrics ----------------------------------------------------------------------------------------------
@@ -144,6 +148,7 @@ def metrics_cmd(
     ] = "harmful",
     n_boot: Annotated[int, typer.Option("--n-boot", help="With --detection: bootstrap resamples.")] = 1000,
     json: JsonOpt = False,
+    traces: TracesOpt = None,
 ) -> None:
     """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label; with
     --detection, each monitor's detection of harmful agent trajectories."""
@@ -151,10 +156,10 @@ def metrics_cmd(
     from cotscope.report import fmt_num, format_cell
 
     if detection:
-        _detection(store, judge, positive, n_boot, json)
+        _detection(store, judge, positive, n_boot, json, traces)
         return
     byc = [b.strip() for b in by.split(",") if b.strip()]
-    st = open_store(store, read_only=True)
+    st = open_store(store, read_only=True, traces=traces)
     try:
         rows = safety_metrics(st, byc, judge)
     except ValueError as e:
@@ -177,7 +182,8 @@ def metrics_cmd(
     console.print(t)
 
 
-def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, json: bool) -> None:
+def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, json: bool,
+               traces: list[str] | None = None) -> None:
     """``metrics --detection``: one row per monitor key."""
     from cotscope.pipeline import POSITIVES, detection_metrics
     from cotscope.report import fmt_num, format_cell
@@ -186,7 +192,7 @@ def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, j
         fail(f"unknown --positive {positive!r}: expected {' or '.join(POSITIVES)}")
     if n_boot < 1:
         fail("--n-boot must be at least 1")
-    st = open_store(store, read_only=True)
+    st = open_store(store, read_only=True, traces=traces)
     try:
         rows = detection_metrics(st, evaluators=[evaluator] if evaluator else None,
                                  positive=positive, n_boot=n_boot)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cotscope.cli._app import app, console, fail, out, print_json, stage_progress
+from cotscope.cli._app import TracesOpt, app, console, fail, open_store, out, print_json, stage_progress
 from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 
@@ -155,15 +155,12 @@ def report_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder of the report (index.html).")] = Path("report"),
     title: Annotated[str, typer.Option(help="Page title.")] = "cotscope report",
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    traces: TracesOpt = None,
 ) -> None:
     """Write a self-contained HTML report of a store: its benchmark runs and every judged trace."""
     from cotscope.report import build_report
-    from cotscope.store import Store
 
-    try:
-        st = Store(store, read_only=True)
-    except (OSError, FileNotFoundError) as e:
-        fail(str(e))
+    st = open_store(store, read_only=True, traces=traces)
     try:
         path = build_report(st, out_dir, title)
     finally:

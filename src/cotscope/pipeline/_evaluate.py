@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cotscope.pipeline._executor import Executor
     from cotscope.store import Store
 
-#: Largest remainder fetched with an id list rather than by scanning the store.
+#: Ids per query when an explicit id list is fetched.
 _ID_FETCH_MAX = 5000
 
 #: Per-trace context handed to a judge (e.g. DeceptionBench's elicited belief), by trace id.
@@ -200,12 +200,8 @@ async def evaluate(
     chash = ev.config_hash
     stats = EvaluateStats(evaluator=ev.name, kind=ev.kind, part=ev.part, config_hash=chash)
     store.add_evaluator(ev.name, chash, kind=ev.kind, label_meaning=ev.label_meaning, config=ev.config)
-    done = store.done_trace_ids(ev.name, chash, ev.part)
-    ids = list(dict.fromkeys(trace_ids)) if trace_ids is not None else list(store.trace_ids(**filters))
-    todo = [i for i in ids if i not in done]
-    stats.skipped = len(ids) - len(todo)
-    if limit is not None:
-        todo = todo[:limit]
+    todo = _Todo.plan(store, ev, chash, trace_ids, limit, filters)
+    stats.skipped = todo.skipped
     stats.total = stats.skipped + len(todo)
     own_run = run_id is None
     if own_run:
@@ -217,8 +213,8 @@ async def evaluate(
     status = "failed"
     try:
         executor = get_executor(ray, ray_workers) if todo else None
-        await _score_all(store, ev, chash, todo, ids, trace_ids is not None, filters, context,
-                         batch_size or ev.preferred_batch, run_id, stats, task, executor)
+        await _score_all(store, ev, chash, todo, context, batch_size or ev.preferred_batch, run_id, stats, task,
+                         executor)
         status = "done"
     except BaseException:
         status = "interrupted"
@@ -233,33 +229,64 @@ async def evaluate(
     return stats
 
 
-def _pending(store: Store, todo: list[str], ids: list[str], by_ids: bool, filters: dict[str, Any],
-             batch_size: int) -> Iterator[list[Trace]]:
-    """The traces of ``todo`` in batches, read from the store as they are needed."""
-    todo_set = set(todo)
-    # Streams in store order. A small remainder (or an explicit id list) is fetched by id; a large one is
-    # filtered here, because an id-list predicate over a big store costs more than reading the rows.
-    source: Iterator[Trace]
-    if by_ids or (len(todo) < len(ids) and len(todo) <= _ID_FETCH_MAX):
-        source = (t for i in range(0, len(todo), _ID_FETCH_MAX) for t in store.traces(ids=todo[i:i + _ID_FETCH_MAX]))
-    else:
-        source = store.traces(**filters)
-    batch: list[Trace] = []
-    for t in source:
-        if t.id not in todo_set:
-            continue
-        todo_set.discard(t.id)
-        batch.append(t)
-        if len(batch) >= batch_size:
+@dataclass
+class _Todo:
+    """The traces one evaluation scores, read from the store batch by batch as they are needed.
+
+    Either an explicit id list (a benchmark's traces, fetched by id), or every trace matching the filters that
+    has no result for the key yet: the store finds those with one anti-join in DuckDB and streams them, so
+    neither the ids of a 100M-trace corpus (an attached Parquet dataset) nor the set already done are ever
+    held in Python.
+    """
+
+    store: Store
+    count: int
+    skipped: int
+    ids: list[str] | None = None
+    key: tuple[str, str, str] = ("", "", "")
+    limit: int | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def plan(cls, store: Store, ev: Evaluator, chash: str, trace_ids: Sequence[str] | None, limit: int | None,
+             filters: dict[str, Any]) -> _Todo:
+        """What is left to score, and how many were skipped because they have a result."""
+        if trace_ids is not None:
+            done = store.done_trace_ids(ev.name, chash, ev.part)
+            ids = list(dict.fromkeys(trace_ids))
+            todo = [i for i in ids if i not in done]
+            skipped = len(ids) - len(todo)
+            todo = todo if limit is None else todo[:limit]
+            return cls(store, len(todo), skipped, ids=todo)
+        key = (ev.name, chash, ev.part)
+        pending = store.count_pending(*key, **filters)
+        return cls(store, pending if limit is None else min(pending, limit), store.count(**filters) - pending,
+                   key=key, limit=limit, filters=filters)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batches(self, batch_size: int) -> Iterator[list[Trace]]:
+        """The traces in batches of ``batch_size``, in store order."""
+        source: Iterator[Trace]
+        if self.ids is not None:
+            ids, step = self.ids, _ID_FETCH_MAX
+            source = (t for i in range(0, len(ids), step) for t in self.store.traces(ids=ids[i:i + step]))
+        else:
+            source = self.store.pending_traces(*self.key, limit=self.limit, **self.filters)
+        batch: list[Trace] = []
+        for t in source:
+            batch.append(t)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
             yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
-async def _score_all(store: Store, ev: Evaluator, chash: str, todo: list[str], ids: list[str], by_ids: bool,
-                     filters: dict[str, Any], context: Contexts | None, batch_size: int, run_id: str,
-                     stats: EvaluateStats, task: Any, executor: Executor | None = None) -> None:
+async def _score_all(store: Store, ev: Evaluator, chash: str, todo: _Todo, context: Contexts | None,
+                     batch_size: int, run_id: str, stats: EvaluateStats, task: Any,
+                     executor: Executor | None = None) -> None:
     if not todo:
         return
 
@@ -282,11 +309,10 @@ async def _score_all(store: Store, ev: Evaluator, chash: str, todo: list[str], i
         task.advance(len(batch), f"{stats.label_true} true · {stats.parse_errors} parse errors")
 
     if executor is not None:
-        await _score_fanout(ev, _pending(store, todo, ids, by_ids, filters,
-                                         max(1, min(batch_size, -(-len(todo) // (executor.workers * 4))))),
+        await _score_fanout(ev, todo.batches(max(1, min(batch_size, -(-len(todo) // (executor.workers * 4))))),
                             contexts, store_batch, executor, stats)
         return
-    for batch in _pending(store, todo, ids, by_ids, filters, batch_size):
+    for batch in todo.batches(batch_size):
         store_batch(batch, await ev.score(batch, contexts(batch)))
 
 

@@ -78,7 +78,9 @@ def safety_metrics(store: Store, by: list[str] | None = None, judge: str | None 
         if b not in GROUP_BY:
             raise ValueError(f"cannot group by {b!r}: expected one of {', '.join(GROUP_BY)}")
     cols = ["id", "group_id", *by]
-    info = {r[0]: r[1:] for r in store.con.execute(f"SELECT {', '.join(cols)} FROM traces").fetchall()}
+    # Only judged traces: a store reading a large attached dataset may have judged a small part of it.
+    info = {r[0]: r[1:] for r in store.con.execute(
+        f"SELECT {', '.join(cols)} FROM {store.trace_relation} WHERE id IN (SELECT trace_id FROM results)").fetchall()}
     meanings = store.label_meanings()
     labels: dict[tuple[str, str], dict[str, dict[str, bool]]] = defaultdict(lambda: defaultdict(dict))
     missing: dict[tuple[str, str, str], int] = defaultdict(int)

@@ -191,7 +191,7 @@ class Store:
             strategy: strategy name for records that do not name one.
             on_file: called with each file before it is read.
             on_batch: called with the records read so far from the current file after each batch.
-            prefetch_batches: parse the next batch in a thread while DuckDB stores this one (DuckDB
+            prefetch_batches: read and encode the next batches in a thread while DuckDB stores these (DuckDB
                 releases the GIL while it inserts, so reading and storing overlap).
 
         Raises:
@@ -210,10 +210,18 @@ class Store:
             report.files.append(str(p))
             report.bytes += p.stat().st_size if p.exists() else 0
             batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
-            for batch in prefetch(batches, depth=2) if prefetch_batches else batches:
-                report.new += self.add_rows(batch, run_id)
-                if on_batch is not None:
-                    on_batch(stats.records)
+            writer = BatchWriter(self.con, self.path, run_id)
+            # Reading and Arrow encoding (Python) run in the prefetch thread; storing (DuckDB, without the
+            # GIL) here. Four encoded batches ahead let reading go on while a transaction is written.
+            tables = map(writer.encode, batches)
+            try:
+                for table in prefetch(tables, depth=4) if prefetch_batches else tables:
+                    report.new += writer.add(table)
+                    if on_batch is not None:
+                        on_batch(stats.records)
+            finally:
+                # What was read before an unreadable part of the file is stored, as each batch was before.
+                report.new += writer.flush()
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected
@@ -228,13 +236,13 @@ class Store:
     def count(self, **filters: Any) -> int:
         """Number of stored traces matching ``model=``, ``strategy=``, ``source_format=`` filters."""
         where, params = _where(filters)
-        row = self.con.execute(f"SELECT count(*) FROM traces {where}", params).fetchone()
+        row = self.con.execute(f"SELECT count(*) FROM {self._trace_rel} {where}", params).fetchone()
         return int(row[0]) if row else 0
 
     def trace_ids(self, **filters: Any) -> set[str]:
         """Ids of stored traces matching the filters."""
         where, params = _where(filters)
-        return {r[0] for r in self.con.execute(f"SELECT id FROM traces {where}", params).fetchall()}
+        return {r[0] for r in self.con.execute(f"SELECT id FROM {self._trace_rel} {where}", params).fetchall()}
 
     def existing_samples(self, **filters: Any) -> set[tuple[str, int]]:
         """``(group_id, sample_index)`` pairs already stored: what a resumed generation skips.
@@ -245,7 +253,8 @@ class Store:
         where, params = _where(filters)
         return {
             (g, int(i))
-            for g, i in self.con.execute(f"SELECT group_id, sample_index FROM traces {where}", params).fetchall()
+            for g, i in self.con.execute(f"SELECT group_id, sample_index FROM {self._trace_rel} {where}",
+                                         params).fetchall()
         }
 
     def ids_by_group(self, **filters: Any) -> dict[str, list[str]]:
@@ -256,36 +265,43 @@ class Store:
         where, params = _where(filters)
         out: dict[str, list[str]] = {}
         for g, tid in self.con.execute(
-                f"SELECT group_id, id FROM traces {where} ORDER BY group_id, sample_index, id", params).fetchall():
+                f"SELECT group_id, id FROM {self._trace_rel} {where} ORDER BY group_id, sample_index, id",
+                params).fetchall():
             out.setdefault(g, []).append(tid)
         return out
 
     def iter_rows(
         self, *, limit: int | None = None, ids: Iterable[str] | None = None, chunk: int = 2000, **filters: Any
     ) -> Iterator[Row]:
-        """Stream stored trace rows in insertion order."""
+        """Stream stored trace rows in store order (insertion order; an attached dataset's file order)."""
         where, params = _where(filters)
-        sql = f"SELECT {', '.join(ROW_FIELDS)} FROM traces {where}"
+        sql = f"SELECT {', '.join(ROW_FIELDS)} FROM {self._trace_rel} {where}"
         if ids is not None:
             id_list = list(ids)
             sql += (" AND " if where else " WHERE ") + "id IN (SELECT unnest(?::VARCHAR[]))"
             params.append(id_list)
-        sql += " ORDER BY created_at, source_file, source_line, id"
+        sql += self._trace_order()
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        return self._stream_rows(sql, params, chunk)
+
+    def _stream_rows(self, sql: str, params: list[Any], chunk: int) -> Iterator[Row]:
+        """The rows of a query selecting :data:`ROW_FIELDS`, fetched ``chunk`` at a time on a cursor of their own."""
         cur = self.con.cursor()
-        cur.execute(sql, params)
-        loads = orjson.loads
-        while True:
-            chunk_rows = cur.fetchmany(chunk)
-            if not chunk_rows:
-                break
-            for tup in chunk_rows:
-                row = dict(zip(ROW_FIELDS, tup, strict=True))
-                for c in _JSON_COLS:
-                    row[c] = loads(row[c]) if row[c] is not None else None
-                yield row
-        cur.close()
+        try:
+            cur.execute(sql, params)
+            loads = orjson.loads
+            while True:
+                chunk_rows = cur.fetchmany(chunk)
+                if not chunk_rows:
+                    break
+                for tup in chunk_rows:
+                    row = dict(zip(ROW_FIELDS, tup, strict=True))
+                    for c in _JSON_COLS:
+                        row[c] = loads(row[c]) if row[c] is not None else None
+                    yield row
+        finally:
+            cur.close()
 
     def traces(self, *, limit: int | None = None, ids: Iterable[str] | None = None, **filters: Any) -> Iterator[Trace]:
         """Stream stored traces (filters: ``model=``, ``strategy=``, ``group_id=``, ``source_format=``)."""
@@ -300,7 +316,8 @@ class Store:
         """
         ids = [
             r[0]
-            for r in self.con.execute("SELECT id FROM traces WHERE starts_with(id, ?) LIMIT 3", [trace_id]).fetchall()
+            for r in self.con.execute(f"SELECT id FROM {self._trace_rel} WHERE starts_with(id, ?) LIMIT 3",
+                                      [trace_id]).fetchall()
         ]
         if trace_id in ids:
             ids = [trace_id]
@@ -309,6 +326,102 @@ class Store:
         if len(ids) > 1:
             raise KeyError(f"id prefix {trace_id!r} matches several traces: {', '.join(ids)}")
         return next(self.traces(ids=ids))
+
+    # -- traces read in place (Parquet datasets) ---------------------------------------------------
+    #: The relation every read of traces goes through: the table, or an attached dataset's subquery.
+    _trace_rel: str = "traces"
+    _attached: tuple[str, ...] | None = None
+
+    def attach_traces(self, source: str | Path | Sequence[str | Path], *, union_by_name: bool = True) -> None:
+        """Read this store's traces from a Parquet dataset in place, for as long as the store is open.
+
+        The dataset is what ``cotscope export --format parquet`` writes (one file, or a folder partitioned by
+        ``model=``/``strategy=``), or any Parquet files with its columns: a local folder, a file, a glob, a
+        ``file://`` URL, or an object-store URL DuckDB reads through its ``httpfs`` extension (``s3://``,
+        ``gs://``, ``r2://``, ``az://``, ``https://``, ``hf://``; credentials as DuckDB secrets). Several
+        sources read as one dataset.
+
+        From then on every read of traces (:meth:`count`, :meth:`iter_rows`, :meth:`traces`, :meth:`get`,
+        :meth:`trace_ids`, :meth:`trace_ids_where`, :meth:`traces_df`, :meth:`pending_traces`, ...) sees the
+        dataset's traces *instead of* those stored in the file; nothing is copied. Results, runs and evaluators
+        are still read from and written to the file, keyed by the dataset's trace ids, which are the ids the
+        traces get when ingested, so results stay valid if the dataset is ingested later. Store order is the
+        dataset's file order. Traces added while a dataset is attached go into the file, read again after
+        :meth:`detach_traces`. Attaching another dataset replaces this one.
+
+        Args:
+            source: a folder, file, glob or URL, or several of them.
+            union_by_name: read files whose columns differ, matched by name (reads every file's footer at each
+                query; turn off for a large remote dataset written by one export).
+
+        Raises:
+            TraceFileError: the dataset is missing, holds no Parquet files, cannot be read (an object-store URL
+                without DuckDB's ``httpfs``, without access), or lacks an ``id`` or ``answer`` column; the
+                message names it.
+        """
+        from cotscope.store._dataset import trace_relation
+
+        rel, patterns = trace_relation(self.con, source, union_by_name=union_by_name)
+        self._trace_rel = rel
+        self._attached = tuple(patterns)
+
+    def detach_traces(self) -> None:
+        """Read traces from the store file again (undoes :meth:`attach_traces`)."""
+        self._trace_rel = Store._trace_rel
+        self._attached = None
+
+    @property
+    def attached_traces(self) -> tuple[str, ...] | None:
+        """The ``read_parquet`` patterns of the attached dataset, or ``None`` when traces come from the file."""
+        return self._attached
+
+    @property
+    def trace_relation(self) -> str:
+        """SQL naming the relation this store reads traces from (``traces``, or an attached dataset's subquery).
+
+        For queries written against the store (``SELECT ... FROM {store.trace_relation} t``): its columns are
+        those of the traces table whichever it is.
+        """
+        return self._trace_rel
+
+    def _trace_order(self) -> str:
+        """The ORDER BY of store order: insertion order for the table; none for a dataset, whose scan order is
+        its file order already (sorting 100M rows to restate it would cost a full read of every column)."""
+        return "" if self._attached is not None else " ORDER BY created_at, source_file, source_line, id"
+
+    def _pending_sql(self, select: str, evaluator: str, config_hash: str, part: str,
+                     filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        where, params = _where(filters)
+        # One anti-join in DuckDB: the done ids of this key never reach Python, however many there are.
+        sql = (f"SELECT {select} FROM {self._trace_rel} t ANTI JOIN (SELECT trace_id FROM results WHERE"
+               f" evaluator = ? AND config_hash = ? AND part = ?) r ON r.trace_id = t.id {where}")
+        return sql, [evaluator, config_hash, part, *params]
+
+    def count_pending(self, evaluator: str, config_hash: str, part: str, **filters: Any) -> int:
+        """How many traces (matching ``filters``) have no result for ``(evaluator, config_hash, part)`` yet."""
+        sql, params = self._pending_sql("count(*)", evaluator, config_hash, part, filters)
+        row = self.con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def pending_rows(self, evaluator: str, config_hash: str, part: str, *, limit: int | None = None,
+                     chunk: int = 2000, **filters: Any) -> Iterator[Row]:
+        """Stream, in store order, the rows of traces with no result for ``(evaluator, config_hash, part)``.
+
+        What an evaluation scores, streamed ``chunk`` rows at a time: memory stays flat whatever the number of
+        traces. The set is fixed when the stream starts; results stored meanwhile do not change it.
+        """
+        sql, params = self._pending_sql(", ".join(f"t.{c}" for c in ROW_FIELDS), evaluator, config_hash, part,
+                                        filters)
+        sql += self._trace_order()  # unambiguous: the other side of the join has only trace_id
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._stream_rows(sql, params, chunk)
+
+    def pending_traces(self, evaluator: str, config_hash: str, part: str, *, limit: int | None = None,
+                       **filters: Any) -> Iterator[Trace]:
+        """:meth:`pending_rows` as traces."""
+        for row in self.pending_rows(evaluator, config_hash, part, limit=limit, **filters):
+            yield row_to_trace(row)
 
     # -- runs --------------------------------------------------------------------------------------
     def start_run(self, kind: str, name: str, config: Any) -> str:
@@ -489,8 +602,8 @@ class Store:
                 cond, cparams = _result_condition(f, parts, meanings)
                 clauses.append(f"id IN (SELECT trace_id FROM results WHERE {cond})")
                 params.extend(cparams)
-        sql = "SELECT id FROM traces" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        sql += " ORDER BY created_at, source_file, source_line, id"
+        sql = f"SELECT id FROM {self._trace_rel}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += self._trace_order()
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self.con.execute(sql, params).fetchall()]

@@ -27,7 +27,7 @@ from cotscope.traces._split import DEFAULT_TAGS, TagPair
 from cotscope.traces._trace import Trace
 
 #: File formats; record formats (``pair``, ``chat``, ...) may also be named to force one per line.
-FILE_FORMATS = ("auto", "jsonl", "json", "csv", "safechain", "inspect")
+FILE_FORMATS = ("auto", "jsonl", "json", "csv", "safechain", "inspect", "parquet")
 FORMATS = FILE_FORMATS + tuple(RECORD_READERS)
 MAX_KEPT_ERRORS = 10_000
 
@@ -95,6 +95,8 @@ def detect_file_format(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".eval"):
         return "inspect"
+    if name.endswith(".parquet"):
+        return "parquet"
     if name.endswith(".csv"):
         return "csv"
     if name.endswith(".jsonl") or name.endswith(".ndjson"):
@@ -105,6 +107,8 @@ def detect_file_format(path: Path) -> str:
         head = f.read(1 << 16).lstrip()
     if head.startswith(b"PK"):
         return "inspect"
+    if head.startswith(b"PAR1"):
+        return "parquet"
     first = head.split(b"\n", 1)[0].strip()
     try:
         orjson.loads(first)
@@ -328,7 +332,78 @@ def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, ba
         yield b.rows
 
 
+#: Export columns written as JSON text (Parquet needs one schema for every row).
+_PARQUET_JSON_COLS = ("metadata", "actions")
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def hive_values(path: Path) -> dict[str, str | None]:
+    """The ``key=value`` folders of a Hive-partitioned dataset's file path (values URL-decoded; the null
+    partition as ``None``)."""
+    from urllib.parse import unquote
+
+    out: dict[str, str | None] = {}
+    for part in path.parent.parts:
+        key, sep, value = part.partition("=")
+        if sep and key:
+            value = unquote(value)
+            out[unquote(key)] = None if value == _HIVE_NULL else value
+    return out
+
+
+def _iter_parquet(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
+    """Parquet files, such as ``cotscope export --format parquet`` writes, one record per row.
+
+    Rows are read a batch at a time and go through the record readers as JSON records do, so an exported trace
+    comes back with its id. JSON text columns of the export are decoded; a Hive partition value in the path
+    fills a column the file lacks; exported ``results`` are judge output, not trace content, and are dropped.
+    """
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)  # a file that is not Parquet raises an Arrow error, reported by the caller
+    hive = {k: v for k, v in hive_values(path).items() if k not in pf.schema_arrow.names}
+    b = _Batcher(stats, src)
+    line = 0
+    loads = orjson.loads
+    for rb in pf.iter_batches(batch_size=max(1, min(batch, 4096))):
+        for rec in rb.to_pylist():
+            line += 1
+            ctx.line = line
+            rec.pop("results", None)
+            rec.update(hive)
+            try:
+                for c in _PARQUET_JSON_COLS:
+                    v = rec.get(c)
+                    if isinstance(v, str) and v[:1] in ("{", "["):
+                        rec[c] = loads(v)
+            except orjson.JSONDecodeError as e:
+                b.reject(line, f"column {c!r} is not valid JSON: {e}")
+                continue
+            b.take(line, read_record, rec, ctx, fmt)
+            if full := b.pop_full(batch):
+                yield full
+    if b.rows:
+        yield b.rows
+
+
+def dataset_files(path: str | Path) -> list[Path]:
+    """The files to read for ``path``: the file itself, or every ``.parquet`` file under a folder (a Parquet
+    dataset such as a partitioned export), in sorted order.
+
+    Raises:
+        TraceFileError: a folder without Parquet files.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return [p]
+    files = sorted(f for f in p.rglob("*.parquet") if f.is_file())
+    if not files:
+        raise TraceFileError(f"{p}: folder holds no .parquet files (give trace files, or a Parquet dataset folder)")
+    return files
+
+
 _FILE_READERS = {
+    "parquet": _iter_parquet,
     "jsonl": _iter_jsonl,
     "json": _iter_json,
     "csv": _iter_csv,
@@ -376,8 +451,18 @@ def iter_row_batches(
         yield from _FILE_READERS[file_fmt](p, str(p), rec_fmt, ctx, stats, batch_size)
     except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as e:
         raise TraceFileError(f"{p}: cannot read: {e}") from None
+    except _arrow_errors() as e:
+        raise TraceFileError(f"{p}: cannot read Parquet: {e}") from None
     except UnicodeDecodeError as e:
         raise TraceFileError(f"{p}: not UTF-8 text: {e}") from None
+
+
+def _arrow_errors() -> tuple[type[BaseException], ...]:
+    """pyarrow's error base, when pyarrow is imported (only the Parquet reader imports it)."""
+    import sys
+
+    pa = sys.modules.get("pyarrow")
+    return (pa.ArrowException,) if pa is not None else ()
 
 
 def read_traces(
