@@ -191,7 +191,7 @@ class Store:
             strategy: strategy name for records that do not name one.
             on_file: called with each file before it is read.
             on_batch: called with the records read so far from the current file after each batch.
-            prefetch_batches: read and encode the next batches in a thread while DuckDB stores these (DuckDB
+            prefetch_batches: parse the next batch in a thread while DuckDB stores this one (DuckDB
                 releases the GIL while it inserts, so reading and storing overlap).
 
         Raises:
@@ -210,18 +210,10 @@ class Store:
             report.files.append(str(p))
             report.bytes += p.stat().st_size if p.exists() else 0
             batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
-            writer = BatchWriter(self.con, self.path, run_id)
-            # Reading and Arrow encoding (Python) run in the prefetch thread; storing (DuckDB, without the
-            # GIL) here. Four encoded batches ahead let reading go on while a transaction is written.
-            tables = map(writer.encode, batches)
-            try:
-                for table in prefetch(tables, depth=4) if prefetch_batches else tables:
-                    report.new += writer.add(table)
-                    if on_batch is not None:
-                        on_batch(stats.records)
-            finally:
-                # What was read before an unreadable part of the file is stored, as each batch was before.
-                report.new += writer.flush()
+            for batch in prefetch(batches, depth=2) if prefetch_batches else batches:
+                report.new += self.add_rows(batch, run_id)
+                if on_batch is not None:
+                    on_batch(stats.records)
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected
