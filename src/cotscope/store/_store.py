@@ -617,7 +617,7 @@ class Store:
         sql = f"""
             WITH t AS (
                 SELECT *, from_json(prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS msgs
-                FROM traces {where}
+                FROM {self._trace_rel} {where}
             )
             SELECT id, model, strategy, group_id, sample_index, source_format, source_file,
                    coalesce(
@@ -628,7 +628,7 @@ class Store:
                    ) AS prompt,
                    coalesce(reasoning, '') AS reasoning, coalesce(answer, '') AS answer,
                    coalesce(reasoning_closed, true) AS reasoning_closed, metadata, run_id
-            FROM t ORDER BY created_at, source_file, source_line, id
+            FROM t{self._trace_order()}
         """
         df = _to_pandas(self.con, sql, params)
         df["sample_index"] = df["sample_index"].astype("Int64")
