@@ -7,6 +7,12 @@ Version history:
   command reads what a stored label means, whichever command wrote it. v1 stores are migrated when opened
   for writing (the table is backfilled from the recorded runs); a read-only open derives the same rows from
   the runs without writing.
+- 3: ``traces`` has no primary key. Deduplicating through the unique index cost an ART index probe and insert
+  per row and an index to rewrite at checkpoints; the store now skips known ids itself with one vectorised
+  anti-join per transaction (:mod:`cotscope.store._write`). Ids stay unique: every write goes through that
+  path, each write is one transaction, and DuckDB lets one process write a file at a time. v1/v2 stores are
+  migrated when opened for writing (``traces`` is copied, rows in their stored order, into a table without the
+  key); a read-only open reads them as they are, since no reader uses the index.
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ from typing import Any
 import duckdb
 import orjson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS traces (
-    id VARCHAR PRIMARY KEY,
+#: The traces table. No key: ids are kept unique by the write path (see the version history).
+TRACES_DDL = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id VARCHAR NOT NULL,
     prompt JSON,
     reasoning VARCHAR,
     answer VARCHAR,
@@ -39,7 +45,12 @@ CREATE TABLE IF NOT EXISTS traces (
     run_id VARCHAR,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
-CREATE TABLE IF NOT EXISTS runs (
+"""
+
+#: Every table of a current store.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+{traces}CREATE TABLE IF NOT EXISTS runs (
     id VARCHAR PRIMARY KEY,
     kind VARCHAR,
     name VARCHAR,
@@ -76,7 +87,7 @@ CREATE TABLE IF NOT EXISTS evaluators (
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (evaluator, config_hash)
 );
-"""
+""".replace("{traces}", TRACES_DDL.format(name="traces"))
 
 #: The columns of an evaluator row, in table order (without ``created_at``).
 EVALUATOR_COLS = ("evaluator", "config_hash", "kind", "label_meaning", "config")
@@ -163,11 +174,35 @@ def open_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(SCHEMA)
         if version is not None and version < 2:
             insert_evaluators(con, legacy_evaluators(con))
+        if version is not None and version < 3:
+            _unkey_traces(con)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _has_primary_key(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE schema_name = 'main' AND table_name = ?"
+        " AND constraint_type = 'PRIMARY KEY'", [table]).fetchone()
+    return bool(row and row[0])
+
+
+def _unkey_traces(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild ``traces`` without its primary key (v1/v2 -> v3), every row kept in its stored order.
+
+    DuckDB cannot drop a primary key in place, so the rows are copied (by column name) into a new table
+    that then takes the old one's name. Runs inside :func:`open_schema`'s transaction: a store killed
+    while migrating is left as it was.
+    """
+    if not _has_primary_key(con, "traces"):
+        return
+    con.execute(TRACES_DDL.format(name="traces_v3"))
+    con.execute("INSERT INTO traces_v3 BY NAME SELECT * FROM traces")
+    con.execute("DROP TABLE traces")
+    con.execute("ALTER TABLE traces_v3 RENAME TO traces")
 
 
 def insert_evaluators(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:

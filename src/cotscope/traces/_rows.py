@@ -12,8 +12,9 @@ from cotscope.traces._trace import (
     Step,
     StepKind,
     Trace,
-    group_id_for,
-    trace_id_for,
+    group_id_of_canon,
+    prompt_canon,
+    trace_id_of_canon,
 )
 
 Row = dict[str, Any]
@@ -57,9 +58,11 @@ def make_row(
     source_format: str | None = None,
 ) -> Row:
     """Build a row, deriving the group id, trace id and steps where they are not given."""
-    gid = group_id or group_id_for(prompt, model, strategy)
+    # The prompt's canonical text goes into both ids: computed once (ingest builds a row per record).
+    canon = prompt_canon(prompt) if not (group_id and id) else ""
+    gid = group_id or group_id_of_canon(canon, model, strategy)
     return {
-        "id": id or trace_id_for(prompt, reasoning, answer, model, strategy, gid, sample_index),
+        "id": id or trace_id_of_canon(canon, reasoning, answer, model, strategy, gid, sample_index),
         "prompt": prompt,
         "reasoning": reasoning,
         "answer": answer,

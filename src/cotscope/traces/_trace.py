@@ -156,7 +156,12 @@ def group_id_for(prompt: list[dict[str, Any]], model: str | None, strategy: str 
     Defined as ``"g-" + md5(model US strategy US prompt)[:24]`` (US = ``\x1f``) so that the store's
     bulk SQL path computes the same value.
     """
-    return "g-" + _md5(f"{model or ''}\x1f{strategy or ''}\x1f{prompt_canon(prompt)}")
+    return group_id_of_canon(prompt_canon(prompt), model, strategy)
+
+
+def group_id_of_canon(canon: str, model: str | None, strategy: str | None) -> str:
+    """:func:`group_id_for` of a prompt already in its canonical text (:func:`prompt_canon`)."""
+    return "g-" + _md5(f"{model or ''}\x1f{strategy or ''}\x1f{canon}")
 
 
 def trace_id_for(
@@ -172,7 +177,19 @@ def trace_id_for(
 
     ``md5(model US strategy US group_id US sample_index US prompt US reasoning US answer)[:24]``.
     """
+    return trace_id_of_canon(prompt_canon(prompt), reasoning, answer, model, strategy, group_id, sample_index)
+
+
+def trace_id_of_canon(
+    canon: str,
+    reasoning: str,
+    answer: str,
+    model: str | None,
+    strategy: str | None,
+    group_id: str | None,
+    sample_index: int,
+) -> str:
+    """:func:`trace_id_for` of a prompt already in its canonical text (:func:`prompt_canon`)."""
     return _md5(
-        f"{model or ''}\x1f{strategy or ''}\x1f{group_id or ''}\x1f{sample_index}\x1f{prompt_canon(prompt)}"
-        f"\x1f{reasoning}\x1f{answer}"
+        f"{model or ''}\x1f{strategy or ''}\x1f{group_id or ''}\x1f{sample_index}\x1f{canon}\x1f{reasoning}\x1f{answer}"
     )
