@@ -21,7 +21,9 @@ from cotscope.store._schema import (
     legacy_evaluators,
     open_schema,
 )
+from cotscope.store._settings import duckdb_config
 from cotscope.store._where import ResultFilter, label_words, parse_where, wanted_label
+from cotscope.store._write import BatchWriter, insert_new_rows
 from cotscope.traces import Trace
 from cotscope.traces._read import ReadStats, iter_row_batches
 from cotscope.traces._rows import ROW_FIELDS, Row, row_to_trace, trace_to_row
@@ -30,33 +32,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _JSON_COLS = ("prompt", "steps", "actions", "metadata")
-_TRACE_COLS = (*ROW_FIELDS, "run_id")
-
-
-def _arrow_schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("prompt", pa.string()),
-            ("reasoning", pa.string()),
-            ("answer", pa.string()),
-            ("reasoning_closed", pa.bool_()),
-            ("steps", pa.string()),
-            ("actions", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
-            ("group_id", pa.string()),
-            ("sample_index", pa.int32()),
-            ("source_file", pa.string()),
-            ("source_line", pa.int64()),
-            ("source_format", pa.string()),
-            ("metadata", pa.string()),
-            ("run_id", pa.string()),
-        ]
-    )
-
 
 def config_hash(config: Any) -> str:
     """A short stable hash of a JSON-serialisable configuration."""
@@ -105,14 +80,30 @@ class Store:
     Args:
         path: the ``.duckdb`` file (created when missing), or ``":memory:"``.
         read_only: open without write access (several readers may share the file).
+        memory_limit: the most memory DuckDB may use, as DuckDB reads a size (``"2GB"``, ``"512MiB"``,
+            ``"50%"``) or in bytes; default ``$COTSCOPE_DUCKDB_MEMORY``, else ``min(2 GiB, 25% of memory)``.
+        threads: DuckDB's worker threads; default ``$COTSCOPE_DUCKDB_THREADS``, else the cores this process
+            may run on. See :mod:`cotscope.store._settings`.
+
+    Raises:
+        ConfigError: a memory limit or thread count that is not valid.
+        OSError: the file cannot be opened as a store.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        read_only: bool = False,
+        *,
+        memory_limit: str | int | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.path = str(path)
         if read_only and self.path != ":memory:" and not Path(self.path).exists():
             raise FileNotFoundError(f"{self.path}: no such store")
+        config = duckdb_config(memory_limit, threads)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.Error as e:
             raise OSError(f"{self.path}: cannot open store: {e}") from None
         if not read_only:
@@ -135,28 +126,11 @@ class Store:
 
     # -- traces ------------------------------------------------------------------------------------
     def add_rows(self, rows: Sequence[Row], run_id: str | None = None) -> int:
-        """Store trace rows, skipping ids already present; returns how many were new."""
-        if not rows:
-            return 0
-        dumps = orjson.dumps
-        cols: dict[str, list[Any]] = {c: [] for c in _TRACE_COLS}
-        for r in rows:
-            for c in ROW_FIELDS:
-                v = r[c]
-                if c in _JSON_COLS and v is not None:
-                    v = dumps(v).decode()
-                cols[c].append(v)
-            cols["run_id"].append(run_id)
-        import pyarrow as pa
+        """Store trace rows, skipping ids already present (and repeats within ``rows``: the first wins).
 
-        table = pa.table(cols, schema=_arrow_schema())
-        names = ", ".join(_TRACE_COLS)
-        self.con.register("_batch", table)
-        try:
-            res = self.con.execute(f"INSERT OR IGNORE INTO traces ({names}) SELECT {names} FROM _batch").fetchone()
-        finally:
-            self.con.unregister("_batch")
-        return int(res[0]) if res else 0
+        Returns how many were new. The rows are stored in one transaction: all of them or none.
+        """
+        return insert_new_rows(self.con, self.path, rows, run_id)
 
     def add_traces(self, traces: Iterable[Trace], run_id: str | None = None, batch_size: int = 2000) -> int:
         """Store traces, skipping ids already present; returns how many were new."""
@@ -191,7 +165,7 @@ class Store:
             strategy: strategy name for records that do not name one.
             on_file: called with each file before it is read.
             on_batch: called with the records read so far from the current file after each batch.
-            prefetch_batches: parse the next batch in a thread while DuckDB stores this one (DuckDB
+            prefetch_batches: read and encode the next batches in a thread while DuckDB stores these (DuckDB
                 releases the GIL while it inserts, so reading and storing overlap).
 
         Raises:
@@ -210,10 +184,18 @@ class Store:
             report.files.append(str(p))
             report.bytes += p.stat().st_size if p.exists() else 0
             batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
-            for batch in prefetch(batches, depth=2) if prefetch_batches else batches:
-                report.new += self.add_rows(batch, run_id)
-                if on_batch is not None:
-                    on_batch(stats.records)
+            writer = BatchWriter(self.con, self.path, run_id)
+            # Reading and Arrow encoding (Python) run in the prefetch thread; storing (DuckDB, without the
+            # GIL) here. Three encoded batches ahead let reading go on while a transaction is written.
+            tables = map(writer.encode, batches)
+            try:
+                for table in prefetch(tables, depth=3) if prefetch_batches else tables:
+                    report.new += writer.add(table)
+                    if on_batch is not None:
+                        on_batch(stats.records)
+            finally:
+                # What was read before an unreadable part of the file is stored, as each batch was before.
+                report.new += writer.flush()
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected
