@@ -57,7 +57,7 @@ def _bare_rate(base: str, records: list[SFTRecord], opts: SFTOptions) -> float:
         pad = trainer.processing_class.pad_token_id
     model.train()
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.learning_rate)
-    rows = [(list(r["input_ids"]), list(r["completion_mask"])) for r in ds]
+    rows = [(list(r["input_ids"]), list(r["labels"])) for r in ds]
 
     def step(k: int) -> None:
         batch = [rows[(k * opts.batch_size + j) % len(rows)] for j in range(opts.batch_size)]
@@ -68,7 +68,7 @@ def _bare_rate(base: str, records: list[SFTRecord], opts: SFTOptions) -> float:
         for i, (x, m) in enumerate(batch):
             ids[i, :len(x)] = torch.tensor(x)
             att[i, :len(x)] = 1
-            lab[i, :len(x)] = torch.where(torch.tensor(m) == 1, torch.tensor(x), torch.tensor(-100))
+            lab[i, :len(x)] = torch.tensor(m)  # TRL's own labels: -100 over the prompt
         loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
         loss.backward()
         optim.step()
