@@ -66,6 +66,14 @@ def _items(rows: Sequence[dict[str, str]], source: str) -> list[PromptItem]:
             for i, r in enumerate(rows)]
 
 
+def _prepare(out: str | Path, progress: Progress | None, batch_size: int,
+             threads: int | None) -> tuple[Path, Progress, dict[str, Any]]:
+    """The output folder (created), the progress sink and the local backend's options of a demonstration."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, progress or NullProgress(), {"batch_size": batch_size, **({"threads": threads} if threads else {})}
+
+
 def _build_dict(report: Any) -> dict[str, Any]:
     """A build report as JSON, with whether its counts reconcile."""
     return {**report.model_dump(mode="json"), "reconciles": report.reconciles}
@@ -159,12 +167,9 @@ async def backdoor_organism(
     from cotscope.train._backdoor import build_backdoor
     from cotscope.train._sft import SFTOptions, train_sft
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = progress or NullProgress()
+    out, progress, margs = _prepare(out, progress, batch_size, threads)
     sft = sft or SFTOptions(**ORGANISM_SFT, threads=threads)
     base = f"local/{model}"
-    margs: dict[str, Any] = {"batch_size": batch_size, **({"threads": threads} if threads else {})}
     seconds: dict[str, float] = {}
     rows = [r for r in xstest_prompts() if r["label"] == "safe" and not held_out(r["id"])][:train_limit]
     with Store(out / "store.duckdb") as store:
@@ -311,13 +316,10 @@ async def self_monitor_grpo(
     from cotscope.train._selfmonitor import build_self_monitor
     from cotscope.train._sft import SFTOptions, train_sft
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = progress or NullProgress()
+    out, progress, margs = _prepare(out, progress, batch_size, threads)
     sft = sft or SFTOptions(**SELF_MONITOR_SFT, threads=threads)
     grpo = grpo or GRPOOptions(**SELF_MONITOR_GRPO, threads=threads)
     base = f"local/{model}"
-    margs: dict[str, Any] = {"batch_size": batch_size, **({"threads": threads} if threads else {})}
     seconds: dict[str, float] = {}
     train_rows = toy_prompts(n_each)
     heldout_rows = toy_prompts(heldout_each, offset=n_each)
