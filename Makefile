@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so nothing later pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev,train,ray]'
+	$(BIN)/pip install -q -e '.[local,dev,train,ray,view,guard,inspect]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -160,6 +160,13 @@ ALLOWED: dict[str, set[str]] = {
     # benchmark runner.
     "train": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics",
               "report"},
+    # The top layer, beside cli: the viewer, the serving guard and the Inspect AI integration read and write the
+    # store through the stages and never import cli.
+    "view": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics",
+             "report"},
+    "guard": {"pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics"},
+    "integrations": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store",
+                     "metrics", "report"},
 }
 
 
