@@ -13,6 +13,8 @@ Version history:
   path, each write is one transaction, and DuckDB lets one process write a file at a time. v1/v2 stores are
   migrated when opened for writing (``traces`` is copied, rows in their stored order, into a table without the
   key); a read-only open reads them as they are, since no reader uses the index.
+- 4: adds ``labels``: human labels of traces (name, value, note, author, time), written by ``cotscope view``;
+  older stores gain the empty table when opened for writing, and a read-only open of one reads no labels.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import duckdb
 import orjson
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: The traces table. No key: ids are kept unique by the write path (see the version history).
 TRACES_DDL = """
@@ -86,6 +88,15 @@ CREATE TABLE IF NOT EXISTS evaluators (
     config JSON,
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (evaluator, config_hash)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    id VARCHAR PRIMARY KEY,
+    trace_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    note VARCHAR,
+    author VARCHAR,
+    created_at TIMESTAMP DEFAULT current_timestamp
 );
 """.replace("{traces}", TRACES_DDL.format(name="traces"))
 
