@@ -78,7 +78,8 @@ def test_export_jsonl_and_parquet(tmp_path: Path) -> None:
         assert export_traces(st, out, "jsonl") == 5
         recs = [json.loads(x) for x in out.read_text().splitlines()]
         assert set(recs[0]) == {"id", "prompt", "reasoning", "answer", "reasoning_closed", "steps", "actions",
-                                "model", "strategy", "group_id", "sample_index", "source", "metadata"}
+                                "model", "strategy", "group_id", "sample_index", "source", "metadata",
+                                "reasoning_provenance"}
         assert recs[0]["steps"][1]["text"] == "Wait, 0" and recs[0]["steps"][1]["kind"] == "reflection"
         assert recs[0]["source"]["line"] == 1
         pq_out = tmp_path / "e.parquet"

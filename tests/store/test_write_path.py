@@ -82,7 +82,7 @@ def test_repeats_within_a_batch_keep_the_first_as_insert_or_ignore_did(tmp_path:
     con = duckdb.connect()
     con.execute(V2_SCHEMA)
     con.register("_b", rows_to_arrow(rows, None))
-    con.execute("INSERT OR IGNORE INTO traces BY NAME SELECT * FROM _b")
+    con.execute("INSERT OR IGNORE INTO traces BY NAME SELECT * EXCLUDE (reasoning_provenance) FROM _b")
     expected = con.execute("SELECT id, source_line, model FROM traces ORDER BY id").fetchall()
     with Store(tmp_path / "s.duckdb") as st:
         assert st.add_rows(rows) == 3
@@ -163,7 +163,7 @@ def _v2_store(path: Path, rows: list[dict[str, object]]) -> None:
     con = duckdb.connect(str(path))
     con.execute(V2_SCHEMA)
     con.register("_b", rows_to_arrow(rows, "old-run"))
-    con.execute("INSERT OR IGNORE INTO traces BY NAME SELECT * FROM _b")
+    con.execute("INSERT OR IGNORE INTO traces BY NAME SELECT * EXCLUDE (reasoning_provenance) FROM _b")
     con.execute("INSERT INTO results (trace_id, evaluator, config_hash, part, kind, label, score) VALUES"
                 " (?, 'refusal-strings', 'h', 'answer', 'judge', true, 1.0)", [rows[0]["id"]])
     con.execute("INSERT INTO evaluators (evaluator, config_hash, kind, label_meaning) VALUES"
@@ -192,7 +192,10 @@ def test_v2_store_migrates_keeps_traces_and_results_and_dedups(tmp_path: Path) -
     before = con.execute("SELECT * FROM traces").fetchall()
     con.close()
     with Store(path) as st:
-        assert st.con.execute("SELECT * FROM traces").fetchall() == before  # rows, order, timestamps kept
+        # rows, order, timestamps kept; provenance (schema v4) unknown
+        assert st.con.execute("SELECT * EXCLUDE (reasoning_provenance) FROM traces").fetchall() == before
+        assert st.con.execute("SELECT count(*) FROM traces WHERE reasoning_provenance IS NULL").fetchone() == (5,)
+        assert all(t.reasoning_provenance == [] for t in st.traces())
         assert [(r["trace_id"], r["label"]) for r in st.results()] == [(rows[0]["id"], True)]
         assert st.label_meanings() == {("refusal-strings", "h"): "refused"}
         assert st.add_rows([rows[1], _row(7), _row(7)]) == 1

@@ -145,6 +145,17 @@ def _columns(con: duckdb.DuckDBPyConnection, read: str) -> dict[str, Any]:
     return {str(n).lower(): t for n, t in zip(rel.columns, rel.types, strict=True)}
 
 
+def _provenance_expr(t: Any) -> str:
+    """``reasoning_provenance`` as the JSON the table stores; a dataset without it (written before provenance
+    existed) reads as NULL: unknown."""
+    if t is None:
+        return "NULL::JSON"
+    if _type_id(t) in ("varchar", "json"):
+        return 'CAST("reasoning_provenance" AS JSON)'
+    # The export's list of structs: to_json writes a null payload as null, which the readers treat as none.
+    return 'to_json("reasoning_provenance")'
+
+
 def _select(cols: dict[str, Any]) -> str:
     """The SELECT list mapping a dataset's columns onto the traces table's (see the module docstring)."""
 
@@ -194,6 +205,7 @@ def _select(cols: dict[str, Any]) -> str:
             out[f"source_{field}"] = f'CAST("source_{field}" AS {typ})'
         else:
             out[f"source_{field}"] = f"NULL::{typ}"
+    out["reasoning_provenance"] = _provenance_expr(cols.get("reasoning_provenance"))
     out["run_id"] = "NULL::VARCHAR"
     out["created_at"] = "NULL::TIMESTAMP"
     return ", ".join(f"{expr} AS {name}" for name, expr in out.items())

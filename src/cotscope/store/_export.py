@@ -54,6 +54,7 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
         "sample_index": row["sample_index"],
         "source": {"file": row["source_file"], "line": row["source_line"], "format": row["source_format"]},
         "metadata": row["metadata"] or {},
+        "reasoning_provenance": row.get("reasoning_provenance") or [],
     }
 
 
@@ -246,6 +247,9 @@ def _parquet_schema(with_results: bool) -> Any:
         ("sample_index", pa.int32()),
         ("source", pa.struct([("file", pa.string()), ("line", pa.int64()), ("format", pa.string())])),
         ("metadata", pa.string()),
+        # Spans as structs (offsets need no JSON); payload (opaque, possibly long) as text, null when none.
+        ("reasoning_provenance", pa.list_(pa.struct([("kind", pa.string()), ("start", pa.int32()),
+                                                     ("end", pa.int32()), ("payload", pa.string())]))),
     ]
     if with_results:
         fields.append(("results", pa.string()))

@@ -15,6 +15,9 @@ Version history:
   key); a read-only open reads them as they are, since no reader uses the index.
 - 4: adds ``labels``: human labels of traces (name, value, note, author, time), written by ``cotscope view``;
   older stores gain the empty table when opened for writing, and a read-only open of one reads no labels.
+  Also adds ``traces.reasoning_provenance`` (JSON spans ``{kind, start, end, payload?}`` over the reasoning, see
+  :mod:`cotscope.traces._provenance`): older stores gain the column (NULL: unknown) when opened for writing
+  (``ALTER TABLE ... ADD COLUMN``, no copy); a read-only open of one reads it as NULL.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS {name} (
     source_line BIGINT,
     source_format VARCHAR,
     metadata JSON,
+    reasoning_provenance JSON,
     run_id VARCHAR,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
@@ -187,6 +191,9 @@ def open_schema(con: duckdb.DuckDBPyConnection) -> None:
             insert_evaluators(con, legacy_evaluators(con))
         if version is not None and version < 3:
             _unkey_traces(con)
+        if version is not None and version < 4:
+            # After the v3 copy (a keyed table cannot be altered); a v1/v2 copy already has the column.
+            con.execute("ALTER TABLE traces ADD COLUMN IF NOT EXISTS reasoning_provenance JSON")
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except BaseException:

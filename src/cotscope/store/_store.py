@@ -7,12 +7,21 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 import orjson
 
 from cotscope.errors import ConfigError
+from cotscope.store._labels import (
+    LABEL_COLS,
+    Label,
+    LabelExport,
+    export_labelled,
+    insert_labels,
+    label_bool,
+    read_labels,
+)
 from cotscope.store._prefetch import prefetch
 from cotscope.store._schema import (
     EVALUATOR_COLS,
@@ -31,7 +40,7 @@ from cotscope.traces._rows import ROW_FIELDS, Row, row_to_trace, trace_to_row
 if TYPE_CHECKING:
     import pandas as pd
 
-_JSON_COLS = ("prompt", "steps", "actions", "metadata")
+_JSON_COLS = ("prompt", "steps", "actions", "metadata", "reasoning_provenance")
 
 def config_hash(config: Any) -> str:
     """A short stable hash of a JSON-serialisable configuration."""
@@ -53,6 +62,8 @@ class IngestReport:
     errors_dropped: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    #: Results kept from the scores of cotscope's Inspect scorers in ``.eval`` logs (:func:`inspect_score_results`).
+    results: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as the JSON object printed by ``cotscope ingest --json``."""
@@ -68,6 +79,7 @@ class IngestReport:
             "files": self.files,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 4),
+            "results": self.results,
         }
 
 
@@ -112,6 +124,9 @@ class Store:
             except BaseException:
                 self.con.close()
                 raise
+        else:
+            self._file_rel = _file_trace_relation(self.con)
+            self._trace_rel = self._file_rel
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -153,6 +168,7 @@ class Store:
         on_file: Callable[[Path], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
         prefetch_batches: bool = True,
+        keep_scores: bool = True,
     ) -> IngestReport:
         """Read files of any supported format into the store.
 
@@ -167,6 +183,9 @@ class Store:
             on_batch: called with the records read so far from the current file after each batch.
             prefetch_batches: read and encode the next batches in a thread while DuckDB stores these (DuckDB
                 releases the GIL while it inserts, so reading and storing overlap).
+            keep_scores: store the scores that cotscope's Inspect scorers wrote into an Inspect log as results of
+                the ingested traces, under the scorer's evaluator key (:func:`inspect_score_results`), so that
+                ``metrics``, ``report`` and the viewer read them; ``False`` stores the traces alone.
 
         Raises:
             TraceFileError: a file is missing, unreadable or of an unknown format.
@@ -184,6 +203,9 @@ class Store:
             report.files.append(str(p))
             report.bytes += p.stat().st_size if p.exists() else 0
             batches = iter_row_batches(p, format=format, stats=stats, model=model, strategy=strategy)
+            scores: list[dict[str, Any]] = []
+            if keep_scores:
+                batches = _collect_scores(batches, scores)
             writer = BatchWriter(self.con, self.path, run_id)
             # Reading and Arrow encoding (Python) run in the prefetch thread; storing (DuckDB, without the
             # GIL) here. Three encoded batches ahead let reading go on while a transaction is written.
@@ -196,6 +218,7 @@ class Store:
             finally:
                 # What was read before an unreadable part of the file is stored, as each batch was before.
                 report.new += writer.flush()
+                report.results += self._add_score_results(scores, run_id)
             report.records += stats.records
             report.accepted += stats.accepted
             report.rejected += stats.rejected
@@ -304,6 +327,8 @@ class Store:
     # -- traces read in place (Parquet datasets) ---------------------------------------------------
     #: The relation every read of traces goes through: the table, or an attached dataset's subquery.
     _trace_rel: str = "traces"
+    #: The relation of the traces stored in the file (an older store opened read-only lacks newer columns).
+    _file_rel: str = "traces"
     _attached: tuple[str, ...] | None = None
 
     def attach_traces(self, source: str | Path | Sequence[str | Path], *, union_by_name: bool = True) -> None:
@@ -341,7 +366,7 @@ class Store:
 
     def detach_traces(self) -> None:
         """Read traces from the store file again (undoes :meth:`attach_traces`)."""
-        self._trace_rel = Store._trace_rel
+        self._trace_rel = self._file_rel
         self._attached = None
 
     @property
@@ -476,6 +501,20 @@ class Store:
             self.con.unregister("_res")
         return int(res[0]) if res else 0
 
+    def _add_score_results(self, scores: list[dict[str, Any]], run_id: str) -> int:
+        """Store results kept from an ingested log's scores, recording each evaluator key; returns how many were new."""
+        if not scores:
+            return 0
+        seen: set[tuple[str, str]] = set()
+        for r in scores:
+            key = (r["evaluator"], r["config_hash"])
+            if key not in seen:
+                seen.add(key)
+                self.add_evaluator(key[0], key[1], kind=r["kind"], label_meaning=r.get("label_meaning"),
+                                   config=r.get("config"))
+        drop = ("label_meaning", "config")
+        return self.add_results([{k: v for k, v in r.items() if k not in drop} | {"run_id": run_id} for r in scores])
+
     def done_trace_ids(self, evaluator: str, config_hash: str, part: str) -> set[str]:
         """Ids of traces that already have a result for this evaluator, configuration and part."""
         return {
@@ -501,6 +540,42 @@ class Store:
             out.append(d)
         return out
 
+
+    # -- human labels (see cotscope.store._labels) --------------------------------------------------
+    def add_labels(self, labels: Sequence[Label]) -> list[Label]:
+        """Append human labels of stored traces in one transaction; returns them with ``id`` and ``created_at``.
+
+        Raises:
+            KeyError: a label names a trace that is not in the store (the message names it); nothing is stored.
+        """
+        ids = sorted({lab.trace_id for lab in labels})
+        if ids:
+            known = {r[0] for r in self.con.execute(
+                f"SELECT id FROM {self._trace_rel} WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids]).fetchall()}
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                raise KeyError(f"no trace {unknown[0]!r} in {self.path}")
+        return insert_labels(self.con, labels)
+
+    def labels(self, *, trace_ids: Iterable[str] | None = None, name: str | None = None, author: str | None = None,
+               latest: bool = False) -> list[Label]:
+        """Stored human labels, oldest first; ``latest`` keeps the newest of each ``(trace, name, author)``."""
+        return read_labels(self.con, trace_ids=trace_ids, name=name, author=author, latest=latest)
+
+    def labels_df(self, *, name: str | None = None, latest: bool = False) -> pd.DataFrame:
+        """Human labels as a DataFrame: ``id``, ``trace_id``, ``name``, ``value``, ``note``, ``author``,
+        ``created_at``, and ``label`` (the value as a nullable boolean, see :func:`label_bool`)."""
+        import pandas as pd
+
+        rows = [lab.model_dump() for lab in self.labels(name=name, latest=latest)]
+        df = pd.DataFrame(rows, columns=list(LABEL_COLS))
+        df["label"] = pd.array([label_bool(v) for v in df["value"]], dtype="boolean")
+        return df
+
+    def export_labels(self, out: str | Path | IO[bytes], *, name: str, author: str | None = None) -> LabelExport:
+        """Write the traces labelled ``name`` as a labelled JSONL file that ``cotscope validate`` and the
+        agreement benchmarks read (see :func:`cotscope.store._labels.export_labelled`)."""
+        return export_labelled(self, out, name=name, author=author)
 
     # -- evaluators --------------------------------------------------------------------------------
     def add_evaluator(
@@ -653,6 +728,63 @@ class Store:
         rows = legacy_evaluators(self.con)
         table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=pa.schema([(c, pa.string()) for c in cols]))
         return "_evaluators_v1", {"_evaluators_v1": table}
+
+
+def _file_trace_relation(con: duckdb.DuckDBPyConnection) -> str:
+    """``traces``, or for a store written before schema v4 opened read-only (so not migrated), a subquery giving
+    it the ``reasoning_provenance`` column as NULL (unknown)."""
+    if not has_table(con, "traces"):
+        return "traces"
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'traces'"
+        " AND column_name = 'reasoning_provenance'").fetchone()
+    if row and row[0]:
+        return "traces"
+    return "(SELECT *, NULL::JSON AS reasoning_provenance FROM traces)"
+
+
+#: The key of an Inspect ``Score.metadata`` under which cotscope's Inspect scorers write their results
+#: (``cotscope.integrations.inspect``): a list of :data:`SCORE_RESULT_FIELDS` objects, one per part judged.
+INSPECT_SCORE_KEY = "cotscope"
+#: The fields of one result in a score's metadata: the store key, the evaluator's record and the verdict.
+SCORE_RESULT_FIELDS = ("evaluator", "config_hash", "part", "kind", "label_meaning", "config", "label", "score",
+                       "parse_error", "raw", "reason", "evidence", "details")
+
+
+def inspect_score_results(row: Row) -> list[dict[str, Any]]:
+    """The results that cotscope's Inspect scorers recorded in an ingested Inspect sample (its ``scores``, kept
+    in the row's metadata by the reader), as :meth:`Store.add_results` rows of the row's trace plus each
+    evaluator's ``label_meaning`` and ``config``. Scores of other scorers, and entries that lack the store key
+    (evaluator, config hash, part, kind), are left out: a label without its key cannot be told apart from another
+    configuration's."""
+    scores = (row.get("metadata") or {}).get("scores")
+    if not isinstance(scores, dict):
+        return []
+    out = []
+    for score in scores.values():
+        meta = score.get("metadata") if isinstance(score, dict) else None
+        entries = meta.get(INSPECT_SCORE_KEY) if isinstance(meta, dict) else None
+        for e in entries if isinstance(entries, list) else []:
+            if not (isinstance(e, dict) and all(isinstance(e.get(k), str) and e[k]
+                                                for k in ("evaluator", "config_hash", "part", "kind"))):
+                continue
+            label = e.get("label")
+            value = e.get("score")
+            out.append({k: e.get(k) for k in SCORE_RESULT_FIELDS} | {
+                "trace_id": row["id"],
+                "label": label if isinstance(label, bool) else None,
+                "score": float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+            })
+    return out
+
+
+def _collect_scores(batches: Iterator[list[Row]], into: list[dict[str, Any]]) -> Iterator[list[Row]]:
+    """Pass row batches through, collecting the cotscope scores of Inspect rows into ``into``."""
+    for batch in batches:
+        for row in batch:
+            if row.get("source_format") == "inspect":
+                into.extend(inspect_score_results(row))
+        yield batch
 
 
 def _result_condition(

@@ -29,7 +29,7 @@ import orjson
 from cotscope.traces._rows import ROW_FIELDS, Row
 
 #: Row fields stored as JSON text.
-JSON_COLS = frozenset(("prompt", "steps", "actions", "metadata"))
+JSON_COLS = frozenset(("prompt", "steps", "actions", "metadata", "reasoning_provenance"))
 #: The columns a batch writes, in table order.
 TRACE_COLS = (*ROW_FIELDS, "run_id")
 
@@ -69,6 +69,7 @@ def arrow_schema() -> Any:
             ("source_line", pa.int64()),
             ("source_format", pa.string()),
             ("metadata", pa.string()),
+            ("reasoning_provenance", pa.string()),
             ("run_id", pa.string()),
         ]
     )

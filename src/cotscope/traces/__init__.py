@@ -10,6 +10,16 @@ from cotscope.traces._monitor import (
     strip_monitor,
 )
 from cotscope.traces._prompts import PROMPT_FIELDS, PromptItem, read_labelled, read_prompts, record_messages
+from cotscope.traces._provenance import (
+    REASONING_KINDS,
+    ProvenanceSpan,
+    ReasoningKind,
+    parse_kinds,
+    provenance_kinds,
+    provenance_label,
+    reasoning_of_kinds,
+    reasoning_ranges,
+)
 from cotscope.traces._read import FORMATS, ReadStats, detect_file_format, iter_row_batches, read_traces
 from cotscope.traces._records import iter_records, read_record_file
 from cotscope.traces._split import ANSWER_TAGS, DEFAULT_TAGS, SplitResult, split_reasoning
@@ -33,13 +43,16 @@ __all__ = [
     "MONITOR_CLOSE",
     "MONITOR_OPEN",
     "PROMPT_FIELDS",
+    "REASONING_KINDS",
     "REFLECTION_MARKERS",
     "TRACE_PARTS",
     "Action",
     "Message",
     "MonitorSegment",
     "PromptItem",
+    "ProvenanceSpan",
     "ReadStats",
+    "ReasoningKind",
     "RecordError",
     "Source",
     "SplitResult",
@@ -54,11 +67,16 @@ __all__ = [
     "is_agent_trace",
     "iter_records",
     "iter_row_batches",
+    "parse_kinds",
     "parse_monitor",
+    "provenance_kinds",
+    "provenance_label",
     "read_labelled",
     "read_prompts",
     "read_record_file",
     "read_traces",
+    "reasoning_of_kinds",
+    "reasoning_ranges",
     "record_messages",
     "render_actions",
     "render_trajectory",

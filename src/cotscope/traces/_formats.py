@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cotscope.traces._prompts import PROMPT_FIELDS
+from cotscope.traces._provenance import check_spans
 from cotscope.traces._rows import Row, make_row
 from cotscope.traces._split import DEFAULT_TAGS, TagPair, split_reasoning
 
@@ -26,7 +27,7 @@ _KNOWN_PAIR_KEYS = frozenset(
     PROMPT_KEYS
     + RESPONSE_KEYS
     + ("id", "system", "reasoning", "answer", "reasoning_closed", "model", "strategy", "group_id",
-       "sample_index", "metadata", "steps", "actions", "messages", "source")
+       "sample_index", "metadata", "steps", "actions", "messages", "source", "reasoning_provenance")
 )
 
 
@@ -157,6 +158,25 @@ def assistant_parts(msg: dict[str, Any], ctx: Ctx, finish_reason: Any = None) ->
     return split.reasoning, split.answer, split.reasoning_closed, meta
 
 
+def text_spans(reasoning: str, closed: bool = True, kind: str = "raw") -> list[dict[str, Any]]:
+    """The provenance of reasoning that is one text of one kind: a span over all of it, and a ``truncated``
+    marker at its end when it never closed. Empty closed reasoning has no span (nothing to describe)."""
+    spans: list[dict[str, Any]] = [{"kind": kind, "start": 0, "end": len(reasoning)}] if reasoning else []
+    if not closed:
+        spans.append({"kind": "truncated", "start": len(reasoning), "end": len(reasoning)})
+    return spans
+
+
+def _record_spans(rec: dict[str, Any], reasoning: str, closed: bool) -> list[dict[str, Any]]:
+    """A record's own ``reasoning_provenance`` (cotscope's export) checked, else its reasoning as raw text."""
+    if "reasoning_provenance" in rec and rec["reasoning_provenance"] is not None:
+        try:
+            return check_spans(rec["reasoning_provenance"], reasoning)
+        except ValueError as e:
+            raise RecordFormatError(str(e)) from None
+    return text_spans(reasoning, closed)
+
+
 def _int(v: Any, name: str, default: int = 0) -> int:
     if v is None:
         return default
@@ -238,7 +258,8 @@ def read_pair(rec: dict[str, Any], ctx: Ctx) -> list[Row]:
         return [
             _row(ctx, "pair", prompt, reasoning, answer, closed, group_id=group_id,
                  sample_index=_int(rec.get("sample_index"), "sample_index"),
-                 id=_opt_str(rec.get("id"), "id"), steps=spans, **common)
+                 id=_opt_str(rec.get("id"), "id"), steps=spans,
+                 reasoning_provenance=_record_spans(rec, reasoning, closed), **common)
         ]
     rkey = next((k for k in RESPONSE_KEYS if k in rec), None)
     if rkey is not None and "answer" in rec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cotscope.traces._provenance import ProvenanceSpan, span_dicts
 from cotscope.traces._steps import segment_spans
 from cotscope.traces._trace import (
     Action,
@@ -36,6 +37,7 @@ ROW_FIELDS: tuple[str, ...] = (
     "source_line",
     "source_format",
     "metadata",
+    "reasoning_provenance",
 )
 
 
@@ -56,8 +58,13 @@ def make_row(
     source_file: str | None = None,
     source_line: int | None = None,
     source_format: str | None = None,
+    reasoning_provenance: list[dict[str, Any]] | None = None,
 ) -> Row:
-    """Build a row, deriving the group id, trace id and steps where they are not given."""
+    """Build a row, deriving the group id, trace id and steps where they are not given.
+
+    ``reasoning_provenance`` holds span dicts (``{kind, start, end, payload?}``, see
+    :mod:`cotscope.traces._provenance`); it is not part of the id. ``None`` or ``[]``: unknown.
+    """
     # The prompt's canonical text goes into both ids: computed once (ingest builds a row per record).
     canon = prompt_canon(prompt) if not (group_id and id) else ""
     gid = group_id or group_id_of_canon(canon, model, strategy)
@@ -78,6 +85,7 @@ def make_row(
         "source_line": source_line,
         "source_format": source_format,
         "metadata": metadata or {},
+        "reasoning_provenance": reasoning_provenance or [],
     }
 
 
@@ -108,6 +116,7 @@ def row_to_trace(row: Row) -> Trace:
         sample_index=int(row.get("sample_index") or 0),
         source=source,
         metadata=row.get("metadata") or {},
+        reasoning_provenance=[ProvenanceSpan.model_validate(p) for p in row.get("reasoning_provenance") or []],
     )
 
 
@@ -130,4 +139,5 @@ def trace_to_row(trace: Trace) -> Row:
         "source_line": src.line,
         "source_format": src.format,
         "metadata": trace.metadata,
+        "reasoning_provenance": span_dicts(trace.reasoning_provenance),
     }

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cotscope.traces._provenance import ProvenanceSpan
+
 StepKind = Literal["paragraph", "header", "reflection"]
 #: The parts of a trace a judge or monitor can read (:meth:`Trace.part`).
 TracePart = Literal["reasoning", "answer", "both", "actions", "trajectory", "monitor"]
@@ -57,6 +59,9 @@ class Trace(BaseModel):
 
     Reasoning and answer are kept apart and never merged back together. ``reasoning_closed`` is
     false when the model opened a reasoning block and never closed it (the budget ran out).
+    ``reasoning_provenance`` says what kind of text each part of the reasoning is (raw thinking, a provider's
+    summary, redacted or encrypted content, prefill, where it was truncated; empty: unknown); see
+    :mod:`cotscope.traces._provenance`. It is not part of the id.
     """
 
     id: str = ""
@@ -64,6 +69,7 @@ class Trace(BaseModel):
     reasoning: str = ""
     answer: str = ""
     reasoning_closed: bool = True
+    reasoning_provenance: list[ProvenanceSpan] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     model: str | None = None
