@@ -5,6 +5,7 @@ from cotscope.cli._agent import agent_app
 from cotscope.cli._app import app
 from cotscope.cli._cot2 import cot2_app
 from cotscope.cli._data import data_app
+from cotscope.cli._guard import guard_app  # noqa: F401  (registers `cotscope guard` itself)
 from cotscope.cli._train import train_app
 from cotscope.cli._train_demo import demo_app
 from cotscope.cli._verify import verify_app

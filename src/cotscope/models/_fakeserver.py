@@ -16,6 +16,15 @@ without the extension (Ollama, llama.cpp's server): the prefill is ignored and t
 Every prompt text the fake model continued (completions and templated chats) is kept in
 ``ServerStats.prompts``.
 
+Streaming: a chat request with ``"stream": true`` is answered as server-sent events, one token (a word with
+its trailing space) per chunk every ``FaultConfig.pace_s`` seconds, the reasoning as ``reasoning_content``
+deltas (``reasoning_field``) or as ``<think>`` text inside ``content``, then ``finish_reason`` and, when
+``stream_options.include_usage`` asks, a usage chunk. ``FaultConfig.replies`` maps a question to the
+``(reasoning, answer)`` to stream instead of the derived text. ``FaultConfig.stream_fault`` breaks streams:
+``hang`` (stops sending and waits), ``die`` (closes the connection without the end of the stream),
+``malformed`` (interleaves undecodable and ill-shaped events) after ``stream_fault_at`` tokens. Every stream
+is recorded in ``ServerStats.streams`` (:class:`StreamRecord`), including whether the client abandoned it.
+
 Run: ``python -m cotscope.models._fakeserver --port 8000 [--fault-rate 0.3] [--faults 429,500]``.
 """
 
@@ -26,7 +35,9 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +60,33 @@ class FaultConfig:
     delay_s: float = 0.0
     chat_template: str | None = None
     ignore_continue: bool = False
+    pace_s: float = 0.0
+    replies: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stream_fault: str | None = None
+    stream_fault_at: int = 5
+
+
+#: How a streamed reply is cut into tokens: a word with the whitespace after it (or a run of whitespace).
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+STREAM_FAULTS = ("hang", "die", "malformed")
+
+
+@dataclass
+class StreamRecord:
+    """One streamed reply: the question, tokens sent of the total, and how it ended.
+
+    ``abandoned`` is true when the client closed the connection before the stream's end (it went away, as a
+    guard that cuts a generation does); ``completed`` when the server sent everything.
+    """
+
+    question: str
+    total_tokens: int
+    sent_tokens: int = 0
+    abandoned: bool = False
+    completed: bool = False
+    started: float = 0.0
+    ended: float = 0.0
 
 
 @dataclass
@@ -58,6 +96,7 @@ class ServerStats:
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     prompts: list[str] = field(default_factory=list)
+    streams: list[StreamRecord] = field(default_factory=list)
 
     def add(self, kind: str) -> None:
         with self.lock:
@@ -125,6 +164,10 @@ def _chat(body: dict[str, Any], cfg: FaultConfig, stats: ServerStats | None = No
           and not cfg.ignore_continue):
         prefill = str(messages[-1].get("content") or "")
         text = _continuation("</think>" in prefill or "<think>" not in prefill, q, seed)
+    elif q in cfg.replies:
+        reasoning, text = cfg.replies[q]
+        if not (cfg.reasoning_field or "reasoning-field" in str(body.get("model"))):
+            text, reasoning = f"<think>\n{reasoning}\n</think>\n\n{text}", None
     elif cfg.reasoning_field or "reasoning-field" in str(body.get("model")):
         reasoning, text = f"thinking about {q}", f"answer to {q} (seed {seed})"
     else:
@@ -210,14 +253,15 @@ class FakeOpenAIServer:
                         headers[k.strip().lower()] = v.strip()
                 n = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(n) if n else b""
-                if not await self._respond(method, path.split("?")[0], raw, writer):
+                if not await self._respond(method, path.split("?")[0], raw, writer, reader):
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def _respond(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter,
+                       reader: asyncio.StreamReader | None = None) -> bool:
         fault = self._pick_fault(path)
         if fault is not None:
             self.stats.add(fault)
@@ -252,6 +296,8 @@ class FakeOpenAIServer:
         try:
             payload = (_chat(body, self.faults, self.stats) if path.endswith("chat/completions")
                        else _completion(body, self.stats))
+            if body.get("stream") and path.endswith("chat/completions"):
+                return await self._stream(payload, body, reader, writer)
         except TemplateRefused as e:
             # vLLM answers a template error of the request as a 400 with the error's text.
             self.stats.add("template_refused")
@@ -264,6 +310,83 @@ class FakeOpenAIServer:
             self.stats.add("ok")
         self._send_raw(writer, 200, data)
         return True
+
+    async def _stream(self, payload: dict[str, Any], body: dict[str, Any], reader: asyncio.StreamReader | None,
+                      writer: asyncio.StreamWriter) -> bool:
+        """Send ``payload``'s message as server-sent events (chunked), one token per event at the set pace.
+
+        Returns whether the connection can be kept alive. A concurrent read of the request side sees the
+        client close its connection: the stream stops there and is recorded as abandoned.
+        """
+        msg = payload["choices"][0]["message"]
+        tokens = [("reasoning_content", t) for t in _TOKEN.findall(msg.get("reasoning_content") or "")]
+        tokens += [("content", t) for t in _TOKEN.findall(msg.get("content") or "")]
+        rec = StreamRecord(question=_question(body.get("messages") or []), total_tokens=len(tokens),
+                           started=time.monotonic())
+        with self.stats.lock:
+            self.stats.streams.append(rec)
+        self.stats.add("stream")
+        gone = asyncio.ensure_future(reader.read(1)) if reader is not None else None
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
+        fault = self.faults.stream_fault
+
+        def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            obj = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            return b"data: " + json.dumps(obj | extra).encode() + b"\n\n"
+
+        def chunk(data: bytes) -> bytes:
+            return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+        hdr = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked",
+               "Connection: keep-alive"]
+        try:
+            writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode() + chunk(event({"role": "assistant",
+                                                                                 "content": ""})))
+            for i, (key, tok) in enumerate(tokens):
+                if fault is not None and i == self.faults.stream_fault_at:
+                    if fault == "hang":
+                        await writer.drain()
+                        if gone is not None:
+                            await asyncio.wait([gone], timeout=self.faults.hang_s)
+                            rec.abandoned = gone.done()
+                        else:
+                            await asyncio.sleep(self.faults.hang_s)
+                        return False
+                    if fault == "die":
+                        await writer.drain()
+                        return False
+                    if fault == "malformed":
+                        writer.write(chunk(b"data: {not json\n\n") + chunk(b"data: {\"choices\": 7}\n\n")
+                                     + chunk(b": a comment line\n\n")
+                                     + chunk(b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n'))
+                if self.faults.pace_s:
+                    await writer.drain()
+                    if gone is not None:
+                        await asyncio.wait([gone], timeout=self.faults.pace_s)
+                if gone is not None and gone.done():
+                    rec.abandoned = True
+                    return False
+                writer.write(chunk(event({key: tok})))
+                rec.sent_tokens = i + 1
+            usage = payload["usage"]
+            tail = event({}, payload["choices"][0]["finish_reason"])
+            if (body.get("stream_options") or {}).get("include_usage"):
+                tail += b"data: " + json.dumps(base | {"choices": [], "usage": usage}).encode() + b"\n\n"
+            writer.write(chunk(tail + b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+            rec.completed = True
+            return True
+        except (ConnectionError, RuntimeError):
+            rec.abandoned = True
+            return False
+        finally:
+            rec.ended = time.monotonic()
+            if gone is not None and not gone.done():
+                gone.cancel()
+            if gone is not None:
+                # A reset connection ends the read with an error: retrieve it (the client left, that is all).
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await gone
 
     def _send(self, writer: asyncio.StreamWriter, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
         self._send_raw(writer, status, json.dumps(obj).encode(), extra)
@@ -318,9 +441,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--retry-after", default="0.05")
     ap.add_argument("--hang", type=float, default=5.0)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before each completion reply")
+    ap.add_argument("--pace", type=float, default=0.0, help="seconds per streamed token")
+    ap.add_argument("--reasoning-field", action="store_true", help="reasoning as reasoning_content")
     a = ap.parse_args(argv)
     faults = FaultConfig(rate=a.fault_rate, kinds=tuple(a.faults.split(",")), seed=a.seed,
-                         retry_after=a.retry_after, hang_s=a.hang, delay_s=a.delay)
+                         retry_after=a.retry_after, hang_s=a.hang, delay_s=a.delay, pace_s=a.pace,
+                         reasoning_field=a.reasoning_field)
 
     async def run() -> None:
         s = FakeOpenAIServer(a.port, faults)

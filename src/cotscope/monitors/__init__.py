@@ -8,7 +8,7 @@ On agent trajectories (CUAHarm): ``action-monitor``, ``cot-monitor``, ``cot-acti
 
 from cotscope.monitors._adapt import JudgeMonitor
 from cotscope.monitors._local_action import LocalActionMonitor
-from cotscope.monitors._stream import StreamVerdict, watch_stream
+from cotscope.monitors._stream import CheckRequest, StreamChecker, StreamField, StreamVerdict, watch_stream
 from cotscope.monitors._trajectory import (
     HierMonitorJudge,
     MonitorVerdict,
@@ -19,12 +19,15 @@ from cotscope.monitors._trajectory import (
 from cotscope.monitors._types import Monitor, MonitorResult, get_monitor, monitor, monitor_names
 
 __all__ = [
+    "CheckRequest",
     "HierMonitorJudge",
     "JudgeMonitor",
     "LocalActionMonitor",
     "Monitor",
     "MonitorResult",
     "MonitorVerdict",
+    "StreamChecker",
+    "StreamField",
     "StreamVerdict",
     "TrajectoryMonitorJudge",
     "get_monitor",

@@ -1,0 +1,188 @@
+"""Reading what an OpenAI-compatible upstream streams: server-sent events, deltas, ``<think>`` text.
+
+Everything here treats upstream bytes as untrusted: an event that is not JSON, or JSON of the wrong shape,
+is reported as malformed (the caller drops and counts it), never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OPEN_TAG = "<think>"
+CLOSE_TAG = "</think>"
+
+#: Delta keys that carry readable reasoning text (vLLM, SGLang and DeepSeek use ``reasoning_content``;
+#: newer vLLM and OpenRouter ``reasoning``).
+REASONING_KEYS = ("reasoning_content", "reasoning")
+#: Delta keys that may carry reasoning blocks a monitor cannot read (encrypted, redacted or signed-only).
+OPAQUE_KEYS = ("reasoning_details", "thinking_blocks", "redacted_thinking", "encrypted_content",
+               "reasoning_encrypted_content")
+
+Field = Literal["reasoning", "answer"]
+
+
+class MalformedEvent(ValueError):
+    """An upstream event the guard cannot read."""
+
+
+@dataclass
+class Delta:
+    """What one upstream chunk contributes: readable text by field, opaque blocks, and the finish reason."""
+
+    reasoning: str = ""
+    content: str = ""
+    opaque: int = 0
+    finish_reason: str | None = None
+    has_choice: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_chunk(data: str) -> tuple[dict[str, Any], Delta]:
+    """Decode one ``data:`` payload of a chat-completion stream (not ``[DONE]``).
+
+    Raises:
+        MalformedEvent: not JSON, not an object, ``choices`` not a list of objects, a text field not a string,
+            or a choice other than index 0 (the guard watches one choice).
+    """
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise MalformedEvent(f"not JSON ({e.msg} at column {e.colno})") from None
+    except ValueError as e:  # e.g. a lone surrogate
+        raise MalformedEvent(f"not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise MalformedEvent(f"a JSON {type(obj).__name__}, not an object")
+    choices = obj.get("choices", [])
+    if not isinstance(choices, list):
+        raise MalformedEvent("'choices' is not a list")
+    d = Delta()
+    for ch in choices:
+        if not isinstance(ch, dict):
+            raise MalformedEvent("a choice is not an object")
+        if ch.get("index", 0) != 0:
+            raise MalformedEvent(f"choice index {ch.get('index')!r}: the guard watches one choice (n=1)")
+        d.has_choice = True
+        delta = ch.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise MalformedEvent("'delta' is not an object")
+        for key in REASONING_KEYS:
+            v = delta.get(key)
+            if v is None:
+                continue
+            if not isinstance(v, str):
+                raise MalformedEvent(f"'delta.{key}' is not a string")
+            d.reasoning += v
+        v = delta.get("content")
+        if v is not None and not isinstance(v, str):
+            raise MalformedEvent("'delta.content' is not a string")
+        d.content += v or ""
+        d.opaque += sum(count_opaque(delta.get(k)) for k in OPAQUE_KEYS)
+        fr = ch.get("finish_reason")
+        if fr is not None:
+            d.finish_reason = str(fr)
+    return obj, d
+
+
+def count_opaque(value: Any) -> int:
+    """How many reasoning blocks in ``value`` a monitor cannot read.
+
+    A block is opaque when it carries no readable text (``text``, ``thinking``, ``summary``) but encrypted
+    data, a signature, or a redacted/encrypted type; a block with readable text is read through the
+    reasoning fields, so it is not counted.
+    """
+    if value is None:
+        return 0
+    items = value if isinstance(value, list) else [value]
+    n = 0
+    for it in items:
+        if isinstance(it, str):
+            n += 1 if it else 0  # a bare string in an opaque key is an encrypted payload
+            continue
+        if not isinstance(it, dict):
+            continue
+        readable = any(isinstance(it.get(k), str) and it.get(k) for k in ("text", "thinking", "summary"))
+        kind = str(it.get("type") or "")
+        sealed = any(it.get(k) for k in ("data", "encrypted_content", "signature")) or any(
+            w in kind for w in ("encrypted", "redacted"))
+        n += 1 if sealed and not readable else 0
+    return n
+
+
+class ThinkSplitter:
+    """Splits streamed ``content`` into reasoning and answer by ``<think>``...``</think>`` tags.
+
+    Reasoning is recognised only when the content opens (after whitespace) with ``<think>``; then
+    everything up to ``</think>`` is reasoning and the rest answer. A tag split across chunks is held back
+    (``pending``) until it is complete, so no text is attributed before its field is known.
+    """
+
+    def __init__(self) -> None:
+        self.state: Literal["start", "think", "answer"] = "start"
+        self.pending = ""
+
+    def feed(self, text: str) -> list[tuple[Field, str]]:
+        """The ``(field, text)`` pieces that ``text`` completes."""
+        buf = self.pending + text
+        self.pending = ""
+        out: list[tuple[Field, str]] = []
+        while buf:
+            if self.state == "start":
+                stripped = buf.lstrip()
+                if not stripped:
+                    self.pending = buf
+                    break
+                if stripped.startswith(OPEN_TAG):
+                    self.state = "think"
+                    buf = stripped[len(OPEN_TAG):]
+                elif OPEN_TAG.startswith(stripped):
+                    self.pending = buf
+                    break
+                else:
+                    self.state = "answer"
+            elif self.state == "think":
+                i = buf.find(CLOSE_TAG)
+                if i >= 0:
+                    if i:
+                        out.append(("reasoning", buf[:i]))
+                    buf = buf[i + len(CLOSE_TAG):]
+                    self.state = "answer"
+                    continue
+                keep = _partial_suffix(buf, CLOSE_TAG)
+                if len(buf) > keep:
+                    out.append(("reasoning", buf[:len(buf) - keep]))
+                self.pending = buf[len(buf) - keep:]
+                break
+            else:
+                out.append(("answer", buf))
+                break
+        return out
+
+    def flush(self) -> list[tuple[Field, str]]:
+        """Whatever is pending at the end of the stream, in the field it would have belonged to."""
+        rest, self.pending = self.pending, ""
+        if not rest:
+            return []
+        return [("reasoning" if self.state == "think" else "answer", rest)]
+
+    @property
+    def in_reasoning(self) -> bool:
+        """Whether the content is inside an open ``<think>`` block."""
+        return self.state == "think"
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``tag``."""
+    for k in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:k]):
+            return k
+    return 0
+
+
+def sse_event(obj: dict[str, Any]) -> bytes:
+    """One server-sent event carrying ``obj`` as JSON."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"

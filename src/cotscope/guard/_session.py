@@ -1,0 +1,483 @@
+"""One request through the guard: forward upstream, watch reasoning and answer, release, stop, record.
+
+A streamed request runs as two parts on the server's loop: a pump task reads the upstream's events, feeds
+the text to one :class:`~cotscope.monitors.StreamChecker` per field and queues each event (its original
+bytes) behind the checks it needs; check tasks score windows through the shared
+:class:`~cotscope.guard._checks.CheckBatcher` and release the events a passed check covers. The client's
+response reads the released bytes from a queue. A flag under ``block`` cancels the pump, which closes the
+upstream response (so the upstream server sees the client go away and aborts the generation), and ends the
+client's stream with a ``content_filter`` chunk. Whatever ends the request (its end, a stop, an upstream
+failure, the client leaving), every task it started is cancelled and awaited, and one record is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cotscope.guard._checks import CheckBatcher, MonitorError
+from cotscope.guard._config import GuardConfig
+from cotscope.guard._parse import DONE, OPAQUE_KEYS, MalformedEvent, ThinkSplitter, count_opaque, parse_chunk, sse_event
+from cotscope.guard._record import GuardRecord
+from cotscope.monitors import CheckRequest, StreamChecker
+
+#: An upstream event line longer than this is dropped as malformed (a hostile upstream cannot make the
+#: guard buffer without bound).
+MAX_EVENT_BYTES = 1 << 20
+
+
+@dataclass
+class _Event:
+    raw: bytes
+    need_reasoning: int | None
+    need_answer: int | None
+    text_reasoning: int = 0
+    text_answer: int = 0
+
+
+def prompt_text(messages: list[Any]) -> str:
+    """The last user message's text (list content: its text parts), as the monitors read prompts."""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, list):
+                return "".join(str(p.get("text") or "") for p in c if isinstance(p, dict))
+            return str(c or "")
+    return ""
+
+
+class GuardSession:
+    """The state of one request. Build, then :meth:`stream` or :meth:`complete`.
+
+    Args:
+        cfg: the guard settings.
+        batcher: the shared monitor batcher.
+        body: the client's request body (a JSON object with ``messages``).
+        record: the record to fill (prompt, model, config already set).
+    """
+
+    def __init__(self, cfg: GuardConfig, batcher: CheckBatcher, body: dict[str, Any], record: GuardRecord) -> None:
+        self.cfg = cfg
+        self.batcher = batcher
+        self.body = body
+        self.rec = record
+        self.t0 = time.monotonic()
+        prompt = prompt_text(body.get("messages") or [])
+        kw: dict[str, Any] = {"prompt": prompt, "threshold": cfg.threshold, "check_every": cfg.check_every,
+                              "window": cfg.window, "first_check": cfg.first_check}
+        self.checkers = {"reasoning": StreamChecker(field="reasoning", **kw),
+                         "answer": StreamChecker(field="answer", **kw)}
+        self.splitter = ThinkSplitter()
+        self.events: deque[_Event] = deque()
+        self.unresolved: list[_Event] = []
+        self.out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.upstream_done = False
+        self.finished = False
+        self.stopped = False
+        self.chunk_base: dict[str, Any] = {"id": "chatcmpl-guard", "object": "chat.completion.chunk",
+                                           "created": int(time.time()), "model": cfg.upstream_model}
+        self.pump: asyncio.Task[None] | None = None
+
+    # -- shared ----------------------------------------------------------------------------------------
+    @property
+    def holds(self) -> bool:
+        """Whether text waits for its check before release (``block``); reasoning only under ``checked``."""
+        return self.cfg.policy == "block"
+
+    def _feed(self, field: str, text: str) -> None:
+        if text:
+            self.checkers[field].feed(text)
+
+    def _schedule(self) -> None:
+        """Start a check for each field that has one due and none in flight."""
+        if self.finished or self.stopped:
+            return
+        for field, ch in self.checkers.items():
+            if field not in self.inflight and ch.due(final=self.upstream_done):
+                req = ch.request()
+                self.inflight[field] = asyncio.create_task(self._check(field, req), name=f"guard-check-{field}")
+
+    async def _check(self, field: str, req: CheckRequest) -> None:
+        ch = self.checkers[field]
+        closed = self.cfg.on_monitor_error == "closed"
+        try:
+            results = await self.batcher.check(req.traces)
+            self.rec.windows += len(req.traces)
+            was = ch.stopped
+            ch.record(req, results)
+            bad = [r for r in results if r.parse_error or r.error or r.suspicion is None]
+            if bad:
+                self.rec.monitor_errors += 1
+                self._note_error(bad[0].parse_error or bad[0].error or "no suspicion")
+                if not ch.stopped:
+                    ch.fail(req, closed)
+                    self.rec.fail_applied = True
+            if ch.stopped and not was:
+                self._flagged(field, ch, failed=bool(bad) and closed and ch.suspicion <= self.cfg.threshold)
+        except MonitorError as e:
+            ch.checks += 1
+            self.rec.monitor_errors += 1
+            self._note_error(str(e))
+            ch.fail(req, closed)
+            self.rec.fail_applied = True
+            if ch.stopped:
+                self._flagged(field, ch, failed=True)
+        finally:
+            self.inflight.pop(field, None)
+        self._release()
+        self._schedule()
+        self._maybe_finish()
+
+    def _note_error(self, msg: str) -> None:
+        if len(self.rec.monitor_error_examples) < 5:
+            self.rec.monitor_error_examples.append(msg[:500])
+
+    def _flagged(self, field: str, ch: StreamChecker, failed: bool) -> None:
+        """A check of ``field`` flagged (or failed closed): act by policy."""
+        if self.rec.stop_field is None:
+            self.rec.stop_field = field
+            self.rec.stop_offset = ch.stop_offset
+            self.rec.reason = ("monitor error, failing closed" if failed
+                               else (ch.result.reason if ch.result is not None else None))
+        if self.cfg.policy == "block":
+            self._stop()
+
+    def _stop(self) -> None:
+        """Cut the generation: stop reading upstream and end the client's stream with ``content_filter``."""
+        if self.stopped or self.finished:
+            return
+        self.stopped = True
+        if self.pump is not None and self.pump is not asyncio.current_task():
+            self.pump.cancel()
+        for t in list(self.inflight.values()):
+            if t is not asyncio.current_task():
+                t.cancel()
+        self.rec.finish_reason = "content_filter"
+        final = self.chunk_base | {"choices": [{"index": 0, "delta": {"content": self.cfg.refusal_text},
+                                                "logprobs": None, "finish_reason": "content_filter"}],
+                                   "cotscope_guard": self._verdict()}
+        self.out.put_nowait(sse_event(final) + DONE)
+        self.out.put_nowait(None)
+        self.finished = True
+
+    def _verdict(self) -> dict[str, Any]:
+        """The verdict sent to the client (response field ``cotscope_guard``)."""
+        flagged = self.rec.stop_field is not None or (self.rec.opaque_blocks > 0
+                                                      and self.cfg.opaque_reasoning == "block")
+        susp = max((c.suspicion for c in self.checkers.values() if c.checks), default=None)
+        return {"flagged": flagged, "suspicion": susp, "policy": self.cfg.policy, "monitor": self.cfg.monitor,
+                "stop_field": self.rec.stop_field, "stop_offset": self.rec.stop_offset,
+                "request_id": self.rec.request_id}
+
+    def _ready(self, ev: _Event) -> bool:
+        if ev.need_reasoning is None or ev.need_answer is None:
+            return False
+        if not self.holds:
+            return True
+        r, a = self.checkers["reasoning"], self.checkers["answer"]
+        if self.cfg.release == "checked" and ev.need_reasoning > r.passed:
+            return False
+        return ev.need_answer <= a.passed
+
+    def _release(self) -> None:
+        if self.stopped or self.finished:
+            return
+        while self.events and self._ready(self.events[0]):
+            ev = self.events.popleft()
+            self.out.put_nowait(ev.raw)
+            self.rec.released["reasoning"] += ev.text_reasoning
+            self.rec.released["answer"] += ev.text_answer
+            if self.rec.ttft_s is None and (ev.text_reasoning or ev.text_answer):
+                self.rec.ttft_s = time.monotonic() - self.t0
+
+    def _maybe_finish(self) -> None:
+        """After the upstream ended and every check ran: the rest, the verdict (``flag``) and ``[DONE]``."""
+        if self.finished or self.stopped or not self.upstream_done or self.inflight:
+            return
+        if any(ch.due(final=True) for ch in self.checkers.values()):
+            return
+        self._release()
+        if self.events:  # only when a failed check held text (closed mode stops instead): never silently
+            return
+        if self.cfg.policy == "flag":
+            self.out.put_nowait(sse_event(self.chunk_base | {"choices": [], "cotscope_guard": self._verdict()}))
+        self.out.put_nowait(DONE)
+        self.out.put_nowait(None)
+        self.finished = True
+
+    def _fail_upstream(self, msg: str) -> None:
+        """The upstream failed mid-stream: release what passed, then an error event, then end."""
+        self.rec.upstream_error = msg
+        self.rec.action = "error"
+        if self.finished or self.stopped:
+            return
+        for t in list(self.inflight.values()):
+            t.cancel()
+        self._release()
+        err = {"error": {"message": f"upstream failed: {msg}", "type": "upstream_error", "code": 502}}
+        self.out.put_nowait(sse_event(err))
+        self.out.put_nowait(None)
+        self.finished = True
+
+    # -- streaming -------------------------------------------------------------------------------------
+    def _on_chunk(self, line: str) -> None:
+        data = line[5:].lstrip(" ")
+        try:
+            obj, d = parse_chunk(data)
+        except MalformedEvent as e:
+            self.rec.malformed_chunks += 1
+            if len(self.rec.malformed_examples) < 5:
+                self.rec.malformed_examples.append(f"{e}: {data[:200]!r}")
+            return
+        if self.chunk_base["id"] == "chatcmpl-guard" and isinstance(obj.get("id"), str):
+            self.chunk_base = self.chunk_base | {"id": obj["id"], "created": obj.get("created", 0),
+                                                 "model": obj.get("model", self.cfg.upstream_model)}
+        if isinstance(obj.get("usage"), dict):
+            self.rec.usage = obj["usage"]
+        if d.finish_reason is not None:
+            self.rec.finish_reason = d.finish_reason
+        r_before = len(self.checkers["reasoning"].text)
+        a_before = len(self.checkers["answer"].text)
+        self._feed("reasoning", d.reasoning)
+        for field, text in self.splitter.feed(d.content):
+            self._feed(field, text)
+        ev = _Event(raw=(line + "\n\n").encode(), need_reasoning=None, need_answer=None,
+                    text_reasoning=len(self.checkers["reasoning"].text) - r_before,
+                    text_answer=len(self.checkers["answer"].text) - a_before)
+        self.events.append(ev)
+        self.unresolved.append(ev)
+        if not self.splitter.pending:
+            self._resolve()
+        if d.opaque:
+            self.rec.opaque_blocks += d.opaque
+            if self.cfg.opaque_reasoning == "block" and self.rec.stop_field is None:
+                self.rec.stop_field = "reasoning"
+                self.rec.stop_offset = len(self.checkers["reasoning"].text)
+                self.rec.reason = f"{d.opaque} opaque reasoning block(s) the monitor cannot read"
+                if self.cfg.policy == "block":
+                    self._stop()
+                    return
+        self._schedule()
+        self._release()
+
+    def _resolve(self) -> None:
+        r = len(self.checkers["reasoning"].text)
+        a = len(self.checkers["answer"].text)
+        for ev in self.unresolved:
+            ev.need_reasoning, ev.need_answer = r, a
+        self.unresolved.clear()
+
+    async def _pump_stream(self, resp: httpx.Response) -> None:
+        try:
+            async for line in resp.aiter_lines():
+                if len(line) > MAX_EVENT_BYTES:
+                    self.rec.malformed_chunks += 1
+                    if len(self.rec.malformed_examples) < 5:
+                        self.rec.malformed_examples.append(f"an event line of {len(line):,} characters")
+                    continue
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event:/id: lines
+                if line[5:].strip() == "[DONE]":
+                    break
+                self._on_chunk(line)
+                if self.stopped:
+                    return
+            for field, text in self.splitter.flush():
+                self._feed(field, text)
+            self._resolve()
+            self.upstream_done = True
+            self.rec.reasoning_closed = not self.splitter.in_reasoning
+            self._schedule()
+            self._maybe_finish()
+        except (httpx.HTTPError, UnicodeDecodeError) as e:
+            self._fail_upstream(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        finally:
+            # Closing an unfinished response closes its connection: the upstream sees the client go away.
+            await asyncio.shield(resp.aclose())
+
+    async def stream(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, AsyncIterator[bytes]
+                                                                                            | bytes]:
+        """Open the upstream stream; the status and, on 200, the iterator of bytes for the client.
+
+        A non-200 upstream answer (or a failure to connect) returns the status and the error body.
+        """
+        body = self.body | {"model": self.cfg.upstream_model}
+        req = client.build_request("POST", f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
+        try:
+            resp = await client.send(req, stream=True)
+        except httpx.HTTPError as e:
+            self.rec.upstream_error = f"{type(e).__name__}: {e}"
+            self.rec.action = "error"
+            self.rec.latency_s = time.monotonic() - self.t0
+            return 502, _error_body(f"upstream unreachable: {type(e).__name__}")
+        self.rec.upstream_status = resp.status_code
+        if resp.status_code != 200:
+            try:
+                data = await resp.aread()
+            except httpx.HTTPError:
+                data = _error_body(f"upstream answered {resp.status_code}")
+            finally:
+                await resp.aclose()
+            self.rec.upstream_error = f"upstream answered {resp.status_code}"
+            self.rec.action = "error"
+            self.rec.latency_s = time.monotonic() - self.t0
+            return resp.status_code, data
+        self.pump = asyncio.create_task(self._pump_stream(resp), name="guard-pump")
+        return 200, self._drain()
+
+    async def _drain(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                item = await self.out.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            if not self.finished:
+                self.rec.client_disconnected = True
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        """Cancel and await every task of this request (idempotent)."""
+        tasks = [t for t in [self.pump, *self.inflight.values()] if t is not None and not t.done()]
+        for t in tasks:
+            # A task already cancelled may be closing the upstream response in its ``finally``; a second
+            # cancel would interrupt that close and leave the upstream connection open.
+            if not t.cancelling():
+                t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.inflight.clear()
+
+    # -- not streaming ---------------------------------------------------------------------------------
+    async def complete(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """Forward a non-streaming request and check the whole response before returning it.
+
+        The upstream generates the whole response (there is no stream to cut); the checks read it in the
+        same windows as a stream, and ``block`` replaces a flagged response with the refusal.
+        """
+        import json
+
+        body = self.body | {"model": self.cfg.upstream_model}
+        try:
+            resp = await client.post(f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
+        except httpx.HTTPError as e:
+            self.rec.upstream_error = f"{type(e).__name__}: {e}"
+            self.rec.action = "error"
+            return 502, _error_body(f"upstream unreachable: {type(e).__name__}"), {}
+        self.rec.upstream_status = resp.status_code
+        if resp.status_code != 200:
+            self.rec.upstream_error = f"upstream answered {resp.status_code}"
+            self.rec.action = "error"
+            return resp.status_code, resp.content, {}
+        try:
+            obj = resp.json()
+            msg = obj["choices"][0]["message"]
+            if not isinstance(msg, dict):
+                raise TypeError("message is not an object")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            self.rec.upstream_error = f"unreadable upstream response: {type(e).__name__}: {e}"
+            self.rec.action = "error"
+            return 502, _error_body("the upstream's response could not be read"), {}
+        if isinstance(obj.get("usage"), dict):
+            self.rec.usage = obj["usage"]
+        reasoning = "".join(msg[k] for k in ("reasoning_content", "reasoning") if isinstance(msg.get(k), str))
+        self._feed("reasoning", reasoning)
+        content = msg.get("content") if isinstance(msg.get("content"), str) else ""
+        for field, text in [*self.splitter.feed(content or ""), *self.splitter.flush()]:
+            self._feed(field, text)
+        self.rec.reasoning_closed = not self.splitter.in_reasoning
+        self.rec.opaque_blocks = sum(count_opaque(msg.get(k)) for k in OPAQUE_KEYS)
+        self.rec.finish_reason = obj["choices"][0].get("finish_reason")
+        self.upstream_done = True
+        closed = self.cfg.on_monitor_error == "closed"
+        if self.rec.opaque_blocks and self.cfg.opaque_reasoning == "block":
+            self.rec.stop_field, self.rec.stop_offset = "reasoning", len(reasoning)
+            self.rec.reason = f"{self.rec.opaque_blocks} opaque reasoning block(s) the monitor cannot read"
+        for fname, ch in self.checkers.items():
+            if self.rec.stop_field is not None:
+                break
+            while ch.due(final=True):
+                req = ch.request()
+                try:
+                    results = await self.batcher.check(req.traces)
+                    self.rec.windows += len(req.traces)
+                    ch.record(req, results)
+                    bad = [r for r in results if r.parse_error or r.error or r.suspicion is None]
+                    if bad:
+                        self.rec.monitor_errors += 1
+                        self._note_error(bad[0].parse_error or bad[0].error or "no suspicion")
+                        if not ch.stopped:
+                            ch.fail(req, closed)
+                            self.rec.fail_applied = True
+                except MonitorError as e:
+                    ch.checks += 1
+                    self.rec.monitor_errors += 1
+                    self._note_error(str(e))
+                    ch.fail(req, closed)
+                    self.rec.fail_applied = True
+                if ch.stopped:
+                    self.rec.stop_field, self.rec.stop_offset = fname, ch.stop_offset
+                    self.rec.reason = (ch.result.reason if ch.result is not None and ch.suspicion > self.cfg.threshold
+                                       else "monitor error, failing closed")
+                    break
+        self.finished = True
+        flagged = self.rec.stop_field is not None
+        extra = {"X-Cotscope-Guard": "flagged" if flagged else "passed"}
+        if self.cfg.policy == "block" and flagged:
+            obj["choices"][0]["message"] = {"role": "assistant", "content": self.cfg.refusal_text}
+            obj["choices"][0]["finish_reason"] = "content_filter"
+            self.rec.finish_reason = "content_filter"
+            obj["cotscope_guard"] = self._verdict()
+            return 200, json.dumps(obj).encode(), extra
+        if self.cfg.policy == "flag":
+            obj["cotscope_guard"] = self._verdict()
+            return 200, json.dumps(obj).encode(), extra
+        self.rec.released = {"reasoning": len(self.checkers["reasoning"].text),
+                             "answer": len(self.checkers["answer"].text)}
+        return 200, resp.content, extra
+
+    # -- the record ------------------------------------------------------------------------------------
+    def finalize(self) -> GuardRecord:
+        """Fill the record from the checkers (call once, when the request is over)."""
+        r, a = self.checkers["reasoning"], self.checkers["answer"]
+        self.rec.reasoning, self.rec.answer = r.text, a.text
+        if self.rec.stop_field == "reasoning" and self.stopped:
+            self.rec.reasoning_closed = False
+        self.rec.checks = r.checks + a.checks
+        scored = [c for c in (r, a) if c.checks > c.parse_errors or c.result is not None]
+        best = max(scored, key=lambda c: c.suspicion, default=None)
+        if best is not None and best.result is not None:
+            self.rec.suspicion = best.suspicion
+            self.rec.evidence = best.evidence
+            if self.rec.reason is None:
+                self.rec.reason = best.result.reason
+        elif self.rec.stop_field is not None and self.rec.reason is not None:
+            pass
+        flagged_by_monitor = any(c.stopped and c.suspicion > self.cfg.threshold for c in (r, a))
+        opaque_flag = self.rec.opaque_blocks > 0 and self.cfg.opaque_reasoning == "block"
+        if best is not None and best.result is not None:
+            self.rec.flagged = flagged_by_monitor or opaque_flag
+        elif opaque_flag:
+            self.rec.flagged = True
+        if self.rec.action != "error":
+            acted = self.rec.stop_field is not None
+            self.rec.action = ("blocked" if acted and self.cfg.policy == "block" else
+                               "flagged" if acted and self.cfg.policy == "flag" else
+                               "logged" if acted else "passed")
+        if self.rec.latency_s is None:
+            self.rec.latency_s = time.monotonic() - self.t0
+        return self.rec
+
+
+def _error_body(message: str) -> bytes:
+    import json
+
+    return json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()
