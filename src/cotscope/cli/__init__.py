@@ -1,6 +1,6 @@
 """The ``cotscope`` command line."""
 
-from cotscope.cli import _core, _demo, _generate, _judge, _run  # noqa: F401  (each registers its commands)
+from cotscope.cli import _core, _demo, _generate, _judge, _run, _view  # noqa: F401  (each registers its commands)
 from cotscope.cli._agent import agent_app
 from cotscope.cli._app import app
 from cotscope.cli._cot2 import cot2_app
