@@ -268,11 +268,39 @@ def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
     if sample.get("target") not in (None, "", []):
         meta["target"] = sample["target"]
     rows = conversation_rows(
-        messages, ctx, "inspect", final=final, model=model,
+        messages, ctx, "inspect", final=final, model=model, strategy=inspect_strategy(sample),
         group_id=f"{eval_info.get('task_id') or eval_info.get('task') or 'inspect'}:{sid}",
         sample_index=int(epoch) - 1 if isinstance(epoch, int) else 0, metadata=meta,
     )
     return rows
+
+
+#: The key of an Inspect sample's ``store`` where cotscope's Inspect solvers record the decoding strategy
+#: (``cotscope.integrations.inspect``); a sample without it has no strategy, as before.
+INSPECT_STRATEGY_KEY = "cotscope:strategy"
+
+
+def inspect_strategy(sample: dict[str, Any]) -> str | None:
+    """The strategy a cotscope solver recorded in an Inspect sample's ``store``, or ``None``."""
+    store = sample.get("store")
+    value = store.get(INSPECT_STRATEGY_KEY) if isinstance(store, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def inspect_sample_rows(sample: dict[str, Any], eval_info: dict[str, Any]) -> list[Row]:
+    """The trace rows of one Inspect sample in its JSON form: a sample of a log, or a running sample's state
+    dumped the same way (cotscope's Inspect scorers build their trace with this, so a score and the trace that
+    ``cotscope ingest`` makes of the logged sample come from one reading).
+
+    Args:
+        sample: the sample as a log stores it (``id``, ``epoch``, ``input``, ``messages``, ``output``,
+            ``metadata``, ``store``, ``scores``, ``target``).
+        eval_info: the log's ``eval`` header (``task``, ``task_id``, ``model``).
+
+    Raises:
+        RecordFormatError: the sample holds no response to read (the message says why).
+    """
+    return _inspect_sample(sample, {"eval": eval_info}, Ctx())
 
 
 _ZIP_ZSTD = 93  # Inspect AI writes .eval archives with Zstandard members, which zipfile cannot read
