@@ -22,6 +22,7 @@ from cotscope.benchmarks._metrics import (
     cuaharm_metrics,
     deception_metrics,
     generic_metrics,
+    integrity_metrics,
     new_metrics,
     safechain_metrics,
     thought_crime_metrics,
@@ -131,6 +132,7 @@ class BenchmarkKind:
         view = PlanView(store, plan)
         out = new_metrics(view)
         self.measure(view, out)
+        integrity_metrics(view, out)
         return out
 
 

@@ -87,6 +87,9 @@ class RunPlan(BaseModel):
     judge_model: str | None = None
     items: list[PlanItem]
     judges: list[PlanJudge] = Field(default_factory=list)
+    #: The form of ``incomplete`` the metrics use (``no-answer`` or ``cap``; see :mod:`cotscope.pipeline`);
+    #: stored plans written before it existed read the default.
+    incomplete: str = "no-answer"
 
     def all_groups(self) -> list[str]:
         """Group ids of every scenario response (all strategies)."""

@@ -20,12 +20,14 @@ from cotscope.benchmarks._plan import PlanJudge, RunPlan
 from cotscope.benchmarks._spec import BenchmarkSpec, JudgeSpec
 from cotscope.errors import ConfigError
 from cotscope.pipeline import (
+    DEFAULT_INCOMPLETE,
     Evaluator,
     Executor,
     NullProgress,
     Progress,
     Sampling,
     as_evaluator,
+    check_incomplete_form,
     evaluate,
     generate,
     get_executor,
@@ -69,6 +71,8 @@ class RunOptions:
         ray: fan generation, judging and agent episodes out over a Ray cluster (``auto``, ``HOST:PORT``,
             ``local``) or another executor; ``None``: in this process.
         ray_workers: Ray workers (default: one per node).
+        incomplete: the form of ``incomplete`` in the metrics (``--incomplete``): ``no-answer`` (default, the
+            papers' "no answer") or ``cap`` (a partial answer cut by the token cap is left out of the rates too).
     """
 
     strategies: list[str] | None = None
@@ -89,6 +93,7 @@ class RunOptions:
     data_options: dict[str, Any] = field(default_factory=dict)
     ray: str | Executor | None = None
     ray_workers: int | None = None
+    incomplete: str | None = None
 
 
 @dataclass
@@ -159,6 +164,7 @@ def make_plan(spec: BenchmarkSpec, model: str, opts: RunOptions) -> RunPlan:
         temperature=gen.temperature if opts.temperature is None else opts.temperature, top_p=gen.top_p,
         max_tokens=opts.max_tokens or gen.max_tokens, seed=gen.seed, judge_model=opts.judge_model,
         items=[kind.plan_item(spec, it, model, strategies) for it in items],
+        incomplete=check_incomplete_form(opts.incomplete or DEFAULT_INCOMPLETE),
     )
 
 

@@ -36,7 +36,8 @@ def serve_cmd(
     threshold: Annotated[float, typer.Option(help="Act when a check's suspicion is strictly greater.")] = 0.5,
     check_every: Annotated[int, typer.Option("--check-every", help="Characters between checks.")] = 200,
     first_check: Annotated[int, typer.Option(
-        "--first-check", help="Characters before a stream's first check (small: early first token).")] = 16,
+        "--first-check", help="Characters before a stream's first check; 0 = --check-every. Small: an earlier "
+                              "first token under --release checked, but short windows misclassify more.")] = 0,
     window: Annotated[int, typer.Option(
         "--window", help="Characters each check reads (the last ones); 0 = the whole text.")] = 1000,
     policy: Annotated[str, typer.Option("--policy", help="block, flag or log.")] = "block",
@@ -72,7 +73,7 @@ def serve_cmd(
         cfg = GuardConfig(
             upstream=upstream, upstream_model=upstream_model, upstream_api_key=upstream_api_key, monitor=monitor,
             monitor_model=monitor_model, monitor_options=parse_kv(option or [], "-o/--option"),
-            threshold=threshold, check_every=check_every, first_check=first_check, window=window or None,
+            threshold=threshold, check_every=check_every, first_check=first_check or None, window=window or None,
             policy=policy, release=release, opaque_reasoning=opaque_reasoning,  # type: ignore[arg-type]
             on_monitor_error=on_monitor_error,  # type: ignore[arg-type]
             refusal_text=refusal_text or DEFAULT_REFUSAL, monitor_timeout_s=monitor_timeout, max_batch=max_batch,

@@ -20,6 +20,7 @@ from cotscope.cli._app import (
     progress_bar,
     stage_progress,
 )
+from cotscope.cli._incomplete import IncompleteOpt, incomplete_form
 from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 if TYPE_CHECKING:
@@ -47,12 +48,12 @@ def _options(option: list[str] | None, base_url: str | None) -> dict[str, Any]:
 def _stats_table(title: str, stats: EvaluateStats) -> Table:
     t = Table(title=title)
     for c in ("evaluator", "part", "traces", "skipped", "stored", "label true", "label false", "no label",
-              "parse errors", "backend errors", "traces/s"):
+              "incomplete", "from reasoning", "parse errors", "backend errors", "traces/s"):
         t.add_column(c, justify="right" if c not in ("evaluator", "part") else "left")
     tps = f"{stats.stored / stats.seconds:.1f}" if stats.seconds > 0 else "-"
     t.add_row(stats.evaluator, stats.part, f"{stats.total:,}", f"{stats.skipped:,}", f"{stats.stored:,}",
-              f"{stats.label_true:,}", f"{stats.label_false:,}", f"{stats.no_label:,}",
-              f"[red]{stats.parse_errors:,}[/]" if stats.parse_errors else "0",
+              f"{stats.label_true:,}", f"{stats.label_false:,}", f"{stats.no_label:,}", f"{stats.incomplete:,}",
+              f"{stats.verdict_from_reasoning:,}", f"[red]{stats.parse_errors:,}[/]" if stats.parse_errors else "0",
               f"[red]{stats.errors:,}[/]" if stats.errors else "0", tps)
     return t
 
@@ -149,37 +150,55 @@ def metrics_cmd(
     n_boot: Annotated[int, typer.Option("--n-boot", help="With --detection: bootstrap resamples.")] = 1000,
     json: JsonOpt = False,
     traces: TracesOpt = None,
+    incomplete: IncompleteOpt = "no-answer",
 ) -> None:
-    """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label; with
-    --detection, each monitor's detection of harmful agent trajectories."""
-    from cotscope.pipeline import safety_metrics
-    from cotscope.report import fmt_num, format_cell
+    """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label, per reasoning
+    provenance, with incomplete traces and the cap-hit rate per model and strategy; with --detection, each
+    monitor's detection of harmful agent trajectories."""
+    from cotscope.pipeline import completion_metrics, safety_metrics
+    from cotscope.report import completion_table, format_rows, safety_table
 
     if detection:
         _detection(store, judge, positive, n_boot, json, traces)
         return
+    incomplete = incomplete_form(incomplete)
     byc = [b.strip() for b in by.split(",") if b.strip()]
     st = open_store(store, read_only=True, traces=traces)
     try:
-        rows = safety_metrics(st, byc, judge)
+        rows = safety_metrics(st, byc, judge, incomplete=incomplete)
+        completion = completion_metrics(st, incomplete=incomplete, judged_only=True)
     except ValueError as e:
         fail(str(e))
     finally:
         st.close()
     if json:
-        print_json({"rows": [r.to_dict() for r in rows]})
+        print_json({"incomplete_form": incomplete, "rows": [r.to_dict() for r in rows],
+                    "completion": [c.to_dict() for c in completion]})
         return
     if not rows:
         console.print("no labels of a safety judge in this store: run `cotscope judge` or `cotscope run` first")
         return
-    t = Table(title=f"SafeChain metrics ({store})")
-    for c in ("judge", *byc, "part", "K", "groups", "Safe@1", "Safe@K", "ConsSafe@K", "both-safe", "no label"):
-        t.add_column(c, justify="left" if c in ("judge", "part", *byc) else "right")
-    for r in rows:
-        t.add_row(r.judge, *[str(r.by.get(b)) for b in byc], r.part, str(r.k), str(r.groups),
-                  fmt_num(r.safe_at_1), fmt_num(r.safe_at_k), fmt_num(r.conssafe_at_k), fmt_num(r.both_safe_rate),
-                  format_cell(r.no_label, "int"))
-    console.print(t)
+    full = safety_table(rows, byc, incomplete)
+    keys = ["judge", *byc, "part", "reasoning", "K"]
+    # Two tables from the one layout, so that each fits a terminal: the rates, then what was left out of them.
+    rates = _columns(full, [*keys, "groups", "Safe@1", "Safe@K", "ConsSafe@K", "both safe"],
+                     f"SafeChain metrics per judge and reasoning provenance ({store})")
+    apart = _columns(full, [*keys, "no label", full["columns"][-3]["name"], "cap-hit rate", "verdicts from reasoning"],
+                     full["title"].replace("SafeChain metrics", "Left out of the rates"))
+    for tab in (rates, apart, completion_table(completion, incomplete)):
+        t = Table(title=tab["title"])
+        for c in tab["columns"]:
+            t.add_column(c["name"], justify="left" if c["kind"] == "text" else "right")
+        for cells in format_rows(tab):
+            t.add_row(*cells)
+        console.print(t)
+
+
+def _columns(table: dict[str, Any], names: list[str], title: str) -> dict[str, Any]:
+    """Some columns of a typed table, in the order given."""
+    idx = [next(i for i, c in enumerate(table["columns"]) if c["name"] == n) for n in names]
+    return {"title": title, "columns": [table["columns"][i] for i in idx],
+            "rows": [[r[i] for i in idx] for r in table["rows"]]}
 
 
 def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, json: bool,

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import TracesOpt, app, console, fail, open_store, out, print_json, stage_progress
+from cotscope.cli._incomplete import IncompleteOpt, incomplete_form
 from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 
@@ -125,6 +126,7 @@ def run(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
+    incomplete: IncompleteOpt = "no-answer",
 ) -> None:
     """Generate -> judge/monitor -> metrics -> report for one benchmark; every stage skips what the store has."""
     from cotscope._options import parse_kv
@@ -139,7 +141,7 @@ def run(
                       hub=hub, skip_judges=no_judge, cache=str(cache) if cache else None, no_cache=no_cache,
                       data=str(data) if data else None,
                       data_options=parse_kv(data_option or [], "-D/--data-option"),
-                      ray=ray or None, ray_workers=ray_workers)
+                      ray=ray or None, ray_workers=ray_workers, incomplete=incomplete_form(incomplete))
     s = run_and_report(benchmark, model, store, opts, report, quiet=json)
     if json:
         print_json(s)
@@ -156,16 +158,19 @@ def report_cmd(
     title: Annotated[str, typer.Option(help="Page title.")] = "cotscope report",
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     traces: TracesOpt = None,
+    incomplete: IncompleteOpt = "no-answer",
 ) -> None:
     """Write a self-contained HTML report of a store: its benchmark runs and every judged trace."""
     from cotscope.report import build_report
 
+    form = incomplete_form(incomplete)
     st = open_store(store, read_only=True, traces=traces)
     try:
-        path = build_report(st, out_dir, title)
+        path = build_report(st, out_dir, title, incomplete=form)
     finally:
         st.close()
     if json:
         print_json({"report": str(path)})
     else:
         console.print(f"report: [bold]{escape(str(path))}[/]", highlight=False)
+

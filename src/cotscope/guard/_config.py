@@ -28,8 +28,9 @@ class GuardConfig(BaseModel):
         monitor_options: options for the monitor factory.
         threshold: stop (or flag) when a check's suspicion is strictly greater than this.
         check_every: new characters between checks of the reasoning (and, under ``block``, the answer).
-        first_check: characters of a stream's first check; a small first check keeps the first token from
-            waiting a whole interval under ``release=checked``.
+        first_check: characters before a stream's first check (``None``: ``check_every``). A small first check
+            lets the first token out sooner under ``release=checked``, but a classifier reading a few words
+            is unreliable (the embedded refusal head scored "Let me add the numbers " 0.54).
         window: characters each check reads (the last ones), ``None`` for the whole text.
         policy: ``block`` cuts a flagged generation; ``flag`` passes it and adds the verdict; ``log`` only records.
         release: ``checked`` holds text back until a check covering it passed; ``live`` forwards it at once.
@@ -52,7 +53,7 @@ class GuardConfig(BaseModel):
     monitor_options: dict[str, Any] = Field(default_factory=dict)
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     check_every: int = Field(200, ge=1)
-    first_check: int = Field(16, ge=1)
+    first_check: int | None = Field(None, ge=1)
     window: int | None = Field(1000, ge=1)
     policy: Policy = "block"
     release: Release = "checked"

@@ -114,12 +114,13 @@ class ThinkSplitter:
     """Splits streamed ``content`` into reasoning and answer by ``<think>``...``</think>`` tags.
 
     Reasoning is recognised only when the content opens (after whitespace) with ``<think>``; then
-    everything up to ``</think>`` is reasoning and the rest answer. A tag split across chunks is held back
-    (``pending``) until it is complete, so no text is attributed before its field is known.
+    everything up to ``</think>`` is reasoning and the rest (after the blank lines that follow the tag)
+    answer. A tag split across chunks is held back (``pending``) until it is complete, so no text is
+    attributed before its field is known.
     """
 
     def __init__(self) -> None:
-        self.state: Literal["start", "think", "answer"] = "start"
+        self.state: Literal["start", "think", "gap", "answer"] = "start"
         self.pending = ""
 
     def feed(self, text: str) -> list[tuple[Field, str]]:
@@ -147,13 +148,18 @@ class ThinkSplitter:
                     if i:
                         out.append(("reasoning", buf[:i]))
                     buf = buf[i + len(CLOSE_TAG):]
-                    self.state = "answer"
+                    self.state = "gap"
                     continue
                 keep = _partial_suffix(buf, CLOSE_TAG)
                 if len(buf) > keep:
                     out.append(("reasoning", buf[:len(buf) - keep]))
                 self.pending = buf[len(buf) - keep:]
                 break
+            elif self.state == "gap":
+                # The blank lines between ``</think>`` and the answer belong to neither.
+                buf = buf.lstrip()
+                if buf:
+                    self.state = "answer"
             else:
                 out.append(("answer", buf))
                 break

@@ -353,7 +353,10 @@ class GuardSession:
             if not t.cancelling():
                 t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # asyncio.wait, not gather: when the caller is itself cancelled (the client left), gather would
+            # cancel the tasks a second time, and a second cancel interrupts httpcore's close of the upstream
+            # connection (its shield does not hold against a plain task.cancel()), leaving it open.
+            await asyncio.wait(tasks)
         self.inflight.clear()
 
     # -- not streaming ---------------------------------------------------------------------------------

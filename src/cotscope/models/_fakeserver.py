@@ -22,7 +22,9 @@ deltas (``reasoning_field``) or as ``<think>`` text inside ``content``, then ``f
 ``stream_options.include_usage`` asks, a usage chunk. ``FaultConfig.replies`` maps a question to the
 ``(reasoning, answer)`` to stream instead of the derived text. ``FaultConfig.stream_fault`` breaks streams:
 ``hang`` (stops sending and waits), ``die`` (closes the connection without the end of the stream),
-``malformed`` (interleaves undecodable and ill-shaped events) after ``stream_fault_at`` tokens. Every stream
+``malformed`` (interleaves undecodable and ill-shaped events) after ``stream_fault_at`` tokens;
+``first_delta_extra`` adds keys to the first token's delta (an encrypted reasoning block, say). Each request's
+``Authorization`` header is kept in ``ServerStats.authorization``. Every stream
 is recorded in ``ServerStats.streams`` (:class:`StreamRecord`), including whether the client abandoned it.
 
 Run: ``python -m cotscope.models._fakeserver --port 8000 [--fault-rate 0.3] [--faults 429,500]``.
@@ -64,6 +66,7 @@ class FaultConfig:
     replies: dict[str, tuple[str, str]] = field(default_factory=dict)
     stream_fault: str | None = None
     stream_fault_at: int = 5
+    first_delta_extra: dict[str, Any] = field(default_factory=dict)
 
 
 #: How a streamed reply is cut into tokens: a word with the whitespace after it (or a run of whitespace).
@@ -97,6 +100,7 @@ class ServerStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
     prompts: list[str] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
+    authorization: list[str | None] = field(default_factory=list)
 
     def add(self, kind: str) -> None:
         with self.lock:
@@ -253,6 +257,8 @@ class FakeOpenAIServer:
                         headers[k.strip().lower()] = v.strip()
                 n = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(n) if n else b""
+                with self.stats.lock:
+                    self.stats.authorization.append(headers.get("authorization"))
                 if not await self._respond(method, path.split("?")[0], raw, writer, reader):
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
@@ -366,7 +372,7 @@ class FakeOpenAIServer:
                 if gone is not None and gone.done():
                     rec.abandoned = True
                     return False
-                writer.write(chunk(event({key: tok})))
+                writer.write(chunk(event({key: tok} | (self.faults.first_delta_extra if i == 0 else {}))))
                 rec.sent_tokens = i + 1
             usage = payload["usage"]
             tail = event({}, payload["choices"][0]["finish_reason"])

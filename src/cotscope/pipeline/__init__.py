@@ -5,7 +5,9 @@
 - :func:`run_agent`: agent tasks -> episodes in sandboxes -> trajectory traces in the store (resumable).
 - :func:`as_prm_evaluator` / :func:`best_of_n_from_store`: process reward scores per step of stored traces (through
   :func:`evaluate`), and best-of-N over the stored samples of each problem.
-- :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store.
+- :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store, by reasoning
+  provenance, with reasoning that never finished (``incomplete``) counted apart; :func:`completion_metrics`: cap hits
+  per model and strategy.
 - :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
 Stages report progress through the small :class:`Progress` protocol and never draw anything.
@@ -46,17 +48,46 @@ from cotscope.pipeline._executor import (
     node_url,
 )
 from cotscope.pipeline._generate import GenerateStats, Sampling, generate, plan_work
-from cotscope.pipeline._metrics import GROUP_BY, SafetyRow, safety_metrics
+from cotscope.pipeline._metrics import (
+    GROUP_BY,
+    MIXED,
+    CompletionRow,
+    SafetyRow,
+    TraceFacts,
+    completion_metrics,
+    safety_metrics,
+    trace_facts,
+)
+from cotscope.pipeline._outcomes import (
+    ANSWER_PARTS,
+    DEFAULT_INCOMPLETE,
+    FORM_TEXT,
+    INCOMPLETE_FORMS,
+    IncompleteForm,
+    cap_hit,
+    cap_reasons,
+    check_incomplete_form,
+    incomplete_result,
+    is_incomplete,
+    is_incomplete_result,
+    verdict_from_reasoning,
+)
 from cotscope.pipeline._verify import BestOfNReport, as_prm_evaluator, best_of_n_from_store
 
 __all__ = [
     "ANNOTATION_KIND",
+    "ANSWER_PARTS",
+    "DEFAULT_INCOMPLETE",
+    "FORM_TEXT",
     "GROUP_BY",
+    "INCOMPLETE_FORMS",
+    "MIXED",
     "POSITIVES",
     "RAY_ENV",
     "AgentStats",
     "AnnotateStats",
     "BestOfNReport",
+    "CompletionRow",
     "Contexts",
     "DetectionRow",
     "EvaluateStats",
@@ -64,6 +95,7 @@ __all__ = [
     "Executor",
     "ExecutorStats",
     "GenerateStats",
+    "IncompleteForm",
     "InlineExecutor",
     "NullProgress",
     "Progress",
@@ -71,6 +103,7 @@ __all__ = [
     "SafetyRow",
     "Sampling",
     "TaskOutcome",
+    "TraceFacts",
     "WorkerJob",
     "annotate",
     "annotate_bel",
@@ -81,15 +114,24 @@ __all__ = [
     "as_evaluator",
     "as_prm_evaluator",
     "best_of_n_from_store",
+    "cap_hit",
+    "cap_reasons",
+    "check_incomplete_form",
+    "completion_metrics",
     "detection_metrics",
     "episode_row",
     "evaluate",
     "generate",
     "get_executor",
+    "incomplete_result",
+    "is_incomplete",
+    "is_incomplete_result",
     "node_url",
     "plan_work",
     "rebuilder",
     "result_row",
     "run_agent",
     "safety_metrics",
+    "trace_facts",
+    "verdict_from_reasoning",
 ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cotscope._progress import NullProgress, Progress
 from cotscope.judges import PARTS, Judge, JudgeResult, Part
 from cotscope.monitors import Monitor
+from cotscope.pipeline._outcomes import ANSWER_PARTS, INCOMPLETE, flag_from_reasoning, incomplete_result, is_incomplete
 from cotscope.traces import Trace
 
 if TYPE_CHECKING:
@@ -117,6 +118,10 @@ class EvaluateStats:
     no_label: int = 0
     parse_errors: int = 0
     errors: int = 0
+    #: Traces whose absent answer was not judged (reasoning that never finished); stored as ``incomplete``.
+    incomplete: int = 0
+    #: Verdicts on the answer whose verified evidence quotes only the reasoning.
+    verdict_from_reasoning: int = 0
     seconds: float = 0.0
     error_examples: list[str] = field(default_factory=list)
     executor: dict[str, Any] | None = None
@@ -132,6 +137,11 @@ class EvaluateStats:
 
     def count(self, r: JudgeResult) -> None:
         """Count one stored result."""
+        if r.details.get("outcome") == INCOMPLETE:
+            self.incomplete += 1
+            return
+        if r.details.get("verdict_from_reasoning"):
+            self.verdict_from_reasoning += 1
         if r.parse_error:
             self.parse_errors += 1
         elif r.label is None:
@@ -175,6 +185,11 @@ async def evaluate(
     failures are counted, not stored, so a rerun retries them; parse errors are stored with the raw output
     (rerunning would not change them) and never become labels. Nothing is generated: only stored traces
     are read.
+
+    Reasoning that never finished (:func:`cotscope.pipeline.is_incomplete`: a cap hit without an answer) is never
+    sent to a judge of the answer (parts ``answer`` and ``both``): its ``incomplete`` outcome is stored instead,
+    with no label. A verdict on the answer whose verified evidence quotes only the reasoning is flagged
+    ``details.verdict_from_reasoning`` (:func:`cotscope.pipeline.verdict_from_reasoning`).
 
     Args:
         store: the open store.
@@ -303,16 +318,30 @@ async def _score_all(store: Store, ev: Evaluator, chash: str, todo: _Todo, conte
                 if len(stats.error_examples) < 5:
                     stats.error_examples.append(f"{t.id}: {r.error}")
                 continue
+            r = flag_from_reasoning(t, r, ev.part)
             rows.append(result_row(t.id, ev, chash, r, run_id))
             stats.count(r)
         stats.stored += store.add_results(rows)
         task.advance(len(batch), f"{stats.label_true} true · {stats.parse_errors} parse errors")
 
+    def to_score(batches: Iterator[list[Trace]]) -> Iterator[list[Trace]]:
+        # Reasoning that never finished has no answer to judge: a judge of the answer would call the empty
+        # part "nothing unsafe, no refusal". Its outcome is stored here and only the rest is sent on.
+        for batch in batches:
+            if ev.part in ANSWER_PARTS:
+                cut = [t for t in batch if is_incomplete(t)]
+                if cut:
+                    store_batch(cut, [incomplete_result(t) for t in cut])
+                    batch = [t for t in batch if not is_incomplete(t)]
+            if batch:
+                yield batch
+
     if executor is not None:
-        await _score_fanout(ev, todo.batches(max(1, min(batch_size, -(-len(todo) // (executor.workers * 4))))),
+        await _score_fanout(ev, to_score(todo.batches(max(1, min(batch_size,
+                                                                 -(-len(todo) // (executor.workers * 4)))))),
                             contexts, store_batch, executor, stats)
         return
-    for batch in todo.batches(batch_size):
+    for batch in to_score(todo.batches(batch_size)):
         store_batch(batch, await ev.score(batch, contexts(batch)))
 
 

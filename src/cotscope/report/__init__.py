@@ -5,11 +5,13 @@ profiles, monitor ROC curves, and example traces with reasoning and answer apart
 from cotscope.report._format import column_names, fmt_num, fmt_pct, format_cell, format_rows
 from cotscope.report._html import build_report, highlight, render_report, trace_card
 from cotscope.report._svg import bar_chart, line_chart, roc_chart, standalone_svg
+from cotscope.report._tables import completion_table, safety_table
 
 __all__ = [
     "bar_chart",
     "build_report",
     "column_names",
+    "completion_table",
     "fmt_num",
     "fmt_pct",
     "format_cell",
@@ -18,6 +20,7 @@ __all__ = [
     "line_chart",
     "render_report",
     "roc_chart",
+    "safety_table",
     "standalone_svg",
     "trace_card",
 ]

@@ -14,8 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cotscope.pipeline import DEFAULT_INCOMPLETE, FORM_TEXT, check_incomplete_form
 from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
+from cotscope.report._tables import completion_table, safety_table
 from cotscope.store import Store
 from cotscope.traces import Trace, command_of, is_agent_trace, parse_monitor, step_view
 
@@ -69,10 +71,15 @@ def _plot(p: dict[str, Any]) -> str:
 def _verdict_rows(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
+        details = r.get("details") or {}
         if r.get("parse_error"):
             verdict = f"parse error: {r['parse_error']}"
+        elif details.get("outcome") == "incomplete":
+            verdict = "incomplete (not judged: no answer)"
         else:
             verdict = {True: "true", False: "false", None: "no label"}[r.get("label")]
+        if details.get("verdict_from_reasoning"):
+            verdict += " · from reasoning (its evidence quotes only the reasoning)"
         score = "" if r.get("score") is None else f"{float(r['score']):.3f}"
         ev = r.get("evidence") or []
         quotes = "".join(
@@ -200,8 +207,12 @@ def _cross_model(sections: list[dict[str, Any]]) -> str:
     return html + "</section>"
 
 
-def render_report(store: Store, title: str = "cotscope report") -> str:
-    """The whole page as one string."""
+def render_report(store: Store, title: str = "cotscope report", incomplete: str = DEFAULT_INCOMPLETE) -> str:
+    """The whole page as one string.
+
+    ``incomplete`` is the form of ``incomplete`` of the store section (``no-answer`` or ``cap``); a benchmark
+    run's tables use the form its plan recorded.
+    """
     sections = collect(store)
     nav = "".join(f'<li><a href="#run-{i}">{_e(s["benchmark"])} · {_e(s["model"])}</a></li>'
                   for i, s in enumerate(sections))
@@ -234,7 +245,7 @@ def render_report(store: Store, title: str = "cotscope report") -> str:
         body.append("<p class='muted'>No benchmark runs in this store: "
                     "<code>cotscope run BENCHMARK --model M --store S</code> adds the papers' tables.</p>")
     body.append(_verify_section(store))
-    body.append(_store_section(store))
+    body.append(_store_section(store, incomplete=check_incomplete_form(incomplete)))
     cross = _cross_model(sections)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -295,14 +306,18 @@ def _verify_section(store: Store) -> str:
     return "".join(parts) + "</section>"
 
 
-def _store_section(store: Store, n_examples: int = 6) -> str:
+def _store_section(store: Store, n_examples: int = 6, incomplete: str = DEFAULT_INCOMPLETE) -> str:
     """Every judge and monitor result in the store, whichever command wrote it (ingested and judged traces
-    included): label counts per evaluator, SafeChain metrics per model and strategy, example traces."""
-    from cotscope.pipeline import safety_metrics
+    included): label counts per evaluator (incomplete outcomes and answer verdicts quoted from the reasoning
+    apart), SafeChain metrics per model, strategy and reasoning provenance, cap hits per model and strategy,
+    example traces."""
+    from cotscope.pipeline import completion_metrics, safety_metrics
 
     counts = store.con.execute(
         "SELECT r.evaluator, r.part, r.kind, any_value(e.label_meaning), count(*), count(*) FILTER (label),"
-        " count(*) FILTER (NOT label), count(*) FILTER (parse_error IS NOT NULL)"
+        " count(*) FILTER (NOT label), count(*) FILTER (parse_error IS NOT NULL),"
+        " count(*) FILTER (json_extract_string(details, '$.outcome') = 'incomplete'),"
+        " count(*) FILTER (json_extract_string(details, '$.verdict_from_reasoning') = 'true')"
         " FROM results r LEFT JOIN evaluators e USING (evaluator, config_hash)"
         " GROUP BY ALL ORDER BY r.evaluator, r.part").fetchall()
     if not counts:
@@ -315,18 +330,16 @@ def _store_section(store: Store, n_examples: int = 6) -> str:
                          "columns": [{"name": c, "kind": k} for c, k in (
                              ("evaluator", "text"), ("part", "text"), ("kind", "text"), ("label means", "text"),
                              ("results", "int"), ("label true", "int"), ("label false", "int"),
-                             ("parse errors", "int"))],
+                             ("parse errors", "int"), ("incomplete (not judged)", "int"),
+                             ("verdicts from reasoning", "int"))],
                          "rows": [list(r) for r in counts]}))
-    rows = safety_metrics(store, ["model", "strategy"])
+    rows = safety_metrics(store, ["model", "strategy"], incomplete=incomplete)
     if rows:
-        parts.append(_table({"title": "Safe@1, Safe@K, ConsSafe@K per judge, model and strategy",
-                             "columns": [{"name": c, "kind": k} for c, k in (
-                                 ("judge", "text"), ("model", "text"), ("strategy", "text"), ("part", "text"),
-                                 ("K", "int"), ("groups", "int"), ("Safe@1", "rate"), ("Safe@K", "rate"),
-                                 ("ConsSafe@K", "rate"), ("both safe", "rate"))],
-                             "rows": [[r.judge, r.by.get("model"), r.by.get("strategy"), r.part, r.k, r.groups,
-                                       r.safe_at_1, r.safe_at_k, r.conssafe_at_k, r.both_safe_rate]
-                                      for r in rows]}))
+        parts.append(_table(safety_table(rows, ["model", "strategy"], incomplete,
+                                         "Safe@1, Safe@K, ConsSafe@K per judge, model, strategy and reasoning "
+                                         f"provenance ({FORM_TEXT[incomplete]}; a group with one is left out)")))
+    parts.append(_table(completion_table(completion_metrics(store, incomplete=incomplete, judged_only=True),
+                                         incomplete)))
     # Examples: traces with a true label first (unsafe, refused, flagged), then the rest.
     ids = [r[0] for r in store.con.execute(
         "SELECT trace_id FROM results GROUP BY trace_id ORDER BY bool_or(coalesce(label, false)) DESC,"
@@ -341,10 +354,12 @@ def _store_section(store: Store, n_examples: int = 6) -> str:
     return "".join(parts) + "</section>"
 
 
-def build_report(store: Store, out_dir: str | Path, title: str = "cotscope report") -> Path:
-    """Write ``index.html`` into ``out_dir`` (created) and return its path."""
+def build_report(store: Store, out_dir: str | Path, title: str = "cotscope report",
+                 incomplete: str = DEFAULT_INCOMPLETE) -> Path:
+    """Write ``index.html`` into ``out_dir`` (created) and return its path (``incomplete``: see
+    :func:`render_report`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text(render_report(store, title), encoding="utf-8")
+    path.write_text(render_report(store, title, incomplete), encoding="utf-8")
     return path
