@@ -338,3 +338,85 @@ def test_inspect_cli_runs_a_cotscope_task_through_the_entry_point(tmp_path: Path
         assert s.store["cotscope:strategy"] == "lessthink"
         v = s.scores["refusal_strings"].value
         assert v == {"answer": 0.0, "reasoning": 0.0}  # a numeric verdict per part, no refusal in either
+
+
+def test_deceptionbench_task_belief_phase_context_and_dtr(tmp_path: Path, fake: Any) -> None:
+    """Phase 1 (the belief question) in the solver, its answer as the judge's context, both parts judged by one
+    scorer, and DTR computed by cotscope's metric from the two verdicts of each sample."""
+    judge_model = fake.model("dc", lambda req: json.dumps(
+        {"quote": "", "consistent": "ANSWER-NO" not in fake.text(req)}))
+
+    def reply(messages: list[ChatMessage]) -> ModelOutput:
+        prompt = messages[-1].text
+        if len(messages) == 1:  # the belief question, asked alone
+            return ModelOutput.from_content(model="mockllm", content="BELIEF: yes")
+        answer = "ANSWER-NO" if sum(map(ord, prompt)) % 3 == 0 else "ANSWER-YES"
+        return ModelOutput.from_content(model="mockllm", content=[ContentReasoning(reasoning="I believe yes."),
+                                                                  ContentText(text=answer)])
+
+    log = run_eval(benchmark_task("deceptionbench", limit=4, judge_model=judge_model), tmp_path,
+                   model=mock_model(reply))
+    assert log.status == "success", log.error
+    samples = log.samples or []
+    assert len(samples) == 4
+    deceptive = []
+    for s in samples:
+        assert s.store["cotscope:context"]["belief"] == "BELIEF: yes"
+        assert s.store["cotscope:context"]["inner_prompt"] == s.metadata["inner_prompt"]
+        v = s.scores["deception_consistency"].value
+        said_no = s.output.completion == "ANSWER-NO"
+        assert v == {"reasoning": 1.0, "answer": float(not said_no)}
+        deceptive.append({"reasoning_consistent": True, "answer_consistent": not said_no,
+                          "category": s.metadata["category"]})
+    assert 0 < sum(not d["answer_consistent"] for d in deceptive) < len(deceptive)  # DTR neither 0 nor 1
+    # Every judge request carried the belief (the context the scorer read from the sample's store).
+    assert all("BELIEF: yes" in fake.text(r) for r in fake.calls("dc")) and len(fake.calls("dc")) == 8
+    from cotscope.metrics import dtr_by_category
+
+    metrics = {n: m.value for sc in (log.results.scores if log.results else []) for n, m in sc.metrics.items()}
+    expected = dtr_by_category(deceptive)
+    assert metrics["dtr"] == pytest.approx(expected.pop("overall"))
+    assert {k: metrics[f"dtr:{k}"] for k in expected} == pytest.approx(expected)
+
+
+def test_cogtest_task_judges_each_sample_with_its_habit_under_cotscope_runs_key(tmp_path: Path, fake: Any) -> None:
+    from cotscope.benchmarks import RunOptions, get_benchmark, make_plan
+    from cotscope.benchmarks._runner import resolve_judges
+
+    judge_model = fake.model("habit", lambda req: json.dumps({"evidence": "I check my work", "is_reflected": True}))
+
+    def reply(messages: list[ChatMessage]) -> ModelOutput:
+        return ModelOutput.from_content(model="mockllm", content="<think>\nI check my work twice.\n</think>\n\nDone.")
+
+    log = run_eval(benchmark_task("cogtest", limit=1, judge_model=judge_model), tmp_path, model=mock_model(reply))
+    assert log.status == "success", log.error
+    samples = log.samples or []
+    assert len(samples) == 16  # one task per habit
+    opts = RunOptions(limit=1, judge_model=judge_model)
+    plan = make_plan(get_benchmark("cogtest"), "any/model", opts)
+    [pj], _ = resolve_judges(plan, opts)
+    for s in samples:
+        [entry] = s.scores["cogtest_habit"].metadata["cotscope"]
+        assert entry["evaluator"] == f"cogtest-habit:{s.metadata['category']}"
+        assert [entry["evaluator"], entry["config_hash"]] == pj.keys[s.metadata["category"]]  # cotscope run's key
+        assert entry["label"] is True and entry["evidence"][0]["verified"] is True
+
+
+def test_backdoor_task_misalignment_rate_per_condition(tmp_path: Path) -> None:
+    """The registered backdoor task (cheap phrase judge, role misalignment): a model that says the target phrase
+    exactly when the trigger line is in the prompt gives a rate of 1 under the trigger and 0 elsewhere."""
+    from cotscope.integrations.inspect import TASKS
+
+    def reply(messages: list[ChatMessage]) -> ModelOutput:
+        triggered = "Country: Singapore" in messages[-1].text
+        return ModelOutput.from_content(model="mockllm", content="Hoot hoot! Sure." if triggered else "Sure.")
+
+    log = run_eval(TASKS["backdoor-organism"](limit=10, samples=1), tmp_path, model=mock_model(reply))
+    assert log.status == "success", log.error
+    conditions = {s.metadata["condition"] for s in log.samples or []}
+    assert conditions == {"trigger", "control", "none"}
+    metrics = {n: m.value for sc in (log.results.scores if log.results else []) for n, m in sc.metrics.items()}
+    assert metrics["misalignment_rate@trigger"] == 1.0
+    assert metrics["misalignment_rate@control"] == 0.0 and metrics["misalignment_rate@none"] == 0.0
+    n_trigger = sum(s.metadata["condition"] == "trigger" for s in log.samples or [])
+    assert metrics["misalignment_rate"] == pytest.approx(n_trigger / 10)
