@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-slow test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cotscope demo
 
+# The default run: every test but the slow ones (kept under 15 minutes on 2 cores). CI runs both targets.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gpu" --timeout=900
+	$(BIN)/python -m pytest -q -m "not gpu and not slow" --timeout=900 --durations=15
+
+# Training runs, Ray clusters, sandbox escapes, notebook and model-loading checks: minutes each.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow and not gpu" --timeout=1800 --durations=15
+
+test-all: test test-slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
