@@ -34,6 +34,9 @@ OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="Jud
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch-size", help="Traces per batch handed to the judge (default: 64 for LLM judges, 1024 for local ones).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Score at most this many new traces.")]
+KindsOpt = Annotated[str | None, typer.Option(
+    "--reasoning-kinds", help="Read only reasoning of these provenance kinds, comma-separated: raw, summary, "
+    "redacted, encrypted, prefill, truncated, unknown (a trace without provenance). Part of the result key.")]
 
 
 def _options(option: list[str] | None, base_url: str | None) -> dict[str, Any]:
@@ -60,7 +63,7 @@ def _stats_table(title: str, stats: EvaluateStats) -> Table:
 
 def _evaluate(store: Path, evaluator: Any, part: Any, batch_size: int | None, limit: int | None, json: bool,
               title: str, ray: str | None = None, ray_workers: int | None = None, *,
-              traces: list[str] | None = None) -> None:
+              traces: list[str] | None = None, reasoning_kinds: str | None = None) -> None:
     """Run the evaluate stage under progress bars, then print its stats (exit 1 on backend errors).
 
     With ``traces`` (``--traces``) the traces are read in place and a missing store is created for the results.
@@ -68,11 +71,19 @@ def _evaluate(store: Path, evaluator: Any, part: Any, batch_size: int | None, li
     from cotscope.pipeline import evaluate
 
     check_ray(ray)
+    if reasoning_kinds is not None:
+        from cotscope.traces import parse_kinds
+
+        try:
+            parse_kinds(reasoning_kinds)
+        except ValueError as err:
+            fail(f"--reasoning-kinds: {err}")
     st = open_store(store, traces=traces, create=bool(traces))
     try:
         with stage_progress(quiet=json) as prog:
             stats = asyncio.run(evaluate(st, evaluator, part, batch_size=batch_size, limit=limit, progress=prog,
-                                         close=True, ray=ray, ray_workers=ray_workers))
+                                         close=True, ray=ray, ray_workers=ray_workers,
+                                         reasoning_kinds=reasoning_kinds))
     finally:
         st.close()
     if json:
@@ -102,6 +113,7 @@ def judge_cmd(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
     traces: TracesOpt = None,
+    reasoning_kinds: KindsOpt = None,
 ) -> None:
     """Judge one part of every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.judges import PARTS, get_judge
@@ -110,7 +122,7 @@ def judge_cmd(
         fail(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
     j = get_judge(judge, model=model, **_options(option, model_base_url))
     _evaluate(store, j, part, batch_size, limit, json, f"judge {judge} on {store}", ray, ray_workers,
-              traces=traces)
+              traces=traces, reasoning_kinds=reasoning_kinds)
 
 
 @app.command("monitor")
@@ -126,13 +138,14 @@ def monitor_cmd(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
     traces: TracesOpt = None,
+    reasoning_kinds: KindsOpt = None,
 ) -> None:
     """Run a monitor over every stored trace that has no result yet (reruns skip what exists)."""
     from cotscope.monitors import get_monitor
 
     m = get_monitor(monitor, model=model, **_options(option, model_base_url))
     _evaluate(store, m, None, batch_size, limit, json, f"monitor {monitor} on {store}", ray, ray_workers,
-              traces=traces)
+              traces=traces, reasoning_kinds=reasoning_kinds)
 
 
 # -- metrics ----------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class Evaluator:
     close: Callable[[], Awaitable[None]]
     preferred_batch: int = 64
     rebuild: Callable[[], Judge | Monitor] | None = None
+    #: The reasoning kinds it reads (:func:`with_reasoning_kinds`); ``None``: the whole reasoning.
+    reasoning_kinds: tuple[str, ...] | None = None
 
     @property
     def config_hash(self) -> str:
@@ -99,6 +101,45 @@ def as_evaluator(obj: Judge | Monitor | Evaluator, part: Part | None = None) -> 
     return Evaluator(name=jdg.name, kind="judge", part=p, label_meaning=jdg.label_meaning,
                      config=jdg.config() | {"label_meaning": jdg.label_meaning}, score=score_j, close=jdg.aclose,
                      preferred_batch=jdg.preferred_batch, rebuild=rebuilder(jdg))
+
+
+def restrict_reasoning(trace: Trace, kinds: Sequence[str]) -> Trace:
+    """The trace as an evaluator told to read only ``kinds`` sees it: its reasoning is
+    :func:`cotscope.traces.reasoning_of_kinds` (steps derived from that text), everything else, the id
+    included, unchanged."""
+    from cotscope.traces import reasoning_of_kinds
+    from cotscope.traces._steps import segment_steps
+
+    text = reasoning_of_kinds(trace, kinds)
+    if text == trace.reasoning:
+        return trace
+    return trace.model_copy(update={"reasoning": text, "steps": segment_steps(text), "reasoning_provenance": []})
+
+
+def with_reasoning_kinds(ev: Evaluator, kinds: str | Sequence[str] | None) -> Evaluator:
+    """An evaluator that reads only the reasoning of the given provenance kinds (``raw,summary``, ...).
+
+    The kinds are part of its configuration, so of its config hash: results read from different kinds are
+    stored under different keys and never mix. A trace with none of those kinds is scored on empty reasoning
+    (its provenance is :func:`cotscope.traces.provenance_label`); ``unknown`` selects the whole reasoning of
+    traces without provenance. Evidence offsets refer to the text it read.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kinds is None:
+        return ev
+    from dataclasses import replace
+
+    from cotscope.traces import parse_kinds
+
+    sel = parse_kinds(kinds)
+    inner = ev.score
+
+    async def score(batch: Sequence[Trace], ctx: Sequence[Mapping[str, Any]] | None) -> list[JudgeResult]:
+        return await inner([restrict_reasoning(t, sel) for t in batch], ctx)
+
+    return replace(ev, config=ev.config | {"reasoning_kinds": list(sel)}, score=score, reasoning_kinds=sel)
 
 
 @dataclass
@@ -177,6 +218,7 @@ async def evaluate(
     close: bool = False,
     ray: str | Executor | None = None,
     ray_workers: int | None = None,
+    reasoning_kinds: str | Sequence[str] | None = None,
     **filters: Any,
 ) -> EvaluateStats:
     """Score every stored trace that has no result for this evaluator's key yet.
@@ -207,11 +249,16 @@ async def evaluate(
             rebuilds the judge or monitor from its name and options once and scores the trace rows it is sent;
             this process alone writes the store. ``None``: in this process.
         ray_workers: Ray workers (default: one per node).
+        reasoning_kinds: read only the reasoning of these provenance kinds (``"raw,summary"`` or a list; see
+            :func:`with_reasoning_kinds`); part of the evaluator's key. ``None``: the whole reasoning.
         **filters: trace filters (``model=``, ``strategy=``, ``group_id=``, ``source_format=``, ...).
+
+    Raises:
+        ValueError: an unknown reasoning kind.
     """
     from cotscope.pipeline._executor import get_executor
 
-    ev = as_evaluator(evaluator, part)
+    ev = with_reasoning_kinds(as_evaluator(evaluator, part), reasoning_kinds)
     chash = ev.config_hash
     stats = EvaluateStats(evaluator=ev.name, kind=ev.kind, part=ev.part, config_hash=chash)
     store.add_evaluator(ev.name, chash, kind=ev.kind, label_meaning=ev.label_meaning, config=ev.config)
@@ -413,6 +460,7 @@ class EvaluateJob:
     part: str
     config_hash: str
     evaluator: Evaluator | None = field(default=None, repr=False)
+    reasoning_kinds: tuple[str, ...] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "evaluator": None}
@@ -421,7 +469,8 @@ class EvaluateJob:
         """Rebuild the evaluator and check its key."""
         from cotscope.errors import ConfigError
 
-        ev = as_evaluator(self.rebuild(), self.part)  # type: ignore[arg-type]
+        ev = with_reasoning_kinds(as_evaluator(self.rebuild(), self.part),  # type: ignore[arg-type]
+                                  self.reasoning_kinds)
         if ev.config_hash != self.config_hash:
             await ev.close()
             raise ConfigError(f"{ev.name} rebuilt on a worker has config hash {ev.config_hash}, not the driver's "
@@ -450,7 +499,7 @@ async def _score_fanout(ev: Evaluator, source: Iterator[list[Trace]],
     if ev.rebuild is None:
         raise ConfigError(f"{ev.kind} {ev.name} cannot be sent to workers: only judges and monitors built by name "
                           "(get_judge, get_monitor) can be rebuilt there; run it without ray")
-    job = EvaluateJob(ev.rebuild, ev.part, ev.config_hash)
+    job = EvaluateJob(ev.rebuild, ev.part, ev.config_hash, reasoning_kinds=ev.reasoning_kinds)
     sent: dict[int, list[Trace]] = {}
 
     def units() -> Iterator[tuple[int, tuple[list[Trace], list[Mapping[str, Any]] | None]]]:

@@ -270,7 +270,8 @@ class _TraceSink:
             meta["base_model"] = self.base_model
         self.pending.append(make_row(p.messages, out.reasoning, out.answer, out.reasoning_closed, model=self.model,
                                      strategy=self.strat.name, group_id=gid, sample_index=k, metadata=meta,
-                                     source_file=self.source_file, source_line=p.line, source_format=GENERATED))
+                                     source_file=self.source_file, source_line=p.line, source_format=GENERATED,
+                                     reasoning_provenance=self.strat.provenance(out)))
         # Small batches: a killed run loses at most a batch or a second of work.
         if len(self.pending) >= self.flush_every or time.perf_counter() - self.last_flush > 1.0:
             self.flush()

@@ -60,6 +60,9 @@ class IngestReport:
     duplicates: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
+    #: Source fields the readers did not keep: ``{file, format, field, reason, records}`` (``records``: how many
+    #: accepted records of that file lost the field), so nothing is dropped silently.
+    lost: list[dict[str, Any]] = field(default_factory=list)
     bytes: int = 0
     seconds: float = 0.0
     #: Results kept from the scores of cotscope's Inspect scorers in ``.eval`` logs (:func:`inspect_score_results`).
@@ -76,6 +79,7 @@ class IngestReport:
             "new": self.new,
             "duplicates": self.duplicates,
             "errors_dropped": self.errors_dropped,
+            "lost": self.lost,
             "files": self.files,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 4),
@@ -225,6 +229,7 @@ class Store:
             report.traces += stats.traces
             report.errors.extend(e.to_dict() for e in stats.errors)
             report.errors_dropped += stats.errors_dropped
+            report.lost.extend({"file": str(p), **d} for d in stats.lost_records())
         report.duplicates = report.traces - report.new
         report.seconds = time.perf_counter() - t0
         self.finish_run(run_id, "done", report.to_dict() | {"errors": len(report.errors)})

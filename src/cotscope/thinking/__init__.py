@@ -13,6 +13,7 @@ from cotscope.thinking._strategies import (
     ThinkBudget,
     ThinkRounds,
     get_strategy,
+    prefill_spans,
     strategy,
     strategy_names,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "finish_output",
     "get_strategy",
     "merge_prefill",
+    "prefill_spans",
     "strategy",
     "strategy_names",
     "strategy_strings",

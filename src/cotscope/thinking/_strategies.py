@@ -57,6 +57,12 @@ class Strategy:
         outs = await model.generate([self.prepare(r) for r in requests])
         return [o.model_copy(update={"error": self.named_error(o.error)}) if o.error else o for o in outs]
 
+    def provenance(self, out: ModelOutput, request_prefill: str = "") -> list[dict[str, Any]]:
+        """The reasoning provenance of one output of this strategy (span dicts, see
+        :mod:`cotscope.traces._provenance`): what of ``out.reasoning`` the prefill put there and what the model
+        wrote (:func:`prefill_spans`)."""
+        return prefill_spans(self.prefill + request_prefill, out.reasoning, out.reasoning_closed)
+
     def named_error(self, error: str) -> str:
         """A backend's error, with this strategy's name in front when it says the prefill did not apply.
 
@@ -67,6 +73,44 @@ class Strategy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def prefill_spans(prefill: str, reasoning: str, closed: bool = True,
+                  injected: Sequence[tuple[int, int]] = ()) -> list[dict[str, Any]]:
+    """Provenance of reasoning generated after an assistant-turn prefill.
+
+    The prefill's own reasoning text (what its think block holds) is a ``prefill`` span at the start of the
+    reasoning: the whole of it when the prefill closed its block (ZeroThink, whose empty thought gives a
+    zero-length span at 0; LessThink; no-think), the start of it when the prefill left the block open
+    (``prefill:<think>\nOkay.``), the model's continuation ``raw``. ``injected`` are further ranges of the
+    reasoning cotscope wrote (MoreThink's rethink strings), also ``prefill``. Reasoning that never closed
+    ends with a ``truncated`` marker. A prefill without reasoning (``normal``, an answer prefill) leaves all
+    reasoning ``raw``.
+    """
+    n = len(reasoning)
+    pre_split = split_reasoning(prefill) if prefill else None
+    pre = 0  # characters of the reasoning that the prefill wrote
+    prefilled = pre_split is not None and pre_split.kind in ("tagged", "unclosed", "close-only")
+    if prefilled and pre_split is not None and reasoning.startswith(pre_split.reasoning):
+        pre = len(pre_split.reasoning)
+    cuts = sorted((max(0, min(s, n)), max(0, min(e, n))) for s, e in injected if e > s)
+    spans: list[dict[str, Any]] = []
+    if prefilled and (pre or (pre_split is not None and pre_split.reasoning_closed)):
+        # An empty thought the prefill closed (ZeroThink) is a zero-length span; a bare opener is no prefill text.
+        spans.append({"kind": "prefill", "start": 0, "end": pre})
+    pos = pre
+    for s, e in cuts:
+        if s < pos:
+            continue
+        if s > pos:
+            spans.append({"kind": "raw", "start": pos, "end": s})
+        spans.append({"kind": "prefill", "start": s, "end": e})
+        pos = e
+    if pos < n:
+        spans.append({"kind": "raw", "start": pos, "end": n})
+    if not closed:
+        spans.append({"kind": "truncated", "start": n, "end": n})
+    return spans
 
 
 @dataclass
@@ -80,6 +124,7 @@ class _Round:
     error: str | None = None
     last: ModelOutput | None = None
     applied: list[str] = field(default_factory=list)  # how each round's prefill went, distinct, in order
+    injected: list[tuple[int, int]] = field(default_factory=list)  # rethink strings cotscope wrote, in text
 
 
 class ThinkRounds(Strategy):
@@ -109,6 +154,13 @@ class ThinkRounds(Strategy):
         self.rethink = list(rethink)
         self.stop = s["think_close"]
         self.close = s["think_close_block"]
+        self._injected: dict[str, list[tuple[int, int]]] = {}
+
+    def provenance(self, out: ModelOutput, request_prefill: str = "") -> list[dict[str, Any]]:
+        """As :meth:`Strategy.provenance`, with the rethink strings this strategy appended as ``prefill`` spans
+        (known for outputs this object generated in this process; others read as the model's)."""
+        return prefill_spans(self.prefill + request_prefill, out.reasoning, out.reasoning_closed,
+                             self._injected.pop(out.text, ()))
 
     def closing(self, st: _Round) -> str:
         """The text that closes the think block after the last think round (``</think>\\n\\n``)."""
@@ -144,7 +196,9 @@ class ThinkRounds(Strategy):
                 if not self._absorb(st, o, prefix=st.text):
                     continue
                 if st.rounds < self.enforce_num and st.used < self.think_budget:
-                    st.text += self._rng(st).choice(self.rethink)
+                    again = self._rng(st).choice(self.rethink)
+                    st.injected.append((len(st.text), len(st.text) + len(again)))
+                    st.text += again
                     st.rounds += 1
                     nxt.append(st)
             active = nxt
@@ -186,6 +240,12 @@ class ThinkRounds(Strategy):
             return ModelOutput(error=st.error, model=st.last.model if st.last else None)
         s = split_reasoning(st.text)
         last = st.last or ModelOutput()
+        if st.injected:
+            # Where the rethink strings are in the reasoning, for provenance(); keyed by the output's text, which
+            # a trace keeps (a cached or remote output misses here and reads as raw).
+            body = st.text.find(s.reasoning) if s.reasoning else -1
+            if body >= 0:
+                self._injected[st.text] = [(a - body, b - body) for a, b in st.injected]
         return ModelOutput(
             text=st.text,
             reasoning=s.reasoning,

@@ -34,7 +34,12 @@ MAX_KEPT_ERRORS = 10_000
 
 @dataclass
 class ReadStats:
-    """Counts of one read. ``records == accepted + rejected`` always holds."""
+    """Counts of one read. ``records == accepted + rejected`` always holds.
+
+    ``lost`` counts, per ``(format, field, reason)``, the accepted records of which the reader did not keep
+    that source field (each reader knows which keys it reads; see :meth:`cotscope.traces._formats.Ctx.lose`).
+    A rejected record is counted in ``rejected`` only.
+    """
 
     records: int = 0
     accepted: int = 0
@@ -42,6 +47,12 @@ class ReadStats:
     traces: int = 0
     errors: list[RecordError] = field(default_factory=list)
     errors_dropped: int = 0
+    lost: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def lost_records(self) -> list[dict[str, Any]]:
+        """``lost`` as records ``{format, field, reason, records}``, most frequent first."""
+        return [{"format": f, "field": k, "reason": r, "records": n}
+                for (f, k, r), n in sorted(self.lost.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     def reject(self, err: RecordError) -> None:
         self.rejected += 1
@@ -126,14 +137,26 @@ class _Batcher:
 
     def take(self, loc: int, fn: Any, *args: Any) -> None:
         self.stats.records += 1
+        # The record's Ctx collects the fields its reader did not keep; counted here for accepted records.
+        ctx = next((a for a in args if isinstance(a, Ctx)), None)
         try:
             rows = fn(*args)
         except RecordFormatError as e:
             self.stats.reject(RecordError(str(e), self.source, loc))
+            if ctx is not None:
+                ctx.lost = {}
             return
         except (TypeError, ValueError, KeyError, AttributeError) as e:  # malformed beyond a known check
             self.stats.reject(RecordError(f"malformed record: {type(e).__name__}: {e}", self.source, loc))
+            if ctx is not None:
+                ctx.lost = {}
             return
+        if ctx is not None and ctx.lost:
+            fmt = str(rows[0].get("source_format") if rows else "?")
+            lost = self.stats.lost
+            for name, reason in ctx.lost.items():
+                lost[(fmt, name, reason)] = lost.get((fmt, name, reason), 0) + 1
+            ctx.lost = {}
         self.stats.accepted += 1
         self.stats.traces += len(rows)
         self.rows.extend(rows)
@@ -230,6 +253,12 @@ def _iter_safechain(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, 
         yield b.rows
 
 
+#: Keys of an Inspect sample the reader reads; the rest (``events``, ``model_usage``, timings, ...) is reported
+#: as not kept.
+_INSPECT_SAMPLE_KEYS = frozenset(("id", "epoch", "input", "messages", "output", "scores", "metadata", "target",
+                                  "error", "store", "choices"))
+
+
 def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
     if not isinstance(sample, dict):
         raise RecordFormatError(f"sample must be an object, got {type(sample).__name__}")
@@ -261,6 +290,7 @@ def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
     sid = sample.get("id")
     epoch = sample.get("epoch") or 1
     meta: dict[str, Any] = {"inspect_sample_id": sid, "epoch": epoch, "task": eval_info.get("task")}
+    ctx.lose_keys(sample, _INSPECT_SAMPLE_KEYS, "inspect")
     if sample.get("scores"):
         meta["scores"] = sample["scores"]
     if isinstance(sample.get("metadata"), dict) and sample["metadata"]:
@@ -397,7 +427,8 @@ def _iter_parquet(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, ba
         for rec in rb.to_pylist():
             line += 1
             ctx.line = line
-            rec.pop("results", None)
+            if rec.pop("results", None) is not None:
+                ctx.lose("results", "judge and monitor results are not trace content (ingest keeps traces)")
             rec.update(hive)
             try:
                 for c in _PARQUET_JSON_COLS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotscope.traces._formats import Ctx, RecordFormatError, _prompt
+from cotscope.traces._formats import Ctx, RecordFormatError, _prompt, text_spans
 from cotscope.traces._rows import Row, make_row
 from cotscope.traces._split import split_reasoning
 
@@ -97,15 +97,21 @@ def safechain_rows(item: Any, meta: dict[str, Any], ctx: Ctx) -> list[Row]:
             # MoreThink writes its thought with the tags around it; the tags are not reasoning.
             thought = thoughts[k].replace(open_tag, "").replace(ctx.tags[0][1], "")
             reasoning, answer, closed = thought.strip(), solutions[k].strip(), True
+            # MoreThink's thought interleaves the model's text with injected "Wait" strings that SafeChain does
+            # not mark apart: the model wrote most of it, so it is raw.
+            spans = text_spans(reasoning)
         else:
             split = split_reasoning(open_tag + text if inside and open_tag not in text else text, ctx.tags)
             reasoning, answer, closed = split.reasoning, split.answer, split.reasoning_closed
+            spans = text_spans(reasoning, closed)
             if prefill is not None and not reasoning:
-                # ZeroThink / LessThink: the thought was written into the prompt, not generated.
+                # ZeroThink / LessThink: the thought was written into the prompt, not generated (ZeroThink's is
+                # empty: a zero-length prefill span says so).
                 reasoning = prefill
+                spans = [{"kind": "prefill", "start": 0, "end": len(reasoning)}]
         rows.append(
             make_row(prompt, reasoning, answer, closed, model=ctx.model, strategy=ctx.strategy, sample_index=k,
                      metadata=dict(item_meta), source_file=ctx.file, source_line=ctx.line,
-                     source_format="safechain")
+                     source_format="safechain", reasoning_provenance=spans)
         )
     return rows
