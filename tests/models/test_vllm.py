@@ -67,13 +67,18 @@ def test_managed_server_starts_serves_is_shared_and_stops(fake_vllm: Path) -> No
 
     asyncio.run(go())
     assert not srv.running and srv.proc is not None and srv.proc.returncode is not None
+    assert srv.log_path is not None and not srv.log_path.exists()  # a clean stop leaves no log behind
     assert m1.name == "vllm/Org/Model-7B" and m1.cache_id == "vllm/Org/Model-7B"  # type: ignore[attr-defined]
 
 
 def test_server_that_exits_reports_its_log(fake_vllm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_VLLM_CRASH", "1")
-    with pytest.raises(RuntimeError, match=r"exited with code 3(?s:.*)CUDA out of memory"):
-        VLLMServer("m", startup_timeout=30).start()
+    srv = VLLMServer("m", startup_timeout=30)
+    with pytest.raises(RuntimeError, match=r"exited with code 3 \(log kept at .*\)(?s:.*)CUDA out of memory"):
+        srv.start()
+    assert srv.log_path is not None and srv.log_path.exists()  # a failed server keeps its log for the user
+    srv.stop()
+    assert not srv.log_path.exists()
 
 
 def test_connects_to_running_server_without_starting(fake_vllm: Path) -> None:

@@ -99,15 +99,17 @@ class VLLMServer:
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"vllm serve exited with code {self.proc.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(f"vllm serve exited with code {self.proc.returncode} (log kept at "
+                                       f"{self.log_path}):\n{self.log_tail()}")
                 try:
                     if client.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"vllm serve not healthy after {self.startup_timeout:g}s:\n{self.log_tail()}")
+        self.stop(keep_log=True)
+        raise RuntimeError(f"vllm serve not healthy after {self.startup_timeout:g}s (log kept at {self.log_path}):"
+                           f"\n{self.log_tail()}")
 
     def log_tail(self, n: int = 4000) -> str:
         """The end of the server's log."""
@@ -120,8 +122,18 @@ class VLLMServer:
         """Whether the process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, grace: float = 20.0) -> None:
-        """Stop the server's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    def stop(self, grace: float = 20.0, *, keep_log: bool = False) -> None:
+        """Stop the server's process group: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        The server's log is removed unless ``keep_log`` (a server that failed keeps its log for the error).
+        """
+        try:
+            self._stop(grace)
+        finally:
+            if not keep_log and self.log_path is not None:
+                self.log_path.unlink(missing_ok=True)
+
+    def _stop(self, grace: float) -> None:
         p = self.proc
         if p is None or p.poll() is not None:
             return
