@@ -105,9 +105,10 @@ def where_clause(f: Filters) -> tuple[str, list[Any]]:
         clauses.append("t.id IN (SELECT trace_id FROM labels WHERE name = ?)")
         params.append(f.human)
     if f.q is not None:
-        # The prompt is JSON text: quotes and backslashes in it are escaped, newlines are \n.
-        clauses.append("(t.reasoning ILIKE ? ESCAPE '\\' OR t.answer ILIKE ? ESCAPE '\\'"
-                       " OR CAST(t.prompt AS VARCHAR) ILIKE ? ESCAPE '\\')")
+        # The prompt is JSON text: quotes and backslashes in it are escaped, newlines are \n. An ESCAPE clause
+        # makes DuckDB's ILIKE about 2.5 times slower, so it is added only when the text holds % _ or \\.
+        esc = " ESCAPE '\\'" if any(c in f.q for c in "%_\\") else ""
+        clauses.append(f"(t.reasoning ILIKE ?{esc} OR t.answer ILIKE ?{esc} OR CAST(t.prompt AS VARCHAR) ILIKE ?{esc})")
         params += [_like(f.q)] * 3
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -144,43 +145,63 @@ def _has_labels(store: Store) -> bool:
     return bool(row and row[0])
 
 
+def _page_columns(alias: str) -> str:
+    """The columns of a list row; the prompt's text is extracted from its JSON only for the rows selected."""
+    t = alias
+    return f"""{t}.id, {t}.model, {t}.strategy, {t}.sample_index,
+               left(coalesce(
+                   [m.content FOR m IN from_json({t}.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]')
+                    IF m.role = 'user'][-1], CAST({t}.prompt AS VARCHAR), ''), {SNIPPET}),
+               coalesce(left({t}.reasoning, {SNIPPET}), ''), coalesce(left({t}.answer, {SNIPPET}), ''),
+               coalesce(length({t}.reasoning), 0)"""
+
+
 def list_page(store: Store, f: Filters) -> Page:
-    """One page of traces in store order under the filters, with the total count of matches."""
+    """One page of traces in store order under the filters, with the total count of matches.
+
+    Without a search, the count and the top-N are two cheap statements (a count without a filter is read from
+    the table's metadata; DuckDB reads the page's text columns only for the rows of the page). A search costs a
+    scan of the text, so it is scanned once: the page's ids and the count come from one statement (a window
+    count beside the top-N), and the page's columns are then read for those ids.
+    """
     rel = store.trace_relation
     if f.human is not None and not _has_labels(store):
         return Page([], 0, f.offset, f.limit)
     where, params = where_clause(f)
-    total_row = store.con.execute(f"SELECT count(*) FROM {rel} t {where}", params).fetchone()
-    total = int(total_row[0]) if total_row else 0
-    # The prompt's text is extracted for the page's rows only, after the top-N.
-    sql = f"""
-        WITH page AS (
-            SELECT t.id, t.model, t.strategy, t.sample_index, t.prompt, left(t.reasoning, {SNIPPET}) AS reasoning,
-                   left(t.answer, {SNIPPET}) AS answer, length(t.reasoning) AS rlen,
-                   t.created_at, t.source_file, t.source_line
-            FROM {rel} t {where} ORDER BY {ORDER} LIMIT {int(f.limit)} OFFSET {int(f.offset)}
-        )
-        SELECT id, model, strategy, sample_index,
-               left(coalesce(
-                   [m.content FOR m IN from_json(prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]')
-                    IF m.role = 'user'][-1], CAST(prompt AS VARCHAR), ''), {SNIPPET}) AS prompt,
-               coalesce(reasoning, ''), coalesce(answer, ''), coalesce(rlen, 0)
-        FROM page ORDER BY {ORDER}
-    """
+    page_sql = f"ORDER BY {ORDER} LIMIT {int(f.limit)} OFFSET {int(f.offset)}"
+    raw: list[Any]
+    if f.q is None:
+        row = store.con.execute(f"SELECT count(*) FROM {rel} t {where}", params).fetchone()
+        total = int(row[0]) if row else 0
+        raw = store.con.execute(f"SELECT {_page_columns('t')} FROM {rel} t {where} {page_sql}", params).fetchall()
+    else:
+        head = store.con.execute(f"SELECT t.id, count(*) OVER () FROM {rel} t {where} {page_sql}", params).fetchall()
+        if head:
+            total = int(head[0][1])
+        elif f.offset == 0:
+            total = 0
+        else:  # past the end: the window saw no row, count on its own
+            row = store.con.execute(f"SELECT count(*) FROM {rel} t {where}", params).fetchone()
+            total = int(row[0]) if row else 0
+        order = {str(r[0]): i for i, r in enumerate(head)}
+        raw = sorted(store.con.execute(
+            f"SELECT {_page_columns('t')} FROM {rel} t WHERE t.id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(order)]).fetchall(), key=lambda r: order[r[0]]) if order else []
     rows = [Row(id=r[0], model=r[1], strategy=r[2], sample_index=r[3], prompt=r[4] or "", reasoning=r[5],
-                answer=r[6], reasoning_len=int(r[7])) for r in store.con.execute(sql, params).fetchall()]
-    if rows:
-        by_id = {r.id: r for r in rows}
-        ids = list(by_id)
-        meanings = store.label_meanings()
-        for tid, ev, chash, part, lab, score, perr in store.con.execute(
-                "SELECT trace_id, evaluator, config_hash, part, label, score, parse_error FROM results"
-                " WHERE trace_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY evaluator, part", [ids]).fetchall():
-            by_id[tid].verdicts.append({"evaluator": ev, "part": part, "label": lab, "score": score,
-                                        "parse_error": perr, "meaning": meanings.get((ev, chash))})
-        for lab in store.labels(trace_ids=ids, latest=True):
-            by_id[lab.trace_id].labels.append({"name": lab.name, "value": lab.value, "author": lab.author,
-                                               "bool": label_bool(lab.value)})
+                answer=r[6], reasoning_len=int(r[7])) for r in raw]
+    ids = [r.id for r in rows]
+    if not rows:
+        return Page([], total, f.offset, f.limit)
+    by_id = {r.id: r for r in rows}
+    meanings = store.label_meanings()
+    for tid, ev, chash, part, lab, score, perr in store.con.execute(
+            "SELECT trace_id, evaluator, config_hash, part, label, score, parse_error FROM results"
+            " WHERE trace_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY evaluator, part", [ids]).fetchall():
+        by_id[tid].verdicts.append({"evaluator": ev, "part": part, "label": lab, "score": score,
+                                    "parse_error": perr, "meaning": meanings.get((ev, chash))})
+    for lab in store.labels(trace_ids=ids, latest=True):
+        by_id[lab.trace_id].labels.append({"name": lab.name, "value": lab.value, "author": lab.author,
+                                           "bool": label_bool(lab.value)})
     return Page(rows, total, f.offset, f.limit)
 
 
