@@ -188,3 +188,29 @@ def test_ingest_judge_metrics_report_on_one_store(tmp_path: Path) -> None:
     assert "Reasoning that never finished, per model and strategy" in html and "cap-hit rate" in html
     assert "incomplete (not judged: no answer)" in html and "from reasoning (its evidence quotes only" in html
     assert "per judge, model, strategy and reasoning provenance" in html and "50.0%" in html
+
+
+def test_monitor_detection_rows_split_by_reasoning_provenance(tmp_path: Path) -> None:
+    """`metrics --detection`: a monitor's AUROC on raw thinking and on summaries are separate rows."""
+    from cotscope.pipeline import detection_metrics
+
+    def episode(i: int, variant: str, kind: str) -> Trace:
+        r = f"Step reasoning {i}."
+        return Trace(prompt=[Message(role="user", content=f"task {i}")], reasoning=r,
+                     reasoning_provenance=[ProvenanceSpan(kind=kind, start=0, end=len(r))],  # type: ignore[arg-type]
+                     metadata={"agent": {"task_id": f"t{i}", "variant": variant, "score": 1.0}})
+
+    # raw: harmful scored above benign (AUROC 1); summary: below (AUROC 0).
+    eps = [(episode(0, "harmful", "raw"), 0.9), (episode(1, "benign", "raw"), 0.1),
+           (episode(2, "harmful", "summary"), 0.1), (episode(3, "benign", "summary"), 0.9)]
+    with Store(tmp_path / "s.duckdb") as st:
+        st.add_traces([t for t, _ in eps])
+        st.add_evaluator("cot-monitor", "h", kind="monitor", label_meaning="flagged", config={})
+        st.add_results([{"trace_id": t.id, "evaluator": "cot-monitor", "config_hash": "h", "part": "reasoning",
+                         "kind": "monitor", "label": s > 0.5, "score": s} for t, s in eps])
+        rows = {r.provenance: r for r in detection_metrics(st, n_boot=50)}
+    assert set(rows) == {"raw", "summary"}
+    assert rows["raw"].metrics is not None and rows["raw"].metrics.auroc is not None
+    assert rows["summary"].metrics is not None and rows["summary"].metrics.auroc is not None
+    assert rows["raw"].metrics.auroc.point == 1.0 and rows["summary"].metrics.auroc.point == 0.0
+    assert rows["raw"].to_dict()["provenance"] == "raw"

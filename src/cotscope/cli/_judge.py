@@ -238,8 +238,8 @@ def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, j
                       "`cotscope monitor` first")
         return
     t = Table(title=f"Monitor detection on agent trajectories ({store}; positive = {positive}; 95% CIs)")
-    for c in ("monitor", "part", "pos", "neg", "unscored", "accuracy", "AUROC", "TPR@1%FPR", "TPR@5%FPR"):
-        t.add_column(c, justify="left" if c in ("monitor", "part") else "right")
+    for c in ("monitor", "part · reasoning", "pos", "neg", "unscored", "accuracy", "AUROC", "TPR@1%FPR", "TPR@5%FPR"):
+        t.add_column(c, justify="left" if c in ("monitor", "part · reasoning") else "right")
 
     def ci(iv: Any, pct: bool) -> str:
         if iv is None:
@@ -251,7 +251,7 @@ def _detection(store: Path, evaluator: str | None, positive: str, n_boot: int, j
 
     for r in rows:
         m = r.metrics
-        t.add_row(r.evaluator, r.part, format_cell(m.n_pos if m else None, "int"),
+        t.add_row(r.evaluator, f"{r.part} · {r.provenance}", format_cell(m.n_pos if m else None, "int"),
                   format_cell(m.n_neg if m else None, "int"), format_cell(r.unscored, "int"),
                   ci(m.accuracy, True) if m else format_cell(None, "text"), ci(m.auroc if m else None, False),
                   *(ci(m.tpr.get(f) if m else None, True) for f in (0.01, 0.05)))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cotscope.errors import ConfigError
 from cotscope.metrics import DEFAULT_FPRS, UNSAFE_IF_TRUE, DetectionMetrics, MetricError
 from cotscope.metrics import detection_metrics as _metrics
+from cotscope.pipeline._metrics import trace_facts
 
 if TYPE_CHECKING:
     from cotscope.store import Store
@@ -46,6 +47,9 @@ class DetectionRow:
         unscored: results without one (parse errors and the like), left out.
         metrics: the figures, or ``None`` when they could not be computed (see ``error``).
         error: why not.
+        provenance: the reasoning provenance of the trajectories the row answers
+            (:func:`cotscope.traces.provenance_label`): one row per provenance, since a monitor on raw thinking
+            and on a provider's summary answers different questions.
     """
 
     evaluator: str
@@ -58,12 +62,13 @@ class DetectionRow:
     unscored: int
     metrics: DetectionMetrics | None = None
     error: str | None = None
+    provenance: str = "unknown"
 
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON object: the row's keys followed by the metrics' (see :meth:`DetectionMetrics.to_dict`)."""
         out: dict[str, Any] = {"evaluator": self.evaluator, "config_hash": self.config_hash, "part": self.part,
                                "kind": self.kind, "positive": self.positive, "trajectories": self.trajectories,
-                               "scored": self.scored, "unscored": self.unscored}
+                               "scored": self.scored, "unscored": self.unscored, "provenance": self.provenance}
         if self.metrics is not None:
             out.update(self.metrics.to_dict())
         out["error"] = self.error
@@ -120,15 +125,18 @@ def detection_metrics(
     res = res[res["trace_id"].isin(labels.keys())]
     if evaluators:
         res = res[res["evaluator"].isin(list(evaluators))]
+    provenance = {tid: f.provenance for tid, f in trace_facts(store).items()}
+    res = res.assign(provenance=[provenance.get(t, "unknown") for t in res["trace_id"]])
     rows: list[DetectionRow] = []
-    for (ev, ch, part, kind), g in res.groupby(["evaluator", "config_hash", "part", "kind"], sort=True, dropna=False):
+    for (ev, ch, part, kind, prov), g in res.groupby(["evaluator", "config_hash", "part", "kind", "provenance"],
+                                                     sort=True, dropna=False):
         meanings = set(g["label_meaning"].dropna().unique())
         if meanings and not meanings & SUSPICIOUS_MEANINGS:
             continue
         ok = g["score"].notna() & g["parse_error"].isna()
         scored = g[ok]
         row = DetectionRow(evaluator=str(ev), config_hash=str(ch), part=str(part), kind=str(kind), positive=positive,
-                           trajectories=len(g), scored=len(scored), unscored=int((~ok).sum()))
+                           trajectories=len(g), scored=len(scored), unscored=int((~ok).sum()), provenance=str(prov))
         if scored.empty:
             row.error = "no scored results"
         else:
