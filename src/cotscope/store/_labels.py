@@ -107,8 +107,10 @@ def _labels_sql(trace_ids: Iterable[str] | None, name: str | None, author: str |
     sql = f"SELECT {', '.join(LABEL_COLS)} FROM labels{where}"
     if latest:
         # The newest row of each (trace, name, author) is that person's current label.
-        sql += " QUALIFY row_number() OVER (PARTITION BY trace_id, name, author ORDER BY created_at DESC, id) = 1"
-    return sql + " ORDER BY created_at, id", params
+        sql += (" QUALIFY row_number() OVER (PARTITION BY trace_id, name, author ORDER BY created_at DESC,"
+                " rowid DESC) = 1")
+    # Labels stored together share their time; rowid (insertion order: labels are never deleted) breaks the tie.
+    return sql + " ORDER BY created_at, rowid", params
 
 
 def read_labels(con: duckdb.DuckDBPyConnection, *, trace_ids: Iterable[str] | None = None, name: str | None = None,
