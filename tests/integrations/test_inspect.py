@@ -420,3 +420,41 @@ def test_backdoor_task_misalignment_rate_per_condition(tmp_path: Path) -> None:
     assert metrics["misalignment_rate@control"] == 0.0 and metrics["misalignment_rate@none"] == 0.0
     n_trigger = sum(s.metadata["condition"] == "trigger" for s in log.samples or [])
     assert metrics["misalignment_rate"] == pytest.approx(n_trigger / 10)
+
+
+def test_batcher_scores_concurrent_samples_together_and_shares_failures() -> None:
+    """Concurrent samples' traces reach the judge as one batch (each gets its own result); a failing batch fails
+    every waiting sample, none gets a result."""
+    import asyncio
+
+    from cotscope.integrations.inspect import Batcher
+    from cotscope.pipeline import as_evaluator
+    from cotscope.traces import Message, Trace
+
+    calls: list[int] = []
+    ev = as_evaluator(_Unparseable(), "answer")  # type: ignore[arg-type]
+
+    async def score(batch: Any, ctx: Any) -> list[JudgeResult]:
+        calls.append(len(batch))
+        return [JudgeResult(label=t.answer == "no", score=0.5) for t in batch]
+
+    ev.score = score
+    traces = [Trace(prompt=[Message(role="user", content=f"q{i}")], answer="no" if i % 2 else "yes") for i in range(5)]
+
+    async def run() -> list[JudgeResult]:
+        b = Batcher(ev, wait_s=0.01)
+        return list(await asyncio.gather(*(b.score(t, None) for t in traces)))
+
+    results = asyncio.run(run())
+    assert calls == [5] and [r.label for r in results] == [False, True, False, True, False]
+
+    async def boom(batch: Any, ctx: Any) -> list[JudgeResult]:
+        raise RuntimeError("backend down")
+
+    ev.score = boom
+
+    async def run_failing() -> list[Any]:
+        b = Batcher(ev, wait_s=0.01)
+        return list(await asyncio.gather(*(b.score(t, None) for t in traces), return_exceptions=True))
+
+    assert [str(e) for e in asyncio.run(run_failing())] == ["backend down"] * 5

@@ -18,6 +18,7 @@ from cotscope.integrations.inspect._metrics import (
 from cotscope.integrations.inspect._model import InspectModel
 from cotscope.integrations.inspect._scorers import (
     SCORERS,
+    Batcher,
     EvaluatorScorer,
     JudgeBackendError,
     JudgeParseError,
@@ -48,6 +49,7 @@ __all__ = [
     "NOT_TASKS",
     "SCORERS",
     "TASKS",
+    "Batcher",
     "EvaluatorScorer",
     "InspectModel",
     "JudgeBackendError",

@@ -15,6 +15,7 @@ scoring error of the sample, never a score); so does a failed judge backend (:cl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from cotscope.integrations.inspect._solvers import CONTEXT_KEY
 from cotscope.integrations.inspect._trace import state_trace
 from cotscope.judges import PARTS, JudgeResult
 from cotscope.pipeline import Evaluator
+from cotscope.traces import Trace
 
 #: Errors with which building a judge says it cannot run here (no judge model, missing weights): the fallback runs.
 _BUILD_ERRORS = (ValueError, TypeError, ImportError, OSError, RuntimeError)
@@ -74,6 +76,62 @@ def build_evaluator(name: str, part: str, *, model: str | None = None, base_url:
     return _evaluator(name, js, RunOptions(judge_model=model, judge_base_url=base_url), dict(extra or {}))
 
 
+class Batcher:
+    """Scores the traces that concurrent samples hand one evaluator together, as batches.
+
+    Inspect scores each sample on its own, while cotscope's judges are batched (an embedded classifier encodes a
+    batch in about the time of one trace; an LLM judge hands a batch to the engine). A sample's trace waits at most
+    ``wait_s`` for others, or until the evaluator's preferred batch is full; each gets its own result, in order.
+
+    Args:
+        evaluator: the judge or monitor as the evaluate stage runs it.
+        wait_s: how long the first trace of a batch waits for more.
+    """
+
+    def __init__(self, evaluator: Evaluator, wait_s: float = 0.05) -> None:
+        self.evaluator = evaluator
+        self.wait_s = wait_s
+        self._pending: list[tuple[Trace, Mapping[str, Any] | None, asyncio.Future[JudgeResult]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def score(self, trace: Trace, context: Mapping[str, Any] | None) -> JudgeResult:
+        """The evaluator's result on one trace, scored in a batch with the traces sent meanwhile."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[JudgeResult] = loop.create_future()
+        self._pending.append((trace, context, fut))
+        if len(self._pending) >= max(1, self.evaluator.preferred_batch):
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.wait_s, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.ensure_future(self._run(batch))
+            self._running.add(task)  # a reference until it ends: the loop keeps only weak ones
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[tuple[Trace, Mapping[str, Any] | None, asyncio.Future[JudgeResult]]]) -> None:
+        contexts = None if all(c is None for _, c, _ in batch) else [dict(c or {}) for _, c, _ in batch]
+        try:
+            results = await self.evaluator.score([t for t, _, _ in batch], contexts)
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self.evaluator.name} returned {len(results)} results for {len(batch)} traces")
+        except BaseException as e:  # every waiting sample gets the failure (a scoring error each)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for (_, _, fut), r in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(r)
+
+
 class EvaluatorScorer:
     """The scoring of one judge (or its fallback) on one or more parts; built once per scorer, per category when
     the judge's options depend on the sample's category (CogTest's habit)."""
@@ -86,11 +144,11 @@ class EvaluatorScorer:
         self.name, self.parts, self.model, self.base_url = name, parts, model, base_url
         self.kind, self.fallback, self.role, self.options = kind, fallback, role, dict(options)
         self.by_category = {str(k): dict(v) for k, v in by_category.items()} if by_category is not None else None
-        self._built: dict[str, list[Evaluator]] = {}
+        self._built: dict[str, list[Batcher]] = {}
         if self.by_category is None:
             self.evaluators("*")  # fail when the task is built, not on the first sample
 
-    def evaluators(self, category: str) -> list[Evaluator]:
+    def evaluators(self, category: str) -> list[Batcher]:
         """The evaluators (one per part) for samples of ``category``: the judge, else its fallback."""
         if category in self._built:
             return self._built[category]
@@ -106,8 +164,8 @@ class EvaluatorScorer:
             except _BUILD_ERRORS as e:
                 why.append(f"{n}: {e}")
                 continue
-            self._built[category] = evs
-            return evs
+            self._built[category] = [Batcher(ev) for ev in evs]
+            return self._built[category]
         raise ConfigError(f"scorer {self.name} cannot run: " + "; ".join(why)
                           + ("" if self.fallback else " (give model=provider/model, or fallback=NAME)"))
 
@@ -115,10 +173,13 @@ class EvaluatorScorer:
         trace = state_trace(state)
         category = str(state.metadata.get("category") or "") if self.by_category is not None else "*"
         ctx = state.store.get(CONTEXT_KEY)
-        context = [dict(ctx)] if isinstance(ctx, Mapping) else None
+        context = dict(ctx) if isinstance(ctx, Mapping) else None
+        batchers = self.evaluators(category)
+        # Every part at once: each part's evaluator batches with the other samples' traces.
+        results = await asyncio.gather(*(b.score(trace, context) for b in batchers))
         verdicts: list[tuple[Evaluator, JudgeResult]] = []
-        for ev in self.evaluators(category):
-            [r] = await ev.score([trace], context)
+        for b, r in zip(batchers, results, strict=True):
+            ev = b.evaluator
             if r.error:
                 raise JudgeBackendError(f"{ev.kind} {ev.name}:{ev.part} failed on sample {state.sample_id!r}: "
                                         f"{r.error}")
