@@ -14,7 +14,7 @@ from cotscope.models._prefill import finish_output
 from cotscope.pipeline import evaluate, generate
 from cotscope.store import Store
 from cotscope.thinking import MoreThink, prefill_spans
-from cotscope.traces import Message, ProvenanceSpan, PromptItem, Trace, provenance_label
+from cotscope.traces import Message, PromptItem, ProvenanceSpan, Trace, provenance_label
 
 
 class _Scripted:

@@ -245,6 +245,13 @@ def test_explicit_spans_are_checked(tmp_path: Path) -> None:
     errors: list[Any] = []
     assert list(read_traces(_jsonl(tmp_path / "b.jsonl", [bad]), errors=errors)) == []
     assert errors and errors[0].line == 1 and "not inside the reasoning" in errors[0].error
+    # A CSV cell holds the export's spans as JSON text.
+    (tmp_path / "c.csv").write_text('prompt,reasoning,answer,reasoning_provenance\nq,abc,a,"[{""kind"": ""summary"", '
+                                    '""start"": 0, ""end"": 3}]"\nq,abc,b,not json\n')
+    errors = []
+    (t,) = read_traces(tmp_path / "c.csv", errors=errors)
+    assert _spans(t) == [("summary", 0, 3, None)]
+    assert len(errors) == 1 and errors[0].line == 3 and "not valid JSON" in errors[0].error
 
 
 # -- what was lost -------------------------------------------------------------------------------------------

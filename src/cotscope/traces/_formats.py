@@ -38,7 +38,7 @@ class Ctx:
     count them per format into :attr:`cotscope.traces.ReadStats.lost`.
     """
 
-    __slots__ = ("file", "format", "line", "lost", "model", "strategy", "tags")
+    __slots__ = ("file", "line", "lost", "model", "strategy", "tags")
 
     def __init__(
         self,
@@ -53,7 +53,6 @@ class Ctx:
         self.tags = tags
         self.model = model
         self.strategy = strategy
-        self.format: str | None = None
         self.lost: dict[str, str] = {}
 
     def lose(self, field: str, reason: str) -> None:
@@ -363,9 +362,17 @@ def text_spans(reasoning: str, closed: bool = True, kind: str = "raw") -> list[d
 
 def _record_spans(rec: dict[str, Any], reasoning: str, closed: bool) -> list[dict[str, Any]]:
     """A record's own ``reasoning_provenance`` (cotscope's export) checked, else its reasoning as raw text."""
-    if "reasoning_provenance" in rec and rec["reasoning_provenance"] is not None:
+    if "reasoning_provenance" in rec and rec["reasoning_provenance"] not in (None, ""):
+        spans = rec["reasoning_provenance"]
         try:
-            return check_spans(rec["reasoning_provenance"], reasoning)
+            if isinstance(spans, str):  # a CSV cell (or a Parquet text column) holding the export's JSON
+                import orjson
+
+                try:
+                    spans = orjson.loads(spans)
+                except orjson.JSONDecodeError as e:
+                    raise ValueError(f"'reasoning_provenance' is not valid JSON: {e}") from None
+            return check_spans(spans, reasoning)
         except ValueError as e:
             raise RecordFormatError(str(e)) from None
     return text_spans(reasoning, closed)
