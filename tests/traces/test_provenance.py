@@ -88,6 +88,8 @@ def test_bad_kinds_and_spans_are_named() -> None:
         check_spans([{"kind": "raw", "start": 0, "end": 1}, {"kind": "raw", "start": 2, "end": 9}], "abc")
     with pytest.raises(ValueError, match="unknown kind 'secret'"):
         check_spans([{"kind": "secret", "start": 0, "end": 0}], "")
+    with pytest.raises(ValueError, match="before its start"):
+        ProvenanceSpan(kind="raw", start=3, end=1)
 
 
 # -- readers ---------------------------------------------------------------------------------------------------

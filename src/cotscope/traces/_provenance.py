@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 if TYPE_CHECKING:
     from cotscope.traces._trace import Trace
@@ -62,6 +62,12 @@ class ProvenanceSpan(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     payload: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProvenanceSpan:
+        if self.end < self.start:
+            raise ValueError(f"span end {self.end} is before its start {self.start}")
+        return self
 
 
 def span_dicts(spans: Iterable[ProvenanceSpan]) -> list[dict[str, Any]]:
