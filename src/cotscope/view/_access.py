@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cotscope.errors import CotscopeError
 from cotscope.store import Store
@@ -52,6 +53,9 @@ class StoreAccess:
         self._memory_limit = memory_limit
         self._threads = threads
         self._reader: Store | None = None
+        #: Values computed from the open read-only connection (the filter choices...): valid while it stays
+        #: open, since nobody can write the file meanwhile (our own writes close it first).
+        self.cache: dict[str, Any] = {}
         self._last_used = 0.0
         self._timer: threading.Timer | None = None
 
@@ -65,6 +69,7 @@ class StoreAccess:
             raise
 
     def _close_reader(self) -> None:
+        self.cache.clear()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

@@ -129,7 +129,7 @@ def create_app(settings: ViewSettings) -> Starlette:
             return error(request, 400, "Bad filter", _bad_params(e))
         with access.read() as store:
             p = list_page(store, f)
-            fc = facets(store)
+            fc = access.cache.get("facets") or access.cache.setdefault("facets", facets(store))
         return html("traces", R.index_body(p, f, fc, default_label=settings.default_label), "index")
 
     def api_traces(request: Request) -> Response:
