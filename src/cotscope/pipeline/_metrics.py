@@ -19,8 +19,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from cotscope.metrics import (
     SAFE_IF_TRUE,
     UNSAFE_IF_TRUE,
@@ -57,7 +55,7 @@ class _Incomplete:
 _CUT = _Incomplete()
 
 
-@dataclass
+@dataclass(slots=True)
 class TraceFacts:
     """What the metrics need of one stored trace, read without its texts.
 
@@ -92,19 +90,24 @@ def trace_facts(store: Store, by: list[str] | None = None, judged_only: bool = T
             raise ValueError(f"cannot group by {b!r}: expected one of {', '.join(GROUP_BY)}")
     # Only judged traces by default: a store reading a large attached dataset may have judged a small part of it.
     where = " WHERE id IN (SELECT trace_id FROM results)" if judged_only else ""
+    # The distinct span kinds come out of DuckDB as a sorted list: no JSON is parsed in Python.
     cols = ", ".join(["id", "group_id", *by, "coalesce(regexp_matches(answer, '\\S'), false)",
                       "coalesce(reasoning_closed, true)", "json_extract_string(metadata, '$.finish_reason')",
-                      "CAST(reasoning_provenance AS VARCHAR)", "coalesce(length(reasoning), 0) > 0"])
+                      "list_sort(list_distinct(json_extract_string(reasoning_provenance, '$[*].kind')))",
+                      "coalesce(length(reasoning), 0) > 0"])
+    labels: dict[tuple[Any, ...], str] = {}
     out: dict[str, TraceFacts] = {}
     for row in store.con.execute(f"SELECT {cols} FROM {store.trace_relation}{where}").fetchall():
         tid, gid, *vals = row
-        byvals, (answered, closed, finish, prov, has_reasoning) = tuple(vals[:len(by)]), vals[len(by):]
-        spans = orjson.loads(prov) if prov else []
-        kinds = {str(s.get("kind")) for s in spans or [] if isinstance(s, dict)}
-        cap = [r for r, hit in (("length", finish == "length"), ("truncated", "truncated" in kinds),
-                                ("never closed", not closed)) if hit]
-        out[tid] = TraceFacts(group_id=str(gid), by=byvals, cap=cap, answered=bool(answered),
-                              provenance=label_of_kinds(kinds, "x" if has_reasoning else ""))
+        byvals, (answered, closed, finish, kinds, has_reasoning) = tuple(vals[:len(by)]), vals[len(by):]
+        key = (*(kinds or ()), bool(has_reasoning))
+        label = labels.get(key)
+        if label is None:
+            label = labels[key] = label_of_kinds(kinds or (), "x" if has_reasoning else "")
+        cap = [] if closed and finish != "length" and "truncated" not in (kinds or ()) else [
+            r for r, hit in (("length", finish == "length"), ("truncated", "truncated" in (kinds or ())),
+                             ("never closed", not closed)) if hit]
+        out[tid] = TraceFacts(group_id=str(gid), by=byvals, cap=cap, answered=bool(answered), provenance=label)
     return out
 
 
