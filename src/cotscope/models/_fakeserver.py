@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "timeout", "drop", "truncate")
@@ -449,10 +450,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before each completion reply")
     ap.add_argument("--pace", type=float, default=0.0, help="seconds per streamed token")
     ap.add_argument("--reasoning-field", action="store_true", help="reasoning as reasoning_content")
+    ap.add_argument("--replies", help="JSON file {question: [reasoning, answer]} of replies to stream")
     a = ap.parse_args(argv)
     faults = FaultConfig(rate=a.fault_rate, kinds=tuple(a.faults.split(",")), seed=a.seed,
                          retry_after=a.retry_after, hang_s=a.hang, delay_s=a.delay, pace_s=a.pace,
-                         reasoning_field=a.reasoning_field)
+                         reasoning_field=a.reasoning_field,
+                         replies={q: (r[0], r[1]) for q, r in json.loads(Path(a.replies).read_text()).items()}
+                         if a.replies else {})
 
     async def run() -> None:
         s = FakeOpenAIServer(a.port, faults)
