@@ -188,6 +188,10 @@ def test_ingest_judge_metrics_report_on_one_store(tmp_path: Path) -> None:
     assert "Reasoning that never finished, per model and strategy" in html and "cap-hit rate" in html
     assert "incomplete (not judged: no answer)" in html and "from reasoning (its evidence quotes only" in html
     assert "per judge, model, strategy and reasoning provenance" in html and "50.0%" in html
+    assert "partial answers too" not in html
+    rep = runner.invoke(app, ["report", "-s", str(store), "-o", str(tmp_path / "rep2"), "--incomplete", "cap"])
+    assert rep.exit_code == 0, rep.output
+    assert "partial answers too" in unescape((tmp_path / "rep2" / "index.html").read_text())
 
 
 def test_monitor_detection_rows_split_by_reasoning_provenance(tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ IncompleteOpt = Annotated[str, typer.Option(
     "--incomplete", help="Form of incomplete (reasoning that never finished, counted apart from the rates): "
     "no-answer (default, the papers' \"no answer\": a cap hit without an answer) or cap (every cap hit, partial "
     "answers too).")]
+#: ``--incomplete`` of ``cotscope report``: unset, each benchmark run keeps the form it was run with.
+ReportIncompleteOpt = Annotated[str | None, typer.Option(
+    "--incomplete", help="Form of incomplete for every table: no-answer or cap (default: each benchmark run's own "
+    "form, no-answer for the store section).")]
 
 
 def incomplete_form(value: str) -> str:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cotscope.cli._app import TracesOpt, app, console, fail, open_store, out, print_json, stage_progress
-from cotscope.cli._incomplete import IncompleteOpt, incomplete_form
+from cotscope.cli._incomplete import IncompleteOpt, ReportIncompleteOpt, incomplete_form
 from cotscope.cli._ray import RayOpt, RayWorkersOpt, check_ray
 
 
@@ -158,12 +158,12 @@ def report_cmd(
     title: Annotated[str, typer.Option(help="Page title.")] = "cotscope report",
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     traces: TracesOpt = None,
-    incomplete: IncompleteOpt = "no-answer",
+    incomplete: ReportIncompleteOpt = None,
 ) -> None:
     """Write a self-contained HTML report of a store: its benchmark runs and every judged trace."""
     from cotscope.report import build_report
 
-    form = incomplete_form(incomplete)
+    form = incomplete_form(incomplete) if incomplete is not None else None
     st = open_store(store, read_only=True, traces=traces)
     try:
         path = build_report(st, out_dir, title, incomplete=form)

@@ -164,8 +164,9 @@ def _latest_runs(store: Store) -> list[dict[str, Any]]:
     return list(reversed(seen.values()))
 
 
-def collect(store: Store) -> list[dict[str, Any]]:
-    """Metrics of every latest benchmark run in the store, recomputed from its stored plan."""
+def collect(store: Store, incomplete: str | None = None) -> list[dict[str, Any]]:
+    """Metrics of every latest benchmark run in the store, recomputed from its stored plan (``incomplete``: the
+    form of ``incomplete`` instead of the one each plan recorded)."""
     from cotscope.benchmarks import RunPlan, get_kind
 
     sections = []
@@ -173,6 +174,8 @@ def collect(store: Store) -> list[dict[str, Any]]:
         try:
             plan = RunPlan.model_validate(r["config"])
             kind = get_kind(plan.benchmark.kind)
+            if incomplete is not None:
+                plan.incomplete = incomplete
         except ValueError:
             continue  # a run recorded by an older, incompatible version: nothing to recompute from
         m = kind.metrics(store, plan).model_dump(mode="json")
@@ -207,13 +210,18 @@ def _cross_model(sections: list[dict[str, Any]]) -> str:
     return html + "</section>"
 
 
-def render_report(store: Store, title: str = "cotscope report", incomplete: str = DEFAULT_INCOMPLETE) -> str:
+def render_report(store: Store, title: str = "cotscope report", incomplete: str | None = None) -> str:
     """The whole page as one string.
 
-    ``incomplete`` is the form of ``incomplete`` of the store section (``no-answer`` or ``cap``); a benchmark
-    run's tables use the form its plan recorded.
+    ``incomplete`` is the form of ``incomplete`` of every table (``no-answer`` or ``cap``); ``None``: each benchmark
+    run's tables use the form its plan recorded, the store section the default (``no-answer``).
+
+    Raises:
+        ValueError: an unknown form.
     """
-    sections = collect(store)
+    if incomplete is not None:
+        check_incomplete_form(incomplete)
+    sections = collect(store, incomplete)
     nav = "".join(f'<li><a href="#run-{i}">{_e(s["benchmark"])} · {_e(s["model"])}</a></li>'
                   for i, s in enumerate(sections))
     body = []
@@ -245,7 +253,7 @@ def render_report(store: Store, title: str = "cotscope report", incomplete: str 
         body.append("<p class='muted'>No benchmark runs in this store: "
                     "<code>cotscope run BENCHMARK --model M --store S</code> adds the papers' tables.</p>")
     body.append(_verify_section(store))
-    body.append(_store_section(store, incomplete=check_incomplete_form(incomplete)))
+    body.append(_store_section(store, incomplete=incomplete or DEFAULT_INCOMPLETE))
     cross = _cross_model(sections)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -355,7 +363,7 @@ def _store_section(store: Store, n_examples: int = 6, incomplete: str = DEFAULT_
 
 
 def build_report(store: Store, out_dir: str | Path, title: str = "cotscope report",
-                 incomplete: str = DEFAULT_INCOMPLETE) -> Path:
+                 incomplete: str | None = None) -> Path:
     """Write ``index.html`` into ``out_dir`` (created) and return its path (``incomplete``: see
     :func:`render_report`)."""
     out = Path(out_dir)
