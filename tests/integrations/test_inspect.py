@@ -302,6 +302,10 @@ def test_registered_tasks_scorers_and_entry_point(tmp_path: Path) -> None:
                        ("scorer", "cotscope/tc_cot_monitor"), ("solver", "cotscope/zerothink"),
                        ("metric", "cotscope/safe_at_k"), ("metric", "cotscope/dtr")]:
         assert registry_lookup(kind, name) is not None, name  # type: ignore[arg-type]
+    # -J options as cotscope run takes them: for every judge (key) or one (judge.key).
+    task = benchmark_task(str(spec_file(tmp_path)), limit=1, judge_options={"refusal-strings.scope": "response"})
+    assert [getattr(s, "options", None) for s in task.scorer or []] == [
+        {"scope": "response"}, {"phrase": "Sure", "where": "start", "meaning": "misaligned"}]
     # A benchmark whose judges all need a judge model says so instead of building a task that scores nothing.
     from cotscope.errors import ConfigError
 

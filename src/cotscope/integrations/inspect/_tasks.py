@@ -25,6 +25,7 @@ from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Solver
 
 from cotscope.benchmarks import JudgeSpec, PlanItem, RunOptions, RunPlan, get_benchmark, get_kind, make_plan
+from cotscope.benchmarks._runner import _judge_options
 from cotscope.errors import ConfigError
 from cotscope.integrations.inspect._scorers import named_scorer
 from cotscope.integrations.inspect._solvers import deception_belief, thinking_strategy
@@ -81,13 +82,7 @@ def plan_scorers(plan: RunPlan, opts: RunOptions) -> tuple[list[Scorer], list[st
     for js, parts in _group(plan.benchmark.judges):
         variants = kind.judge_variants(js, categories)
         by_category = None if set(variants) == {"*"} else variants
-        options = dict(js.options)
-        for k, v in opts.judge_options.items():
-            name, dot, key = k.rpartition(".")
-            if not dot:
-                options[k] = v
-            elif name == js.name:
-                options[key] = v
+        options = _judge_options(js, opts)  # the spec's, then -J key=value and -J judge.key=value, as cotscope run
         try:
             scorers.append(named_scorer(
                 js.name, parts, model=opts.judge_model, base_url=opts.judge_base_url,
