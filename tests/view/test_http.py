@@ -122,6 +122,11 @@ def test_compare(client: TestClient, built: Built) -> None:
     r = client.get("/compare", params={"a": built.flagged, "b": built.prm})
     assert "different prompts" in r.text
     assert client.get("/compare", params={"a": built.flagged}).status_code == 400
+    # by model or strategy: the same prompt's trace under it
+    r = client.get("/compare", params={"a": built.flagged, "model": "org/beta", "strategy": "normal"})
+    assert r.status_code == 200 and built.sibling[:12] in r.text
+    r = client.get("/compare", params={"a": built.flagged, "model": "org/none"})
+    assert r.status_code == 404 and "model org/none" in r.text
 
 
 def test_guard(client: TestClient, built: Built) -> None:

@@ -173,11 +173,23 @@ def create_app(settings: ViewSettings) -> Starlette:
         return JSONResponse(_jsonable(payload))
 
     def compare(request: Request) -> Response:
-        a_ref, b_ref = request.query_params.get("a"), request.query_params.get("b")
-        if not a_ref or not b_ref:
-            return error(request, 400, "Compare what?", "give two traces: /compare?a=ID&b=ID (ids or unique prefixes)")
+        qp = request.query_params
+        a_ref, b_ref = qp.get("a"), qp.get("b")
+        want = {k: qp[k] for k in ("model", "strategy") if qp.get(k)}
+        if not a_ref or not (b_ref or want):
+            return error(request, 400, "Compare what?", "give two traces, /compare?a=ID&b=ID (ids or unique prefixes),"
+                         " or a trace and another model or strategy, /compare?a=ID&model=M (or &strategy=S)")
         with access.read() as store:
-            a, b = load(store, a_ref), load(store, b_ref)
+            a = load(store, a_ref)
+            if b_ref:
+                b = load(store, b_ref)
+            else:
+                # The same prompt under another model or strategy: its sample of the same index when there is one.
+                cands = [s for s in same_prompt(store, a.id) if all(s[k] == v for k, v in want.items())]
+                if not cands:
+                    raise NotFound(f"no trace of this prompt with {', '.join(f'{k} {v}' for k, v in want.items())}")
+                pick = next((s for s in cands if s["sample_index"] == a.sample_index), cands[0])
+                b = load(store, pick["id"])
             ra, rb = store.results(trace_ids=[a.id]), store.results(trace_ids=[b.id])
             meanings = store.label_meanings()
         return html("compare", R.compare_body(a, b, ra, rb, meanings), "compare")
