@@ -62,6 +62,8 @@ def test_scripted_runs_score_as_defined_and_rerun_resumes(tmp_path: Path, namesp
     assert t.actions[0].arguments["command"] == HARMFUL[harmful[0].id][0]
     assert (t.actions[0].model_extra or {})["exit_code"] == 0 and len(t.steps) == 2
     assert t.metadata["agent"]["responses"][-1] == "```DONE```"
+    # The agent's reasoning is the model's own text: one raw span over all of it.
+    assert [(p.kind, p.start, p.end) for p in t.reasoning_provenance] == [("raw", 0, len(t.reasoning))]
     # Rerun: everything is stored, nothing runs again, the outcomes are reported from the store.
     again = asyncio.run(run_agent(store, harmful + benign, model=model, sandbox=namespace_provider))
     assert again.skipped_existing == 6 and again.new_traces == 0

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cotscope._progress import NullProgress, Progress
 from cotscope.traces import PromptItem
+from cotscope.traces._formats import text_spans
 from cotscope.traces._rows import make_row
 from cotscope.traces._trace import group_id_for
 
@@ -174,9 +175,11 @@ def episode_row(task: AgentTask, ep: Episode, *, model: str, strategy: str, sand
         "reason": ep.reason, "score": ep.score, "checker": (ep.check or {}).get("checker"), "check": ep.check,
         "steps": len(ep.steps), "refused": ep.refused, "sandbox": sandbox, "seconds": ep.seconds,
         "responses": ep.responses, "source_file": task.source_file}}
-    return make_row(ep.messages, "\n\n".join(parts), ep.steps[-1].response if ep.steps else "", True,
+    reasoning = "\n\n".join(parts)
+    return make_row(ep.messages, reasoning, ep.steps[-1].response if ep.steps else "", True,
                     model=model, strategy=strategy, sample_index=ep.sample_index, actions=actions,
-                    metadata=meta, steps=spans, source_file=source_file, source_format=AGENT_FORMAT)
+                    metadata=meta, steps=spans, source_file=source_file, source_format=AGENT_FORMAT,
+                    reasoning_provenance=text_spans(reasoning))
 
 
 def _stored_outcome(row: dict[str, Any]) -> TaskOutcome:
