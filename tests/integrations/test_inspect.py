@@ -462,3 +462,27 @@ def test_batcher_scores_concurrent_samples_together_and_shares_failures() -> Non
         return list(await asyncio.gather(*(b.score(t, None) for t in traces), return_exceptions=True))
 
     assert [str(e) for e in asyncio.run(run_failing())] == ["backend down"] * 5
+
+
+def test_ingest_reads_only_complete_cotscope_score_entries() -> None:
+    """Score metadata is data from a file: an entry without its store key is not a result (its label could not be
+    told apart from another configuration's); a label that is not a boolean or a score that is not a number is kept
+    as none, never guessed."""
+    from cotscope.store._store import inspect_score_results
+
+    key = {"evaluator": "refusal-strings", "config_hash": "abc", "part": "answer", "kind": "judge"}
+    row = {"id": "t1", "metadata": {"scores": {
+        "refusal_strings": {"value": 1.0, "metadata": {"cotscope": [
+            key | {"label": True, "score": 1.0, "reason": "phrase", "label_meaning": "refused"},
+            key | {"part": "reasoning", "label": "yes", "score": "high"},
+            {k: v for k, v in key.items() if k != "config_hash"} | {"label": True},
+            "not an object",
+        ]}},
+        "match": {"value": "C", "metadata": {"other": 1}},   # another scorer's score: not a cotscope result
+        "broken": "not a score",
+    }}}
+    results = inspect_score_results(row)
+    assert [(r["trace_id"], r["part"], r["label"], r["score"]) for r in results] == [
+        ("t1", "answer", True, 1.0), ("t1", "reasoning", None, None)]
+    assert results[0]["label_meaning"] == "refused" and results[0]["reason"] == "phrase"
+    assert inspect_score_results({"id": "t2", "metadata": {}}) == []
