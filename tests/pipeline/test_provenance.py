@@ -89,3 +89,25 @@ def test_reasoning_kinds_restrict_what_the_judge_reads_and_key_results(tmp_path:
     with pytest.raises(ValueError, match="unknown reasoning kind"):
         asyncio.run(evaluate(st, j, "reasoning", reasoning_kinds="thoughts"))
     st.close()
+
+
+def test_evidence_read_from_restricted_kinds_points_into_the_whole_reasoning(tmp_path: Path) -> None:
+    from cotscope.judges import Evidence, JudgeResult
+    from cotscope.pipeline._evaluate import map_evidence_back
+
+    text = "Summary: fine.\n\nStep one, then the SECRET plan."
+    t = Trace(prompt=[Message(role="user", content="q")], reasoning=text, answer="ok",
+              reasoning_provenance=[ProvenanceSpan(kind="summary", start=0, end=14),
+                                    ProvenanceSpan(kind="raw", start=16, end=len(text))])
+    st = Store(tmp_path / "s.duckdb")
+    st.add_traces([t])
+    asyncio.run(evaluate(st, get_judge("phrase", phrases=["SECRET"]), "reasoning", reasoning_kinds="raw"))
+    (r,) = st.results()
+    (ev,) = r["evidence"]
+    assert ev["verified"] and text[ev["start"]:ev["end"]] == "SECRET"  # offsets in the stored reasoning
+    st.close()
+    # A quote that runs across the separator between two pieces is not in the trace: kept, unverified.
+    both = JudgeResult(label=True, evidence=[Evidence(text="fine.\n\nStep", field="reasoning", start=9, end=20,
+                                                      verified=True)])
+    (moved,) = map_evidence_back(both, t, ("raw", "summary")).evidence
+    assert (moved.verified, moved.start, moved.end) == (False, None, None)

@@ -116,13 +116,48 @@ def restrict_reasoning(trace: Trace, kinds: Sequence[str]) -> Trace:
     return trace.model_copy(update={"reasoning": text, "steps": segment_steps(text), "reasoning_provenance": []})
 
 
+def map_evidence_back(result: JudgeResult, trace: Trace, kinds: Sequence[str]) -> JudgeResult:
+    """``result`` with the offsets of its verified reasoning evidence moved from the restricted text that
+    :func:`restrict_reasoning` gave the evaluator to the trace's whole reasoning.
+
+    A quote inside one piece moves by that piece's offset. A quote that runs across the separator between two
+    pieces is not verbatim in the reasoning: it is kept, unverified and without offsets, as a quote the
+    evaluator could not have found in the trace.
+    """
+    from cotscope.traces import reasoning_ranges
+    from cotscope.traces._provenance import PIECE_SEPARATOR
+
+    if not result.evidence or not any(e.field == "reasoning" and e.start is not None for e in result.evidence):
+        return result
+    ranges = reasoning_ranges(trace, kinds)
+    if ranges == [(0, len(trace.reasoning))]:
+        return result
+    starts, at = [], 0
+    for a, b in ranges:
+        starts.append(at)
+        at += (b - a) + len(PIECE_SEPARATOR)
+    moved = []
+    for e in result.evidence:
+        if e.field != "reasoning" or e.start is None or e.end is None:
+            moved.append(e)
+            continue
+        for (a, b), off in zip(ranges, starts, strict=True):
+            if off <= e.start and e.end <= off + (b - a):
+                moved.append(e.model_copy(update={"start": a + e.start - off, "end": a + e.end - off}))
+                break
+        else:
+            moved.append(e.model_copy(update={"start": None, "end": None, "verified": False}))
+    return result.model_copy(update={"evidence": moved})
+
+
 def with_reasoning_kinds(ev: Evaluator, kinds: str | Sequence[str] | None) -> Evaluator:
     """An evaluator that reads only the reasoning of the given provenance kinds (``raw,summary``, ...).
 
     The kinds are part of its configuration, so of its config hash: results read from different kinds are
     stored under different keys and never mix. A trace with none of those kinds is scored on empty reasoning
     (its provenance is :func:`cotscope.traces.provenance_label`); ``unknown`` selects the whole reasoning of
-    traces without provenance. Evidence offsets refer to the text it read.
+    traces without provenance. Evidence on the reasoning is mapped back to offsets in the whole reasoning
+    (:func:`map_evidence_back`), so the report and the viewer highlight it where it is.
 
     Raises:
         ValueError: an unknown kind.
@@ -137,7 +172,8 @@ def with_reasoning_kinds(ev: Evaluator, kinds: str | Sequence[str] | None) -> Ev
     inner = ev.score
 
     async def score(batch: Sequence[Trace], ctx: Sequence[Mapping[str, Any]] | None) -> list[JudgeResult]:
-        return await inner([restrict_reasoning(t, sel) for t in batch], ctx)
+        results = await inner([restrict_reasoning(t, sel) for t in batch], ctx)
+        return [map_evidence_back(r, t, sel) for r, t in zip(results, batch, strict=True)]
 
     return replace(ev, config=ev.config | {"reasoning_kinds": list(sel)}, score=score, reasoning_kinds=sel)
 
