@@ -316,18 +316,18 @@ class Store:
         Raises:
             KeyError: the prefix matches more than one trace.
         """
-        ids = [
-            r[0]
-            for r in self.con.execute(f"SELECT id FROM {self._trace_rel} WHERE starts_with(id, ?) LIMIT 3",
-                                      [trace_id]).fetchall()
-        ]
-        if trace_id in ids:
-            ids = [trace_id]
-        if not ids:
+        # One scan (the table has no index since v3): the matching rows themselves, at most three of them.
+        rows = list(self._stream_rows(
+            f"SELECT {', '.join(ROW_FIELDS)} FROM {self._trace_rel} WHERE starts_with(id, ?) LIMIT 3",
+            [trace_id], 3))
+        exact = [r for r in rows if r["id"] == trace_id]
+        if exact:
+            rows = exact[:1]
+        if not rows:
             return None
-        if len(ids) > 1:
-            raise KeyError(f"id prefix {trace_id!r} matches several traces: {', '.join(ids)}")
-        return next(self.traces(ids=ids))
+        if len(rows) > 1:
+            raise KeyError(f"id prefix {trace_id!r} matches several traces: {', '.join(r['id'] for r in rows)}")
+        return row_to_trace(rows[0])
 
     # -- traces read in place (Parquet datasets) ---------------------------------------------------
     #: The relation every read of traces goes through: the table, or an attached dataset's subquery.
