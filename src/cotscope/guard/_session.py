@@ -104,31 +104,45 @@ class GuardSession:
                 req = ch.request()
                 self.inflight[field] = asyncio.create_task(self._check(field, req), name=f"guard-check-{field}")
 
-    async def _check(self, field: str, req: CheckRequest) -> None:
+    async def _score(self, field: str, req: CheckRequest) -> tuple[bool, bool]:
+        """Score one check and fold it into its checker: ``(newly stopped, decided by a failed check)``.
+
+        A check that could not be scored (the monitor failed, or a window has no suspicion) passes or stops
+        its text by ``--on-monitor-error``; a window that did flag stops it whatever the others did.
+        """
         ch = self.checkers[field]
         closed = self.cfg.on_monitor_error == "closed"
+        was = ch.stopped
         try:
             results = await self.batcher.check(req.traces)
-            self.rec.windows += len(req.traces)
-            was = ch.stopped
-            ch.record(req, results)
-            bad = [r for r in results if r.parse_error or r.error or r.suspicion is None]
-            if bad:
-                self.rec.monitor_errors += 1
-                self._note_error(bad[0].parse_error or bad[0].error or "no suspicion")
-                if not ch.stopped:
-                    ch.fail(req, closed)
-                    self.rec.fail_applied = True
-            if ch.stopped and not was:
-                self._flagged(field, ch, failed=bool(bad) and closed and ch.suspicion <= self.cfg.threshold)
         except MonitorError as e:
             ch.checks += 1
+            self._failed(ch, req, str(e), closed)
+            return ch.stopped and not was, True
+        self.rec.windows += len(req.traces)
+        ch.record(req, results)
+        bad = [r for r in results if r.parse_error or r.error or r.suspicion is None]
+        if not bad:
+            return ch.stopped and not was, False
+        msg = bad[0].parse_error or bad[0].error or "no suspicion"
+        if ch.stopped:  # another window flagged: a verdict, not a failure
             self.rec.monitor_errors += 1
-            self._note_error(str(e))
-            ch.fail(req, closed)
-            self.rec.fail_applied = True
-            if ch.stopped:
-                self._flagged(field, ch, failed=True)
+            self._note_error(msg)
+            return not was, False
+        self._failed(ch, req, msg, closed)
+        return ch.stopped and not was, True
+
+    def _failed(self, ch: StreamChecker, req: CheckRequest, msg: str, closed: bool) -> None:
+        self.rec.monitor_errors += 1
+        self._note_error(msg)
+        ch.fail(req, closed)
+        self.rec.fail_applied = True
+
+    async def _check(self, field: str, req: CheckRequest) -> None:
+        try:
+            stopped, failed = await self._score(field, req)
+            if stopped:
+                self._flagged(field, self.checkers[field], failed)
         finally:
             self.inflight.pop(field, None)
         self._release()
@@ -146,7 +160,7 @@ class GuardSession:
             self.rec.stop_offset = ch.stop_offset
             self.rec.reason = ("monitor error, failing closed" if failed
                                else (ch.result.reason if ch.result is not None else None))
-        if self.cfg.policy == "block":
+        if self.cfg.policy == "block" and self.rec.stream:
             self._stop()
 
     def _stop(self) -> None:
@@ -400,37 +414,14 @@ class GuardSession:
         self.rec.opaque_blocks = sum(count_opaque(msg.get(k)) for k in OPAQUE_KEYS)
         self.rec.finish_reason = obj["choices"][0].get("finish_reason")
         self.upstream_done = True
-        closed = self.cfg.on_monitor_error == "closed"
         if self.rec.opaque_blocks and self.cfg.opaque_reasoning == "block":
             self.rec.stop_field, self.rec.stop_offset = "reasoning", len(reasoning)
             self.rec.reason = f"{self.rec.opaque_blocks} opaque reasoning block(s) the monitor cannot read"
         for fname, ch in self.checkers.items():
-            if self.rec.stop_field is not None:
-                break
-            while ch.due(final=True):
-                req = ch.request()
-                try:
-                    results = await self.batcher.check(req.traces)
-                    self.rec.windows += len(req.traces)
-                    ch.record(req, results)
-                    bad = [r for r in results if r.parse_error or r.error or r.suspicion is None]
-                    if bad:
-                        self.rec.monitor_errors += 1
-                        self._note_error(bad[0].parse_error or bad[0].error or "no suspicion")
-                        if not ch.stopped:
-                            ch.fail(req, closed)
-                            self.rec.fail_applied = True
-                except MonitorError as e:
-                    ch.checks += 1
-                    self.rec.monitor_errors += 1
-                    self._note_error(str(e))
-                    ch.fail(req, closed)
-                    self.rec.fail_applied = True
-                if ch.stopped:
-                    self.rec.stop_field, self.rec.stop_offset = fname, ch.stop_offset
-                    self.rec.reason = (ch.result.reason if ch.result is not None and ch.suspicion > self.cfg.threshold
-                                       else "monitor error, failing closed")
-                    break
+            while self.rec.stop_field is None and ch.due(final=True):
+                stopped, failed = await self._score(fname, ch.request())
+                if stopped:
+                    self._flagged(fname, ch, failed)
         self.finished = True
         flagged = self.rec.stop_field is not None
         extra = {"X-Cotscope-Guard": "flagged" if flagged else "passed"}
@@ -462,8 +453,6 @@ class GuardSession:
             self.rec.evidence = best.evidence
             if self.rec.reason is None:
                 self.rec.reason = best.result.reason
-        elif self.rec.stop_field is not None and self.rec.reason is not None:
-            pass
         flagged_by_monitor = any(c.stopped and c.suspicion > self.cfg.threshold for c in (r, a))
         opaque_flag = self.rec.opaque_blocks > 0 and self.cfg.opaque_reasoning == "block"
         if best is not None and best.result is not None:
