@@ -47,7 +47,7 @@ _MISSING_EXTRA = re.compile(r"ModuleNotFoundError: No module named '(?!cotscope)
 # cotscope module: each child starts with no cotscope module loaded, which is what "fresh" has to mean
 # for an import cycle, and pays only for cotscope's own imports.
 _PRELOAD = ["pydantic", "numpy", "yaml", "orjson", "ijson", "duckdb", "rich", "rich.progress", "httpx", "openai",
-            "click", "typer", "pyarrow", "jinja2", "torch"]
+            "click", "typer", "pyarrow", "jinja2", "torch", "starlette", "uvicorn", "inspect_ai"]
 
 _DRIVER = r"""
 import importlib, json, os, sys, traceback
