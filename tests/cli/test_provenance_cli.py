@@ -33,6 +33,10 @@ def test_ingest_lost_export_spans_and_judge_kinds(tmp_path: Path) -> None:
     assert (rep["records"], rep["accepted"], rep["traces"]) == (2, 2, 2)
     assert rep["lost"] == [{"file": str(src), "format": "anthropic", "field": "container",
                             "reason": "not read by the anthropic reader", "records": 1}]
+    # Without --json the table says it too (a second ingest of the same file stores nothing new).
+    r = runner.invoke(app, ["ingest", str(src), "--store", store])
+    assert r.exit_code == 0, r.output
+    assert "source fields not kept" in r.output and "container" in r.output
 
     out = tmp_path / "e.jsonl"
     r = runner.invoke(app, ["export", "--store", store, "--format", "jsonl", "--out", str(out)])

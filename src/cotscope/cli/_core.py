@@ -93,6 +93,17 @@ def ingest(
                       highlight=False, soft_wrap=True)
     if len(report.errors) > 20:
         console.print(f"... and {report.rejected - 20} more (use --json for all)")
+    if report.lost:
+        # Fields of the sources that no trace keeps: said here as well as in --json, never dropped silently.
+        lt = Table(title="source fields not kept")
+        for c in ("file", "format", "field", "records", "why"):
+            lt.add_column(c, justify="right" if c == "records" else "left")
+        for d in report.lost[:30]:
+            lt.add_row(escape(Path(str(d["file"])).name), escape(str(d.get("format"))), escape(str(d["field"])),
+                       f"{int(d.get('records') or 0):,}", escape(str(d.get("reason") or "")))
+        console.print(lt)
+        if len(report.lost) > 30:
+            console.print(f"... and {len(report.lost) - 30} more fields (use --json for all)")
 
 
 @app.command()

@@ -33,7 +33,7 @@ from cotscope.pipeline._outcomes import (
     check_incomplete_form,
     is_incomplete_result,
 )
-from cotscope.traces._provenance import label_of_kinds
+from cotscope.traces import label_of_kinds
 
 if TYPE_CHECKING:
     from cotscope.store import Store
