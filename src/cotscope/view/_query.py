@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from cotscope.pipeline import INCOMPLETE_FORMS
 from cotscope.store import Store, label_bool
+from cotscope.traces import REASONING_KINDS
 
 #: Store order (insertion order), as the store's own readers list traces.
 ORDER = "created_at, source_file, source_line, id"
@@ -21,8 +23,30 @@ ORDER = "created_at, source_file, source_line, id"
 #: Characters of prompt, reasoning and answer shown in a list row.
 SNIPPET = 160
 
-#: Values of the judge/monitor label filter.
-LABEL_CHOICES = ("true", "false", "parse_error", "any")
+#: ``details.outcome`` of a stored incomplete result (the pipeline's own test of it: ``is_incomplete_result``).
+INCOMPLETE = "incomplete"
+
+#: Values of the judge/monitor label filter (``incomplete``: the stored outcome of reasoning that never finished).
+LABEL_CHOICES = ("true", "false", "parse_error", INCOMPLETE, "any")
+
+#: The distinct span kinds of a trace's ``reasoning_provenance`` (NULL or empty: unknown), on alias ``t``.
+_KINDS = "json_extract_string(t.reasoning_provenance, '$[*].kind')"
+#: :func:`cotscope.traces.provenance_label` in SQL (``label_of_kinds``: the content kinds in canonical order
+#: joined by ``+``; ``truncated`` alone; ``unknown`` without spans, ``none`` without reasoning either), so the
+#: filter and the list column cost one pass of DuckDB, no JSON parsed in Python.
+_CONTENT_KINDS = "[" + ", ".join(f"'{k}'" for k in REASONING_KINDS if k != "truncated") + "]"
+PROVENANCE_SQL = (
+    f"CASE WHEN coalesce(len({_KINDS}), 0) = 0"
+    " THEN (CASE WHEN coalesce(length(t.reasoning), 0) > 0 THEN 'unknown' ELSE 'none' END)"
+    f" ELSE coalesce(nullif(array_to_string(list_filter({_CONTENT_KINDS}, lambda k: list_contains({_KINDS}, k)),"
+    " '+'), ''), 'truncated') END")
+#: A cap hit (:func:`cotscope.pipeline.cap_reasons` non-empty): stopped for length, a ``truncated`` span, or
+#: reasoning never closed.
+CAP_SQL = (f"(coalesce(json_extract_string(t.metadata, '$.finish_reason') = 'length', false)"
+           f" OR coalesce(list_contains({_KINDS}, 'truncated'), false) OR NOT coalesce(t.reasoning_closed, true))")
+#: :func:`cotscope.pipeline.is_incomplete` under each form (``no-answer``: a cap hit with a blank answer).
+INCOMPLETE_SQL = {"no-answer": f"({CAP_SQL} AND NOT coalesce(regexp_matches(t.answer, '\\S'), false))",
+                  "cap": CAP_SQL}
 
 
 class Filters(BaseModel):
@@ -37,6 +61,10 @@ class Filters(BaseModel):
         label: ...whose label is ``true``, ``false``, a ``parse_error``, or ``any`` result (default ``any``).
         parse_error: only traces with a parse error from any evaluator.
         human: only traces with a human label of this name.
+        provenance: only traces of this reasoning provenance label (:func:`cotscope.traces.provenance_label`:
+            ``raw``, ``prefill+raw``, ``summary+encrypted``, ``unknown``...).
+        incomplete: only traces whose reasoning never finished, under this form of ``incomplete``
+            (``no-answer``: hit the token cap with no answer; ``cap``: every cap hit).
         q: case-insensitive text to find in the prompt, reasoning or answer.
         offset: rows to skip (pagination).
         limit: rows per page (1-500).
@@ -50,11 +78,14 @@ class Filters(BaseModel):
     label: str = "any"
     parse_error: bool = False
     human: str | None = None
+    provenance: str | None = Field(default=None, max_length=200)
+    incomplete: str | None = None
     q: str | None = Field(default=None, max_length=1000)
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=500)
 
-    @field_validator("model", "strategy", "run", "benchmark", "evaluator", "human", "q", mode="before")
+    @field_validator("model", "strategy", "run", "benchmark", "evaluator", "human", "provenance", "incomplete", "q",
+                     mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
@@ -64,6 +95,13 @@ class Filters(BaseModel):
     def _label(cls, v: str) -> str:
         if v not in LABEL_CHOICES:
             raise ValueError(f"label must be one of {', '.join(LABEL_CHOICES)}, got {v!r}")
+        return v
+
+    @field_validator("incomplete")
+    @classmethod
+    def _incomplete(cls, v: str | None) -> str | None:
+        if v is not None and v not in INCOMPLETE_FORMS:
+            raise ValueError(f"incomplete must be one of {', '.join(INCOMPLETE_FORMS)}, got {v!r}")
         return v
 
     def query(self, **changes: Any) -> dict[str, str]:
@@ -96,7 +134,8 @@ def where_clause(f: Filters) -> tuple[str, list[Any]]:
         params.append(f.benchmark)
     if f.evaluator is not None:
         cond = {"true": " AND label = true AND parse_error IS NULL", "false": " AND label = false AND parse_error"
-                " IS NULL", "parse_error": " AND parse_error IS NOT NULL", "any": ""}[f.label]
+                " IS NULL", "parse_error": " AND parse_error IS NOT NULL",
+                INCOMPLETE: f" AND json_extract_string(details, '$.outcome') = '{INCOMPLETE}'", "any": ""}[f.label]
         clauses.append(f"t.id IN (SELECT trace_id FROM results WHERE evaluator = ?{cond})")
         params.append(f.evaluator)
     if f.parse_error:
@@ -104,6 +143,11 @@ def where_clause(f: Filters) -> tuple[str, list[Any]]:
     if f.human is not None:
         clauses.append("t.id IN (SELECT trace_id FROM labels WHERE name = ?)")
         params.append(f.human)
+    if f.provenance is not None:
+        clauses.append(f"({PROVENANCE_SQL}) = ?")
+        params.append(f.provenance)
+    if f.incomplete is not None:
+        clauses.append(INCOMPLETE_SQL[f.incomplete])
     if f.q is not None:
         # The prompt is JSON text: quotes and backslashes in it are escaped, newlines are \n. An ESCAPE clause
         # makes DuckDB's ILIKE about 2.5 times slower, so it is added only when the text holds % _ or \\.
@@ -125,6 +169,9 @@ class Row:
     reasoning: str
     answer: str
     reasoning_len: int
+    provenance: str = "unknown"
+    cap_hit: bool = False
+    incomplete: bool = False
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] = field(default_factory=list)
 
@@ -145,15 +192,17 @@ def _has_labels(store: Store) -> bool:
     return bool(row and row[0])
 
 
-def _page_columns(alias: str) -> str:
-    """The columns of a list row; the prompt's text is extracted from its JSON only for the rows selected."""
-    t = alias
+def _page_columns() -> str:
+    """The columns of a list row (on alias ``t``); the prompt's text is extracted from its JSON only for the rows
+    selected."""
+    t = "t"
     return f"""{t}.id, {t}.model, {t}.strategy, {t}.sample_index,
                left(coalesce(
                    [m.content FOR m IN from_json({t}.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]')
                     IF m.role = 'user'][-1], CAST({t}.prompt AS VARCHAR), ''), {SNIPPET}),
                coalesce(left({t}.reasoning, {SNIPPET}), ''), coalesce(left({t}.answer, {SNIPPET}), ''),
-               coalesce(length({t}.reasoning), 0)"""
+               coalesce(length({t}.reasoning), 0),
+               {PROVENANCE_SQL}, {CAP_SQL}, {INCOMPLETE_SQL["no-answer"]}"""
 
 
 def list_page(store: Store, f: Filters) -> Page:
@@ -173,7 +222,7 @@ def list_page(store: Store, f: Filters) -> Page:
     if f.q is None:
         row = store.con.execute(f"SELECT count(*) FROM {rel} t {where}", params).fetchone()
         total = int(row[0]) if row else 0
-        raw = store.con.execute(f"SELECT {_page_columns('t')} FROM {rel} t {where} {page_sql}", params).fetchall()
+        raw = store.con.execute(f"SELECT {_page_columns()} FROM {rel} t {where} {page_sql}", params).fetchall()
     else:
         head = store.con.execute(f"SELECT t.id, count(*) OVER () FROM {rel} t {where} {page_sql}", params).fetchall()
         if head:
@@ -185,20 +234,24 @@ def list_page(store: Store, f: Filters) -> Page:
             total = int(row[0]) if row else 0
         order = {str(r[0]): i for i, r in enumerate(head)}
         raw = sorted(store.con.execute(
-            f"SELECT {_page_columns('t')} FROM {rel} t WHERE t.id IN (SELECT unnest(?::VARCHAR[]))",
+            f"SELECT {_page_columns()} FROM {rel} t WHERE t.id IN (SELECT unnest(?::VARCHAR[]))",
             [list(order)]).fetchall(), key=lambda r: order[r[0]]) if order else []
     rows = [Row(id=r[0], model=r[1], strategy=r[2], sample_index=r[3], prompt=r[4] or "", reasoning=r[5],
-                answer=r[6], reasoning_len=int(r[7])) for r in raw]
+                answer=r[6], reasoning_len=int(r[7]), provenance=str(r[8]), cap_hit=bool(r[9]),
+                incomplete=bool(r[10])) for r in raw]
     ids = [r.id for r in rows]
     if not rows:
         return Page([], total, f.offset, f.limit)
     by_id = {r.id: r for r in rows}
     meanings = store.label_meanings()
-    for tid, ev, chash, part, lab, score, perr in store.con.execute(
-            "SELECT trace_id, evaluator, config_hash, part, label, score, parse_error FROM results"
-            " WHERE trace_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY evaluator, part", [ids]).fetchall():
+    for tid, ev, chash, part, lab, score, perr, outcome, from_r in store.con.execute(
+            "SELECT trace_id, evaluator, config_hash, part, label, score, parse_error,"
+            " json_extract_string(details, '$.outcome'), json_extract_string(details, '$.verdict_from_reasoning')"
+            " FROM results WHERE trace_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY evaluator, part",
+            [ids]).fetchall():
         by_id[tid].verdicts.append({"evaluator": ev, "part": part, "label": lab, "score": score,
-                                    "parse_error": perr, "meaning": meanings.get((ev, chash))})
+                                    "parse_error": perr, "meaning": meanings.get((ev, chash)),
+                                    "details": {"outcome": outcome, "verdict_from_reasoning": from_r == "true"}})
     for lab in store.labels(trace_ids=ids, latest=True):
         by_id[lab.trace_id].labels.append({"name": lab.name, "value": lab.value, "author": lab.author,
                                            "bool": label_bool(lab.value)})
@@ -228,10 +281,12 @@ class Facets:
     evaluators: list[str]
     label_names: list[str]
     traces: int
+    provenances: list[str] = field(default_factory=list)
 
 
 def facets(store: Store) -> Facets:
-    """The distinct models, strategies, benchmarks, runs, evaluators and human label names of the store."""
+    """The distinct models, strategies, benchmarks, runs, evaluators, human label names and reasoning provenance
+    labels of the store."""
     rel = store.trace_relation
     con = store.con
     models = [r[0] for r in con.execute(f"SELECT DISTINCT model FROM {rel} WHERE model IS NOT NULL ORDER BY 1")
@@ -244,7 +299,8 @@ def facets(store: Store) -> Facets:
     evaluators = [r[0] for r in con.execute("SELECT DISTINCT evaluator FROM results ORDER BY 1").fetchall()]
     names = label_names(store)
     n = con.execute(f"SELECT count(*) FROM {rel}").fetchone()
-    return Facets(models, strategies, benchmarks, runs, evaluators, names, int(n[0]) if n else 0)
+    provenances = [r[0] for r in con.execute(f"SELECT DISTINCT {PROVENANCE_SQL} FROM {rel} t ORDER BY 1").fetchall()]
+    return Facets(models, strategies, benchmarks, runs, evaluators, names, int(n[0]) if n else 0, provenances)
 
 
 def label_names(store: Store) -> list[str]:

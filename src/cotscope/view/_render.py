@@ -10,17 +10,29 @@ inline style, nothing from other origins) is the second line of defence.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from functools import cache
 from html import escape
 from importlib import resources
+from itertools import pairwise
 from string import Template
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from cotscope.pipeline import is_incomplete_result
 from cotscope.report import highlight
 from cotscope.store import Label, label_bool
-from cotscope.traces import Trace, command_of, is_agent_trace, parse_monitor, segment_spans, step_view
-from cotscope.view._query import LABEL_CHOICES, Facets, Filters, Page
+from cotscope.traces import (
+    ProvenanceSpan,
+    Trace,
+    command_of,
+    is_agent_trace,
+    parse_monitor,
+    provenance_label,
+    segment_spans,
+    step_view,
+)
+from cotscope.view._query import INCOMPLETE, LABEL_CHOICES, Facets, Filters, Page
 
 #: Spans as :func:`cotscope.report.highlight` takes them: ``(start, end, title)``.
 Spans = list[tuple[int, int, str]]
@@ -65,10 +77,25 @@ def _options(values: list[str], chosen: str | None, labels: dict[str, str] | Non
     return "".join(out)
 
 
-def label_text(label: bool | None, meaning: str | None, parse_error: str | None = None) -> str:
-    """A stored verdict in words: the evaluator's label meaning (``unsafe`` / ``not unsafe``), else true/false."""
+#: The words of an ``incomplete`` outcome (the report says it at more length: "not judged: no answer").
+INCOMPLETE_TEXT = "incomplete (not judged)"
+#: The badge of an answer verdict whose evidence quotes only the reasoning, and what it means.
+FROM_REASONING_TEXT = "from reasoning"
+FROM_REASONING_TITLE = "a verdict on the answer whose verified evidence quotes only the reasoning"
+
+#: The options of the incomplete filter, by form of ``incomplete`` (:data:`cotscope.pipeline.INCOMPLETE_FORMS`).
+INCOMPLETE_OPTIONS = {"no-answer": "incomplete (hit the token cap, no answer)",
+                      "cap": "hit the token cap (partial answers too)"}
+
+
+def label_text(label: bool | None, meaning: str | None, parse_error: str | None = None,
+               incomplete: bool = False) -> str:
+    """A stored verdict in words: the evaluator's label meaning (``unsafe`` / ``not unsafe``), else true/false;
+    an ``incomplete`` outcome (reasoning that never finished, not judged) says so."""
     if parse_error:
         return "parse error"
+    if incomplete:
+        return INCOMPLETE_TEXT
     if label is None:
         return "no label"
     if meaning:
@@ -80,14 +107,41 @@ def _chip(text: str, cls: str, title: str = "") -> str:
     return f'<span class="chip {cls}" title="{_e(title)}">{_e(text)}</span>'
 
 
+def verdict_word(r: Mapping[str, Any], meaning: str | None) -> tuple[str, str]:
+    """A stored result's verdict in words and its chip's class (``perr``, ``inc``, ``pos``, ``neg``, ``none``)."""
+    incomplete = is_incomplete_result(r)
+    word = label_text(r.get("label"), meaning, r.get("parse_error"), incomplete)
+    cls = ("perr" if r.get("parse_error") else "inc" if incomplete else "pos" if r.get("label")
+           else "neg" if r.get("label") is False else "none")
+    return word, cls
+
+
+def from_reasoning_chip(r: Mapping[str, Any]) -> str:
+    """The "from reasoning" badge of a result flagged ``verdict_from_reasoning``, else nothing."""
+    details = r.get("details")
+    if isinstance(details, dict) and details.get("verdict_from_reasoning") is True:
+        return _chip(FROM_REASONING_TEXT, "fromr", FROM_REASONING_TITLE)
+    return ""
+
+
 def _verdict_chips(verdicts: list[dict[str, Any]]) -> str:
     out = []
     for v in verdicts:
-        word = label_text(v["label"], v["meaning"], v["parse_error"])
-        cls = "perr" if v["parse_error"] else "pos" if v["label"] else "neg" if v["label"] is False else "none"
+        word, cls = verdict_word(v, v["meaning"])
         score = "" if v["score"] is None else f" {float(v['score']):.2f}"
-        out.append(_chip(f"{v['evaluator']}: {word}{score}", cls, f"{v['evaluator']} on {v['part']}"))
+        out.append(_chip(f"{v['evaluator']}: {word}{score}", cls, f"{v['evaluator']} on {v['part']}")
+                   + from_reasoning_chip(v))
     return "".join(out)
+
+
+def provenance_chip(label: str, cap_hit: bool = False, incomplete: bool = False) -> str:
+    """A trace's reasoning provenance label as a chip, with one for reasoning that hit the token cap."""
+    out = _chip(label, "pvc", f"reasoning provenance: {label}")
+    if incomplete:
+        out += _chip("incomplete", "inc", "hit the token cap with no answer: never scored as an answer")
+    elif cap_hit:
+        out += _chip("hit the cap", "inc", "the token limit cut the reasoning or the answer")
+    return out
 
 
 def _label_chips(labels: list[dict[str, Any]]) -> str:
@@ -119,6 +173,7 @@ def index_body(p: Page, f: Filters, fc: Facets, *, default_label: str) -> str:
         rows.append(
             f'<tr><td><a class="tid" href="{_e(trace_url(r.id, q))}">{_e(r.id[:12])}</a></td>'
             f"<td>{_e(r.model)}</td><td>{_e(r.strategy)}</td><td>{_e(r.sample_index)}</td>"
+            f'<td class="pv-col">{provenance_chip(r.provenance, r.cap_hit, r.incomplete)}</td>'
             f'<td class="snip">{_e(_short(r.prompt))}</td>'
             f'<td class="snip">{_e(_short(r.reasoning))}<span class="muted"> ({r.reasoning_len:,} chars)</span></td>'
             f'<td class="snip">{_e(_short(r.answer))}</td><td>{_verdict_chips(r.verdicts)}</td>'
@@ -138,10 +193,13 @@ def index_body(p: Page, f: Filters, fc: Facets, *, default_label: str) -> str:
         benchmark_options=_options(fc.benchmarks, f.benchmark),
         run_options=_options([r["id"] for r in fc.runs], f.run, run_labels),
         evaluator_options=_options(fc.evaluators, f.evaluator),
-        label_options=_options(list(LABEL_CHOICES), f.label, {"parse_error": "parse error"}, blank=""),
+        label_options=_options(list(LABEL_CHOICES), f.label, {"parse_error": "parse error",
+                                                              INCOMPLETE: INCOMPLETE_TEXT}, blank=""),
+        provenance_options=_options(fc.provenances, f.provenance),
+        incomplete_options=_options(list(INCOMPLETE_OPTIONS), f.incomplete, INCOMPLETE_OPTIONS),
         human_options=_options(fc.label_names, f.human),
         parse_error_checked=" checked" if f.parse_error else "",
-        pager=_pager(p, f), rows="\n".join(rows) or '<tr><td colspan="9" class="muted">no traces</td></tr>',
+        pager=_pager(p, f), rows="\n".join(rows) or '<tr><td colspan="10" class="muted">no traces</td></tr>',
         runs=runs, n_runs=str(len(fc.runs)), export=export)
 
 
@@ -179,27 +237,132 @@ def _local(spans: Spans, a: int, b: int) -> Spans:
     return [(max(s, a) - a, min(e, b) - a, w) for s, e, w in spans if s < b and e > a]
 
 
-def steps_html(reasoning: str, steps: list[tuple[int, int]], spans: Spans) -> str:
-    """The reasoning as numbered steps, evidence marked; text between steps is shown unnumbered."""
+#: What each kind of reasoning is, in the page's words: the title of its text and the legend.
+KIND_TEXT = {
+    "raw": "the model's own thinking",
+    "summary": "a summary written by the provider, not the model's own thinking",
+    "prefill": "text put there by cotscope or the user, not written by the model",
+    "redacted": "reasoning the provider withheld",
+    "encrypted": "opaque content (encrypted reasoning, a signature)",
+    "truncated": "the token limit cut the reasoning here",
+}
+
+
+def _marker(s: ProvenanceSpan) -> str | None:
+    """The note shown where a zero-length span sits (a cut, opaque content, an empty prefill); the opaque
+    payload itself is never shown, only its size."""
+    if s.kind == "truncated":
+        return (f'<span class="pv-note pv-truncated" title="{_e(KIND_TEXT["truncated"])}">truncated: the token '
+                "limit cut the reasoning here</span>")
+    if s.kind in ("encrypted", "redacted"):
+        kept = (f"opaque content kept, {len(s.payload.encode('utf-8')):,} bytes" if s.payload is not None
+                else "no content kept")
+        return f'<span class="pv-note pv-{s.kind}" title="{_e(KIND_TEXT[s.kind])}">{_e(s.kind)}: {_e(kept)}</span>'
+    if s.kind == "prefill":
+        return f'<span class="pv-note pv-prefill" title="{_e(KIND_TEXT["prefill"])}">prefill: an empty thought</span>'
+    return None
+
+
+class _Provenance:
+    """A trace's provenance spans prepared for rendering: text spans ``(start, end, kind, title)`` clipped to
+    the reasoning and made disjoint, markers ``(offset, html)`` for the zero-length ones."""
+
+    def __init__(self, spans: Sequence[ProvenanceSpan], n: int):
+        self.text: list[tuple[int, int, str, str]] = []
+        self.markers: list[tuple[int, str]] = []
+        pos = 0
+        for s in sorted(spans, key=lambda s: (s.start, s.end)):
+            a, b = min(max(s.start, pos), n), min(s.end, n)
+            if s.end <= s.start:
+                html = _marker(s)
+                if html is not None:
+                    self.markers.append((min(s.start, n), html))
+            elif a < b:
+                title = KIND_TEXT[s.kind]
+                if s.payload is not None:
+                    title += f" (signature kept, {len(s.payload.encode('utf-8')):,} bytes)"
+                self.text.append((a, b, s.kind, title))
+                pos = b
+        content = {k for _, _, k, _ in self.text}
+        #: A badge at the start of each text span, unless the reasoning is all the model's own (the usual case).
+        self.badges = bool(content) and content != {"raw"}
+
+    def render(self, reasoning: str, a: int, b: int, marks: Spans, markers: list[tuple[int, str]]) -> str:
+        """``reasoning[a:b]`` escaped: each text span wrapped in its kind (a badge where it starts), the evidence
+        ``marks`` (offsets into the reasoning) highlighted, ``markers`` placed at their offsets."""
+        cuts = {a, b}
+        cuts.update(x for s, e, _, _ in self.text for x in (s, e) if a < x < b)
+        cuts.update(x for x, _ in markers if a < x < b)
+        todo = sorted(markers, key=lambda m: m[0])
+        out: list[str] = []
+        points = sorted(cuts)
+        for p, q in pairwise(points):
+            while todo and todo[0][0] <= p:
+                out.append(todo.pop(0)[1])
+            piece = highlight(reasoning[p:q], _local(marks, p, q))
+            span = next((x for x in self.text if x[0] <= p and q <= x[1]), None)
+            if span is None:
+                out.append(piece)
+                continue
+            start, _, kind, title = span
+            badge = f'<span class="pv-badge">{_e(kind)}</span>' if self.badges and p == start else ""
+            out.append(f'<span class="pv pv-{_e(kind)}" title="{_e(title)}">{badge}{piece}</span>')
+        out.extend(m[1] for m in todo)
+        return "".join(out)
+
+
+def provenance_legend(t: Trace) -> str:
+    """The trace's provenance label and the kinds its reasoning holds, each in its own style, with what it is."""
+    kinds = [k for k in KIND_TEXT if any(s.kind == k for s in t.reasoning_provenance)]
+    label = provenance_label(t)
+    items = "".join(f'<li><span class="pv pv-{_e(k)}">{_e(k)}</span> {_e(KIND_TEXT[k])}</li>' for k in kinds)
+    unknown = "" if kinds else '<span class="muted"> (the source did not say what kind of text it is)</span>'
+    return (f'<div class="pv-legend">provenance {_chip(label, "pvc", "reasoning provenance label")}{unknown}'
+            f'{f"<ul>{items}</ul>" if items else ""}</div>')
+
+
+def steps_html(reasoning: str, steps: list[tuple[int, int]], spans: Spans,
+               provenance: Sequence[ProvenanceSpan] = ()) -> str:
+    """The reasoning as numbered steps, evidence marked, each provenance span shown in its kind (prefill,
+    summary... apart from the model's own text; notes where content is opaque or the reasoning was cut);
+    text between steps is shown unnumbered. Offsets of evidence and provenance are offsets into
+    ``reasoning``; the steps only decide where the numbered rows break."""
+    prov = _Provenance(provenance, len(reasoning))
     if not reasoning:
-        return '<p class="muted">(no reasoning)</p>'
+        if not prov.markers:
+            return '<p class="muted">(no reasoning)</p>'
+        return ('<p class="muted">(no reasoning text)</p><ol class="steps"><li class="gap"><pre class="text">'
+                + "".join(h for _, h in prov.markers) + "</pre></li></ol>")
     if not steps:
         steps = [(s, e) for s, e, _ in segment_spans(reasoning)] or [(0, len(reasoning))]
-    out, pos, n = [], 0, 0
+    n_chars = len(reasoning)
+    chunks: list[tuple[bool, int, int]] = []  # (numbered step, start, end): the whole reasoning, in order
+    pos = 0
     for a, b in sorted(steps):
-        a, b = max(a, pos), min(b, len(reasoning))
+        a, b = max(a, pos), min(b, n_chars)
         if a >= b:
             continue
-        if reasoning[pos:a].strip():
-            gap = highlight(reasoning[pos:a], _local(spans, pos, a))
-            out.append(f'<li class="gap"><pre class="text">{gap}</pre></li>')
-        n += 1
-        out.append(f'<li class="step" id="step-{n}"><span class="num">{n}</span>'
-                   f'<pre class="text">{highlight(reasoning[a:b], _local(spans, a, b))}</pre></li>')
+        if pos < a:
+            chunks.append((False, pos, a))
+        chunks.append((True, a, b))
         pos = b
-    if reasoning[pos:].strip():
-        out.append(f'<li class="gap"><pre class="text">{highlight(reasoning[pos:], _local(spans, pos, len(reasoning)))}'
-                   "</pre></li>")
+    if pos < n_chars:
+        chunks.append((False, pos, n_chars))
+    # Each marker goes to the chunk holding its offset; one at the very end to the last chunk.
+    placed: list[list[tuple[int, str]]] = [[] for _ in chunks]
+    for x, html in prov.markers:
+        i = next((i for i, (_, a, b) in enumerate(chunks) if a <= x < b), len(chunks) - 1)
+        placed[i].append((x, html))
+    out, n = [], 0
+    for (numbered, a, b), markers in zip(chunks, placed, strict=True):
+        if numbered:
+            n += 1
+            out.append(f'<li class="step" id="step-{n}"><span class="num">{n}</span>'
+                       f'<pre class="text">{prov.render(reasoning, a, b, spans, markers)}</pre></li>')
+        elif reasoning[a:b].strip():
+            out.append(f'<li class="gap"><pre class="text">{prov.render(reasoning, a, b, spans, markers)}</pre></li>')
+        elif markers:  # blank text between steps (the "\n\n" joining blocks): only the notes that sit there
+            out.append(f'<li class="gap"><pre class="text">{"".join(h for _, h in markers)}</pre></li>')
     return f'<ol class="steps">{"".join(out)}</ol>'
 
 
@@ -230,16 +393,16 @@ def results_html(results: list[dict[str, Any]], meanings: dict[tuple[str, str], 
         return '<p class="muted">No judge or monitor results stored for this trace.</p>'
     rows = []
     for r in results:
-        word = label_text(r.get("label"), meanings.get((r["evaluator"], r["config_hash"])), r.get("parse_error"))
-        cls = "perr" if r.get("parse_error") else "pos" if r.get("label") else "neg" if r.get("label") is False \
-            else "none"
+        word, cls = verdict_word(r, meanings.get((r["evaluator"], r["config_hash"])))
         score = "" if r.get("score") is None else f"{float(r['score']):.3f}"
         perr = f'<p class="perr">parse error: {_e(r["parse_error"])}</p>' if r.get("parse_error") else ""
         raw = (f'<details><summary>raw output</summary><pre class="text">{_e(r["raw"])}</pre></details>'
                if r.get("raw") else "")
         rows.append(
             f'<tr class="result"><td>{_e(r["evaluator"])}<div class="muted">{_e(r.get("kind"))} · '
-            f'{_e(r["config_hash"])}</div></td><td>{_e(r["part"])}</td><td>{_chip(word, cls)}</td><td>{_e(score)}</td>'
+            f'{_e(r["config_hash"])}</div></td><td>{_e(r["part"])}</td>'
+            f"<td>{_chip(word, cls)}{from_reasoning_chip(r)}</td>"
+            f"<td>{_e(score)}</td>"
             f'<td>{perr}<div class="reason">{_e(r.get("reason"))}</div>{_evidence_list(r.get("evidence"))}{raw}</td>'
             "</tr>")
     return ('<table class="results"><thead><tr><th>judge / monitor</th><th>part</th><th>label</th><th>score</th>'
@@ -332,7 +495,8 @@ def trace_body(t: Trace, results: list[dict[str, Any]], meanings: dict[tuple[str
         f"source {t.source.format}:{t.source.file}:{t.source.line}" if t.source else None) if x)
     agent = is_agent_trace(t)
     reasoning = ('<p class="muted">(see the agent trajectory below)</p>' if agent
-                 else steps_html(t.reasoning, [(s.start, s.end) for s in t.steps], spans["reasoning"]))
+                 else steps_html(t.reasoning, [(s.start, s.end) for s in t.steps], spans["reasoning"],
+                                 t.reasoning_provenance))
     answer = (f'<pre class="text answer">{highlight(t.answer, spans["answer"])}</pre>' if t.answer
               else '<p class="muted">(no answer)</p>')
     if siblings:
@@ -348,7 +512,8 @@ def trace_body(t: Trace, results: list[dict[str, Any]], meanings: dict[tuple[str
         nav=" · ".join(links), trace_id=_e(t.id), trace_id_attr=_e(t.id), meta=meta,
         label_name=_e(default_label), label_name_options="".join(f'<option value="{_e(n)}">' for n in label_names),
         labels=labels_html(labels), prompt=_prompt_html(t),
-        reasoning_note="" if t.reasoning_closed else '<span class="warn">(never closed)</span>',
+        reasoning_note=("" if t.reasoning_closed else '<span class="warn">(never closed)</span>'),
+        provenance=provenance_legend(t),
         reasoning=reasoning, answer=answer, trajectory=trajectory_html(t, spans["reasoning"]), prm=prm_html(results),
         results=results_html(results, meanings), siblings=sib)
 
@@ -375,8 +540,9 @@ def compare_body(a: Trace, b: Trace, ra: list[dict[str, Any]], rb: list[dict[str
                 f"strategy {_e(t.strategy)} · sample {_e(t.sample_index)}</p>")
         answer = (f'<pre class="text answer">{highlight(t.answer, spans["answer"])}</pre>' if t.answer
                   else '<p class="muted">(no answer)</p>')
-        return (head + "<h3>Reasoning</h3>" + steps_html(t.reasoning, [(s.start, s.end) for s in t.steps],
-                                                          spans["reasoning"])
+        return (head + "<h3>Reasoning</h3>" + provenance_legend(t)
+                + steps_html(t.reasoning, [(s.start, s.end) for s in t.steps], spans["reasoning"],
+                             t.reasoning_provenance)
                 + "<h3>Answer</h3>" + answer + "<h3>Verdicts</h3>" + results_html(res, meanings))
 
     return _template("compare.html").substitute(prompt=_prompt_html(a), warning=warning, left=side(a, ra),
