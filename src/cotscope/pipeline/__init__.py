@@ -37,6 +37,7 @@ from cotscope.pipeline._evaluate import (
     evaluate,
     rebuilder,
     result_row,
+    score_traces,
 )
 from cotscope.pipeline._executor import (
     RAY_ENV,
@@ -132,6 +133,7 @@ __all__ = [
     "result_row",
     "run_agent",
     "safety_metrics",
+    "score_traces",
     "trace_facts",
     "verdict_from_reasoning",
 ]

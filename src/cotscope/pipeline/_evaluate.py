@@ -229,6 +229,35 @@ class EvaluateStats:
             self.label_false += 1
 
 
+async def score_traces(ev: Evaluator, traces: Sequence[Trace],
+                       contexts: Sequence[Mapping[str, Any]] | None = None) -> list[JudgeResult]:
+    """What the evaluate stage records for ``traces``, without a store: for callers that score traces where they
+    are (the Inspect scorers), so that they judge exactly as :func:`evaluate` does.
+
+    A part that reads the answer of reasoning that never finished gets its ``incomplete`` outcome and is not
+    sent to the evaluator; the others get the evaluator's results, a verdict on the answer flagged
+    ``verdict_from_reasoning`` when its evidence quotes only the reasoning.
+
+    Raises:
+        RuntimeError: the evaluator returned a different number of results.
+    """
+    out: list[JudgeResult | None] = [None] * len(traces)
+    todo = []
+    for i, t in enumerate(traces):
+        if ev.part in ANSWER_PARTS and is_incomplete(t):
+            out[i] = incomplete_result(t)
+        else:
+            todo.append(i)
+    if todo:
+        ctx = [contexts[i] for i in todo] if contexts is not None else None
+        results = await ev.score([traces[i] for i in todo], ctx)
+        if len(results) != len(todo):
+            raise RuntimeError(f"{ev.name} returned {len(results)} results for {len(todo)} traces")
+        for i, r in zip(todo, results, strict=True):
+            out[i] = r if r.error else flag_from_reasoning(traces[i], r, ev.part)
+    return [r for r in out if r is not None]
+
+
 def result_row(trace_id: str, ev: Evaluator, chash: str, r: JudgeResult, run_id: str) -> dict[str, Any]:
     """The store row of one result."""
     return {

@@ -548,12 +548,13 @@ def conversation_rows(
     prompt_msgs = messages if first is None else messages[:first]
     prompt = [_message(m, f"messages[{i}]") for i, m in enumerate(prompt_msgs)]
     turns = [] if first is None else messages[first:]
-    if final is not None and not any(m is final for m in turns) and (
-        not turns
-        or turns[-1].get("role") != "assistant"
-        or content_text(turns[-1].get("content")) != content_text(final.get("content"))
-    ):
-        turns = [*turns, final]
+    if final is not None and not any(m is final for m in turns):
+        if (not turns or turns[-1].get("role") != "assistant"
+                or content_text(turns[-1].get("content")) != content_text(final.get("content"))):
+            turns = [*turns, final]
+        elif final.get("finish_reason") and not turns[-1].get("finish_reason"):
+            # The output is the last turn itself: its stop reason (a cut by the token cap) is that turn's.
+            turns = [*turns[:-1], {**turns[-1], "finish_reason": final["finish_reason"]}]
     reasonings: list[str] = []
     spans: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []

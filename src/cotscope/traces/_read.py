@@ -358,6 +358,21 @@ def _zip_member(z: zipfile.ZipFile, name: str) -> bytes:
     return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(info.file_size, 1))
 
 
+def _loads_inspect(data: bytes) -> Any:
+    """A JSON member of an Inspect log. Inspect writes ``NaN`` for a score or metric without a value (a scorer
+    that abstained), which JSON proper and orjson refuse; the standard library reads it as a float NaN.
+
+    Raises:
+        ValueError: the member is not JSON even so (``json.JSONDecodeError``).
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        import json
+
+        return json.loads(data)
+
+
 def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, batch: int) -> Iterator[list[Row]]:
     b = _Batcher(stats, src)
     if zipfile.is_zipfile(path):
@@ -366,14 +381,14 @@ def _iter_inspect(path: Path, src: str, fmt: str, ctx: Ctx, stats: ReadStats, ba
             header: dict[str, Any] = {}
             for hname in ("header.json", "_journal/start.json"):
                 if hname in names:
-                    header = orjson.loads(_zip_member(z, hname))
+                    header = _loads_inspect(_zip_member(z, hname))
                     break
             sample_names = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
             for idx, name in enumerate(sample_names, 1):
                 ctx.line = idx
                 try:
-                    sample = orjson.loads(_zip_member(z, name))
-                except (orjson.JSONDecodeError, zipfile.BadZipFile) as e:
+                    sample = _loads_inspect(_zip_member(z, name))
+                except (ValueError, zipfile.BadZipFile) as e:
                     b.reject(idx, f"{name}: invalid JSON: {e}")
                     continue
                 b.take(idx, _inspect_sample, sample, header, ctx)

@@ -28,7 +28,7 @@ from cotscope.integrations.inspect._metrics import default_metrics
 from cotscope.integrations.inspect._solvers import CONTEXT_KEY
 from cotscope.integrations.inspect._trace import state_trace
 from cotscope.judges import PARTS, JudgeResult
-from cotscope.pipeline import Evaluator
+from cotscope.pipeline import Evaluator, is_incomplete_result, score_traces
 from cotscope.traces import Trace
 
 #: Errors with which building a judge says it cannot run here (no judge model, missing weights): the fallback runs.
@@ -119,9 +119,9 @@ class Batcher:
     async def _run(self, batch: list[tuple[Trace, Mapping[str, Any] | None, asyncio.Future[JudgeResult]]]) -> None:
         contexts = None if all(c is None for _, c, _ in batch) else [dict(c or {}) for _, c, _ in batch]
         try:
-            results = await self.evaluator.score([t for t, _, _ in batch], contexts)
-            if len(results) != len(batch):
-                raise RuntimeError(f"{self.evaluator.name} returned {len(results)} results for {len(batch)} traces")
+            # The evaluate stage's own scoring: incomplete reasoning is not judged as an answer, verdicts drawn
+            # from the reasoning are flagged, as `cotscope judge` stores them.
+            results = await score_traces(self.evaluator, [t for t, _, _ in batch], contexts)
         except BaseException as e:  # every waiting sample gets the failure (a scoring error each)
             for _, _, fut in batch:
                 if not fut.done():
@@ -191,10 +191,11 @@ class EvaluatorScorer:
         return make_score(verdicts, self.role)
 
 
-def label_word(label: bool | None, meaning: str | None) -> str:
-    """A label in words: its meaning (``unsafe``, ``refused``, ...) or ``not`` it; ``no label`` when abstained."""
+def label_word(label: bool | None, meaning: str | None, details: Mapping[str, Any] | None = None) -> str:
+    """A label in words: its meaning (``unsafe``, ``refused``, ...) or ``not`` it; ``no label`` when abstained,
+    ``incomplete (not judged)`` for reasoning that never finished."""
     if label is None:
-        return "no label"
+        return "incomplete (not judged)" if is_incomplete_result({"details": details}) else "no label"
     word = (meaning or "true").replace("_", " ")
     return word if label else f"not {word}"
 
@@ -217,7 +218,9 @@ def make_score(verdicts: list[tuple[Evaluator, JudgeResult]], role: str | None =
             "parse_error": None, "raw": r.raw, "reason": r.reason, "evidence": evidence,
             "details": r.details or None, "role": role,
         })
-        head = f"{ev.name}:{ev.part}: {label_word(r.label, ev.label_meaning)}"
+        head = f"{ev.name}:{ev.part}: {label_word(r.label, ev.label_meaning, r.details)}"
+        if (r.details or {}).get("verdict_from_reasoning"):
+            head += " [verdict from reasoning]"
         if r.score is not None:
             head += f" (score {r.score:.3g})"
         lines.append(head + (f": {r.reason}" if r.reason else ""))
@@ -225,7 +228,7 @@ def make_score(verdicts: list[tuple[Evaluator, JudgeResult]], role: str | None =
                   for e in r.evidence]
     value: Any = (_value(verdicts[0][1].label) if len(verdicts) == 1
                   else {ev.part: _value(r.label) for ev, r in verdicts})
-    answer = "; ".join((f"{ev.part}: " if len(verdicts) > 1 else "") + label_word(r.label, ev.label_meaning)
+    answer = "; ".join((f"{ev.part}: " if len(verdicts) > 1 else "") + label_word(r.label, ev.label_meaning, r.details)
                        for ev, r in verdicts)
     return Score(value=value, answer=answer, explanation="\n".join(lines), metadata={INSPECT_SCORE_KEY: results})
 
