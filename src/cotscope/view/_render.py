@@ -237,11 +237,12 @@ def _local(spans: Spans, a: int, b: int) -> Spans:
     return [(max(s, a) - a, min(e, b) - a, w) for s, e, w in spans if s < b and e > a]
 
 
-#: What each kind of reasoning is, in the page's words: the title of its text and the legend.
+#: What each kind of reasoning is, in the page's words: the title of its text and the legend (in the order of
+#: :data:`cotscope.traces.REASONING_KINDS`, which the provenance label follows).
 KIND_TEXT = {
+    "prefill": "text put there by cotscope or the user, not written by the model",
     "raw": "the model's own thinking",
     "summary": "a summary written by the provider, not the model's own thinking",
-    "prefill": "text put there by cotscope or the user, not written by the model",
     "redacted": "reasoning the provider withheld",
     "encrypted": "opaque content (encrypted reasoning, a signature)",
     "truncated": "the token limit cut the reasoning here",
