@@ -140,3 +140,35 @@ def test_foreign_host_header_is_refused(server: ViewServer) -> None:
     resp = conn.getresponse()
     assert resp.status == 400 and b"rebind.attacker.example" in resp.read()
     conn.close()
+
+
+def test_reasoning_provenance_is_drawn_apart(page: Any, prov_built: Any) -> None:
+    """Prefill text looks different from the model's own text, evidence after it is marked in the raw text, the
+    provenance filter works from the form, and opaque content is a note (its hostile payload never runs)."""
+    from .conftest import PREFILL, PROV_EVIDENCE
+
+    s = serve_in_thread(ViewSettings(store=prov_built.path, token=TOKEN, read_only=True))
+    try:
+        page.goto(s.url)
+        page.select_option("select[name=provenance]", "prefill+raw")
+        page.click("form#filters button[type=submit]")
+        page.wait_for_url("**provenance=prefill%2Braw**")
+        assert page.locator("table.traces tbody tr").count() == 1
+        page.click("table.traces tbody tr a.tid")
+        page.wait_for_url(f"**/traces/{prov_built.prefilled}**")
+        prefill, raw = page.locator(".steps .pv-prefill"), page.locator(".steps .pv-raw").first
+        assert prefill.count() == 1 and prefill.inner_text().endswith(PREFILL)
+
+        def style(loc: Any) -> tuple[str, str]:
+            return loc.evaluate("e => { const s = getComputedStyle(e); return [s.backgroundColor, s.fontStyle]; }")
+
+        assert style(prefill) != style(raw) and style(prefill)[1] == "italic"
+        assert page.locator(".steps .pv-raw mark", has_text=PROV_EVIDENCE).count() == 1
+        assert page.locator(".steps .pv-badge").all_inner_texts() == ["PREFILL", "RAW"]  # shown in capitals
+        page.goto(f"{s.url}traces/{prov_built.redacted}")
+        note = page.locator(".pv-note.pv-redacted")
+        assert note.is_visible() and "opaque content kept" in note.inner_text()
+        assert page.evaluate("window.__pwned") is None and page.locator("script").count() == 1
+        assert not page.errors
+    finally:
+        s.stop()

@@ -237,6 +237,9 @@ def _local(spans: Spans, a: int, b: int) -> Spans:
     return [(max(s, a) - a, min(e, b) - a, w) for s, e, w in spans if s < b and e > a]
 
 
+#: The start of an unnumbered row of the steps (text between steps, notes): an empty number cell keeps the grid.
+_GAP = '<li class="gap"><span class="num"></span><pre class="text">'
+
 #: What each kind of reasoning is, in the page's words: the title of its text and the legend (in the order of
 #: :data:`cotscope.traces.REASONING_KINDS`, which the provenance label follows).
 KIND_TEXT = {
@@ -332,7 +335,7 @@ def steps_html(reasoning: str, steps: list[tuple[int, int]], spans: Spans,
     if not reasoning:
         if not prov.markers:
             return '<p class="muted">(no reasoning)</p>'
-        return ('<p class="muted">(no reasoning text)</p><ol class="steps"><li class="gap"><pre class="text">'
+        return ('<p class="muted">(no reasoning text)</p><ol class="steps">' + _GAP
                 + "".join(h for _, h in prov.markers) + "</pre></li></ol>")
     if not steps:
         steps = [(s, e) for s, e, _ in segment_spans(reasoning)] or [(0, len(reasoning))]
@@ -361,9 +364,9 @@ def steps_html(reasoning: str, steps: list[tuple[int, int]], spans: Spans,
             out.append(f'<li class="step" id="step-{n}"><span class="num">{n}</span>'
                        f'<pre class="text">{prov.render(reasoning, a, b, spans, markers)}</pre></li>')
         elif reasoning[a:b].strip():
-            out.append(f'<li class="gap"><pre class="text">{prov.render(reasoning, a, b, spans, markers)}</pre></li>')
+            out.append(f'{_GAP}{prov.render(reasoning, a, b, spans, markers)}</pre></li>')
         elif markers:  # blank text between steps (the "\n\n" joining blocks): only the notes that sit there
-            out.append(f'<li class="gap"><pre class="text">{"".join(h for _, h in markers)}</pre></li>')
+            out.append(f'{_GAP}{"".join(h for _, h in markers)}</pre></li>')
     return f'<ol class="steps">{"".join(out)}</ol>'
 
 
