@@ -182,4 +182,7 @@ def test_steps_html_spans_and_markers_at_the_edges() -> None:
     # Spans out of the text (a bad writer) are clipped, never raise; no provenance is the plain rendering.
     assert "gamma" in steps_html(reasoning, [], [], [S(kind="summary", start=5, end=400)])
     assert steps_html(reasoning, [], []) == steps_html(reasoning, [], [], ())
+    # A span that starts in the blank text between two steps (not drawn) is badged at its first visible text.
+    html = steps_html(reasoning, [], [], [S(kind="prefill", start=0, end=10), S(kind="summary", start=10, end=17)])
+    assert '<span class="pv-badge">summary</span>gamma' in html and html.count("pv-badge") == 2
     assert steps_html("", [], []) == '<p class="muted">(no reasoning)</p>'

@@ -268,11 +268,13 @@ def _marker(s: ProvenanceSpan) -> str | None:
 
 
 class _Provenance:
-    """A trace's provenance spans prepared for rendering: text spans ``(start, end, kind, title)`` clipped to
-    the reasoning and made disjoint, markers ``(offset, html)`` for the zero-length ones."""
+    """A trace's provenance spans prepared for rendering: text spans ``(start, end, kind, title, badge_at)``
+    clipped to the reasoning and made disjoint (``badge_at``: its first visible character, where its badge goes,
+    since blank text between steps is not drawn), markers ``(offset, html)`` for the zero-length ones."""
 
-    def __init__(self, spans: Sequence[ProvenanceSpan], n: int):
-        self.text: list[tuple[int, int, str, str]] = []
+    def __init__(self, spans: Sequence[ProvenanceSpan], reasoning: str):
+        n = len(reasoning)
+        self.text: list[tuple[int, int, str, str, int]] = []
         self.markers: list[tuple[int, str]] = []
         pos = 0
         for s in sorted(spans, key=lambda s: (s.start, s.end)):
@@ -285,9 +287,10 @@ class _Provenance:
                 title = KIND_TEXT[s.kind]
                 if s.payload is not None:
                     title += f" (signature kept, {len(s.payload.encode('utf-8')):,} bytes)"
-                self.text.append((a, b, s.kind, title))
+                seg = reasoning[a:b]
+                self.text.append((a, b, s.kind, title, a + len(seg) - len(seg.lstrip()) if seg.strip() else a))
                 pos = b
-        content = {k for _, _, k, _ in self.text}
+        content = {x[2] for x in self.text}
         #: A badge at the start of each text span, unless the reasoning is all the model's own (the usual case).
         self.badges = bool(content) and content != {"raw"}
 
@@ -295,7 +298,7 @@ class _Provenance:
         """``reasoning[a:b]`` escaped: each text span wrapped in its kind (a badge where it starts), the evidence
         ``marks`` (offsets into the reasoning) highlighted, ``markers`` placed at their offsets."""
         cuts = {a, b}
-        cuts.update(x for s, e, _, _ in self.text for x in (s, e) if a < x < b)
+        cuts.update(x for s, e, *_ in self.text for x in (s, e) if a < x < b)
         cuts.update(x for x, _ in markers if a < x < b)
         todo = sorted(markers, key=lambda m: m[0])
         out: list[str] = []
@@ -308,8 +311,8 @@ class _Provenance:
             if span is None:
                 out.append(piece)
                 continue
-            start, _, kind, title = span
-            badge = f'<span class="pv-badge">{_e(kind)}</span>' if self.badges and p == start else ""
+            _, _, kind, title, badge_at = span
+            badge = f'<span class="pv-badge">{_e(kind)}</span>' if self.badges and p <= badge_at < q else ""
             out.append(f'<span class="pv pv-{_e(kind)}" title="{_e(title)}">{badge}{piece}</span>')
         out.extend(m[1] for m in todo)
         return "".join(out)
@@ -331,7 +334,7 @@ def steps_html(reasoning: str, steps: list[tuple[int, int]], spans: Spans,
     summary... apart from the model's own text; notes where content is opaque or the reasoning was cut);
     text between steps is shown unnumbered. Offsets of evidence and provenance are offsets into
     ``reasoning``; the steps only decide where the numbered rows break."""
-    prov = _Provenance(provenance, len(reasoning))
+    prov = _Provenance(provenance, reasoning)
     if not reasoning:
         if not prov.markers:
             return '<p class="muted">(no reasoning)</p>'
