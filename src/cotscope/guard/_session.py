@@ -372,6 +372,8 @@ class GuardSession:
             # connection (its shield does not hold against a plain task.cancel()), leaving it open.
             await asyncio.wait(tasks)
         self.inflight.clear()
+        # A client still reading (the server shutting down cancelled this request) gets the end of its stream.
+        self.out.put_nowait(None)
 
     # -- not streaming ---------------------------------------------------------------------------------
     async def complete(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
