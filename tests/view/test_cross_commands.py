@@ -120,6 +120,8 @@ def test_a_store_written_by_the_guard_recorder_lists_with_its_verdict(tmp_path: 
         index = c.get("/").text
         assert "2 of 2" in index and "guard:phrase: flagged 0.92" in index and "guard:phrase: not flagged 0.01" in index
         assert _ids(c.get("/", params={"evaluator": "guard:phrase", "label": "true"}).text) == [flagged.request_id]
-        assert _ids(c.get("/", params={"strategy": "guard"}).text) == [flagged.request_id, passed.request_id]
+        # One batch shares its creation time: store order among the two is by id.
+        assert sorted(_ids(c.get("/", params={"strategy": "guard"}).text)) == \
+            sorted([flagged.request_id, passed.request_id])
         page = c.get(f"/traces/{flagged.request_id}").text
         assert '<mark title="guard:phrase">EVIL plan</mark>' in page and "plans harm" in page

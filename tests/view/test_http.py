@@ -220,3 +220,21 @@ def test_static_and_quoting(client: TestClient) -> None:
     # A filter value from the URL that the store does not hold stays visible (escaped) in its select.
     r = client.get("/", params={"run": "<b>x</b>"})
     assert '<option value="&lt;b&gt;x&lt;/b&gt;" selected>' in r.text and "0 of 27" in r.text
+
+
+def test_filter_choices_outlive_an_idle_close_until_the_file_changes(tmp_path: Path) -> None:
+    from cotscope.traces import Message, Trace
+
+    path = tmp_path / "small.duckdb"
+    with Store(path) as st:
+        st.add_traces([Trace(prompt=[Message(role="user", content="q")], reasoning="r", answer="a", model="m/one")])
+    app = create_app(ViewSettings(store=path, token=TOKEN, keep_open=0))  # closed after every request
+    with TestClient(app, base_url=BASE) as c:
+        assert '<option value="m/one">' in c.get("/").text
+        first = app.state.access.cache["facets"]
+        c.get("/")
+        assert app.state.access.cache["facets"] is first  # reopened, the file unchanged: not recomputed
+        with Store(path) as st:  # another writer (here, this process between two requests)
+            st.add_traces([Trace(prompt=[Message(role="user", content="q2")], reasoning="r", answer="a",
+                                 model="m/two")])
+        assert '<option value="m/two">' in c.get("/").text

@@ -18,7 +18,7 @@ from cotscope.pipeline import INCOMPLETE_FORMS, incomplete_result, is_incomplete
 from cotscope.store import Store
 from cotscope.traces import REASONING_KINDS, Trace, label_of_kinds, provenance_label
 from cotscope.view import ViewSettings, create_app
-from cotscope.view._query import INCOMPLETE, INCOMPLETE_SQL, PROVENANCE_SQL, Filters, list_page
+from cotscope.view._query import INCOMPLETE, INCOMPLETE_SQL, Filters, list_page, provenance_where
 from cotscope.view._render import steps_html
 
 from .conftest import OPAQUE, PREFILL, PROV_EVIDENCE
@@ -129,24 +129,33 @@ def test_list_column_and_filters(client: TestClient, prov_built: ProvBuilt) -> N
         "prefill+raw"
     r = client.get("/", params={"incomplete": "sometimes"})
     assert r.status_code == 400 and "incomplete must be one of no-answer, cap" in r.text
+    r = client.get("/", params={"provenance": "raw+prefill"})
+    assert r.status_code == 400 and "provenance must be a label" in r.text and "raw+prefill" in r.text
     # The links from a filtered list keep the filters, so j/k walk the same list.
     assert "provenance=prefill%2Braw" in client.get("/", params={"provenance": "prefill+raw"}).text
 
 
-def test_sql_provenance_label_is_the_library_rule_for_every_set_of_kinds() -> None:
+def test_sql_provenance_filter_is_the_library_rule_for_every_set_of_kinds() -> None:
+    """Every set of kinds (spans repeated, in any order, with and without reasoning text): the filter on a label
+    keeps exactly the rows whose ``label_of_kinds`` is that label."""
     subsets = [c for n in range(len(REASONING_KINDS) + 1) for c in itertools.combinations(REASONING_KINDS, n)]
     con = duckdb.connect()
     con.execute("CREATE TABLE t (i INT, reasoning VARCHAR, reasoning_provenance JSON)")
-    rows = []
+    rows, want = [], {}
     for i, kinds in enumerate(subsets):
-        spans = "[" + ",".join(f'{{"kind": "{k}", "start": 0, "end": 0}}' for k in (*kinds, *kinds[:1])) + "]"
+        order = (*reversed(kinds), *kinds[:1])  # not canonical order, one kind twice
+        spans = "[" + ",".join(f'{{"kind": "{k}", "start": 0, "end": 0}}' for k in order) + "]"
         rows += [(2 * i, "x", spans), (2 * i + 1, "", spans)]
-    rows += [(-1, "x", None), (-2, "", None)]
+        want[2 * i], want[2 * i + 1] = label_of_kinds(kinds, "x"), label_of_kinds(kinds, "")
+    rows += [(-1, "x", None), (-2, "", None), (-3, "x", "[]")]
+    want.update({-1: "unknown", -2: "none", -3: "unknown"})
     con.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
-    got = dict(con.execute(f"SELECT i, {PROVENANCE_SQL} FROM t").fetchall())
-    for i, kinds in enumerate(subsets):
-        assert got[2 * i] == label_of_kinds(kinds, "x") and got[2 * i + 1] == label_of_kinds(kinds, ""), kinds
-    assert (got[-1], got[-2]) == ("unknown", "none")
+    for label in set(want.values()):
+        got = {r[0] for r in con.execute(f"SELECT i FROM t WHERE {provenance_where(label)}").fetchall()}
+        assert got == {i for i, lab in want.items() if lab == label}, label
+    for bad in ("raw+prefill", "raw+raw", "thoughts", "raw+truncated", "prefill+"):
+        with pytest.raises(ValueError, match="provenance must be a label"):
+            provenance_where(bad)
 
 
 def test_sql_incomplete_is_the_pipeline_rule(prov_built: ProvBuilt) -> None:

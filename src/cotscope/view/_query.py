@@ -8,6 +8,7 @@ is downloaded at run time, which fails offline (see docs/view.md for the measure
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from cotscope.pipeline import INCOMPLETE_FORMS
 from cotscope.store import Store, label_bool
-from cotscope.traces import REASONING_KINDS
+from cotscope.traces import REASONING_KINDS, label_of_kinds
 
 #: Store order (insertion order), as the store's own readers list traces.
 ORDER = "created_at, source_file, source_line, id"
@@ -29,21 +30,42 @@ INCOMPLETE = "incomplete"
 #: Values of the judge/monitor label filter (``incomplete``: the stored outcome of reasoning that never finished).
 LABEL_CHOICES = ("true", "false", "parse_error", INCOMPLETE, "any")
 
-#: The distinct span kinds of a trace's ``reasoning_provenance`` (NULL or empty: unknown), on alias ``t``.
-_KINDS = "json_extract_string(t.reasoning_provenance, '$[*].kind')"
-#: :func:`cotscope.traces.provenance_label` in SQL (``label_of_kinds``: the content kinds in canonical order
-#: joined by ``+``; ``truncated`` alone; ``unknown`` without spans, ``none`` without reasoning either), so the
-#: filter and the list column cost one pass of DuckDB, no JSON parsed in Python.
-_CONTENT_KINDS = "[" + ", ".join(f"'{k}'" for k in REASONING_KINDS if k != "truncated") + "]"
-PROVENANCE_SQL = (
-    f"CASE WHEN coalesce(len({_KINDS}), 0) = 0"
-    " THEN (CASE WHEN coalesce(length(t.reasoning), 0) > 0 THEN 'unknown' ELSE 'none' END)"
-    f" ELSE coalesce(nullif(array_to_string(list_filter({_CONTENT_KINDS}, lambda k: list_contains({_KINDS}, k)),"
-    " '+'), ''), 'truncated') END")
+#: The span kinds of a trace's ``reasoning_provenance`` in span order (NULL or empty: unknown), on alias ``t``.
+#: Extracting them is the cost of a provenance filter (about 0.3 s per 1M traces); sorting or deduplicating them
+#: in SQL, or a lambda over them, costs 3-20 times that, so labels are made in Python from these lists.
+KINDS_SQL = "json_extract_string(t.reasoning_provenance, '$[*].kind')"
+_CONTENT_KINDS = tuple(k for k in REASONING_KINDS if k != "truncated")
+
+
+def _sql_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{k}'" for k in items) + "]"
+
+
+def provenance_where(label: str) -> str:
+    """The SQL condition (on alias ``t``) of the traces whose :func:`cotscope.traces.provenance_label` is
+    ``label``: its content kinds all present and nothing else but a ``truncated`` marker.
+
+    Raises:
+        ValueError: ``label`` is not a provenance label.
+    """
+    if label in ("unknown", "none"):
+        text = "> 0" if label == "unknown" else "= 0"
+        return f"(coalesce(len({KINDS_SQL}), 0) = 0 AND coalesce(length(t.reasoning), 0) {text})"
+    if label == "truncated":
+        return f"(len({KINDS_SQL}) > 0 AND list_has_all(['truncated'], {KINDS_SQL}))"
+    kinds = label.split("+")
+    if any(k not in _CONTENT_KINDS for k in kinds) or label != label_of_kinds(kinds):
+        raise ValueError(f"provenance must be a label such as raw, prefill+raw, summary+encrypted, truncated, "
+                         f"unknown or none (kinds joined by + in the order {'+'.join(_CONTENT_KINDS)}), "
+                         f"got {label!r}")
+    return f"(list_has_all({KINDS_SQL}, {_sql_list(kinds)}) AND list_has_all({_sql_list((*kinds, 'truncated'))}, " \
+           f"{KINDS_SQL}))"
+
+
 #: A cap hit (:func:`cotscope.pipeline.cap_reasons` non-empty): stopped for length, a ``truncated`` span, or
 #: reasoning never closed.
 CAP_SQL = (f"(coalesce(json_extract_string(t.metadata, '$.finish_reason') = 'length', false)"
-           f" OR coalesce(list_contains({_KINDS}, 'truncated'), false) OR NOT coalesce(t.reasoning_closed, true))")
+           f" OR coalesce(list_contains({KINDS_SQL}, 'truncated'), false) OR NOT coalesce(t.reasoning_closed, true))")
 #: :func:`cotscope.pipeline.is_incomplete` under each form (``no-answer``: a cap hit with a blank answer).
 INCOMPLETE_SQL = {"no-answer": f"({CAP_SQL} AND NOT coalesce(regexp_matches(t.answer, '\\S'), false))",
                   "cap": CAP_SQL}
@@ -97,6 +119,13 @@ class Filters(BaseModel):
             raise ValueError(f"label must be one of {', '.join(LABEL_CHOICES)}, got {v!r}")
         return v
 
+    @field_validator("provenance")
+    @classmethod
+    def _provenance(cls, v: str | None) -> str | None:
+        if v is not None:
+            provenance_where(v)  # raises on a label that is not one
+        return v
+
     @field_validator("incomplete")
     @classmethod
     def _incomplete(cls, v: str | None) -> str | None:
@@ -144,8 +173,7 @@ def where_clause(f: Filters) -> tuple[str, list[Any]]:
         clauses.append("t.id IN (SELECT trace_id FROM labels WHERE name = ?)")
         params.append(f.human)
     if f.provenance is not None:
-        clauses.append(f"({PROVENANCE_SQL}) = ?")
-        params.append(f.provenance)
+        clauses.append(provenance_where(f.provenance))
     if f.incomplete is not None:
         clauses.append(INCOMPLETE_SQL[f.incomplete])
     if f.q is not None:
@@ -202,7 +230,7 @@ def _page_columns() -> str:
                     IF m.role = 'user'][-1], CAST({t}.prompt AS VARCHAR), ''), {SNIPPET}),
                coalesce(left({t}.reasoning, {SNIPPET}), ''), coalesce(left({t}.answer, {SNIPPET}), ''),
                coalesce(length({t}.reasoning), 0),
-               {PROVENANCE_SQL}, {CAP_SQL}, {INCOMPLETE_SQL["no-answer"]}"""
+               {KINDS_SQL}, {CAP_SQL}, {INCOMPLETE_SQL["no-answer"]}"""
 
 
 def list_page(store: Store, f: Filters) -> Page:
@@ -237,8 +265,8 @@ def list_page(store: Store, f: Filters) -> Page:
             f"SELECT {_page_columns()} FROM {rel} t WHERE t.id IN (SELECT unnest(?::VARCHAR[]))",
             [list(order)]).fetchall(), key=lambda r: order[r[0]]) if order else []
     rows = [Row(id=r[0], model=r[1], strategy=r[2], sample_index=r[3], prompt=r[4] or "", reasoning=r[5],
-                answer=r[6], reasoning_len=int(r[7]), provenance=str(r[8]), cap_hit=bool(r[9]),
-                incomplete=bool(r[10])) for r in raw]
+                answer=r[6], reasoning_len=int(r[7]), provenance=label_of_kinds(r[8] or (), "x" if r[7] else ""),
+                cap_hit=bool(r[9]), incomplete=bool(r[10])) for r in raw]
     ids = [r.id for r in rows]
     if not rows:
         return Page([], total, f.offset, f.limit)
@@ -299,7 +327,8 @@ def facets(store: Store) -> Facets:
     evaluators = [r[0] for r in con.execute("SELECT DISTINCT evaluator FROM results ORDER BY 1").fetchall()]
     names = label_names(store)
     n = con.execute(f"SELECT count(*) FROM {rel}").fetchone()
-    provenances = [r[0] for r in con.execute(f"SELECT DISTINCT {PROVENANCE_SQL} FROM {rel} t ORDER BY 1").fetchall()]
+    provenances = sorted({label_of_kinds(kinds or (), "x" if has_text else "") for kinds, has_text in con.execute(
+        f"SELECT DISTINCT {KINDS_SQL}, coalesce(length(t.reasoning), 0) > 0 FROM {rel} t").fetchall()})
     return Facets(models, strategies, benchmarks, runs, evaluators, names, int(n[0]) if n else 0, provenances)
 
 
