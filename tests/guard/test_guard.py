@@ -304,6 +304,14 @@ def test_store_records_every_request_and_the_commands_read_it(tmp_path: Path) ->
     assert out.exit_code == 0, out.output
     rows = [json.loads(ln) for ln in out.stdout.splitlines() if ln.strip()]
     assert len(rows) == 4 and all("guard:phrase" in json.dumps(r) for r in rows)
+    # validate: guard traffic, exported and labelled by hand, scores a monitor offline
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps(r | {"label": "EVIL" in r.get("reasoning", "")}) + "\n" for r in rows))
+    out = runner.invoke(app, ["validate", "--monitor", "phrase", "-o", "phrase=EVIL", "--labels", str(labelled),
+                              "--n-boot", "20", "--json"])
+    assert out.exit_code == 0, out.output
+    v = json.loads(out.stdout)
+    assert (v["scored"], v["positives"], v["bad_records"]) == (4, 2, []) and v["auroc"]["value"] == 1.0
     out = runner.invoke(app, ["report", "--store", str(db), "--out", str(tmp_path / "rep"), "--json"])
     assert out.exit_code == 0, out.output
     assert "EVIL" in (tmp_path / "rep" / "index.html").read_text()
