@@ -72,6 +72,10 @@ def test_evidence_in_raw_text_after_a_prefill_keeps_its_offsets(client: TestClie
     texts = "".join(re.findall(r'<pre class="text">(.*?)</pre>', "".join(s for _, s in steps), re.S))
     shown = re.sub(r'<span class="pv-badge">[^<]*</span>', "", texts)
     assert unescape(re.sub(r"<[^>]+>", "", shown)) == t.reasoning.replace("\n\n", "")
+    # The compare page draws each side's provenance the same way.
+    cmp = client.get("/compare", params={"a": prov_built.prefilled, "b": prov_built.summary}).text
+    assert '<span class="pv-badge">prefill</span>' in cmp and '<span class="pv-badge">summary</span>' in cmp
+    assert "encrypted: opaque content kept, 300 bytes" in cmp and f">{PROV_EVIDENCE}</mark>" in cmp
 
 
 def test_opaque_content_is_a_note_with_its_size_never_its_payload(client: TestClient, prov_built: ProvBuilt) -> None:
