@@ -83,13 +83,16 @@ def store_floor(src: Path, dst: Path) -> float:
         return time.perf_counter() - t0
 
 
-def duckdb_floor(path: Path) -> float:
+def duckdb_floor(path: Path, db: Path | None = None) -> float:
+    """Seconds of DuckDB's own ``read_json`` + CTAS of the file: in memory (``db=None``, the issue's baseline),
+    or into a database file, closed so that it is on disk (what a store pays for durability as well)."""
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(str(db) if db is not None else ":memory:")
     t0 = time.perf_counter()
     con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{path}', format='newline_delimited', "
                 "columns={'prompt': 'VARCHAR', 'response': 'VARCHAR', 'model': 'VARCHAR'})")
+    con.close()
     return time.perf_counter() - t0
 
 
@@ -155,12 +158,15 @@ def main() -> None:
         t_py, _ = ingest(data, tmp / "py.duckdb", prefetch=False)
         t_store = store_floor(tmp / "py.duckdb", tmp / "floor.duckdb")
         t_dd = duckdb_floor(data)
+        t_ddf = duckdb_floor(data, tmp / "ctas.duckdb")
         print(f"  (without read/store overlap: {mb / t_py:8.1f} MB/s  {new / t_py:10,.0f} traces/s)")
-        print(f"  (DuckDB read_json + CTAS, no split/hash/index: {mb / t_dd:8.1f} MB/s)")
+        print(f"  (DuckDB read_json + CTAS, no split/hash/index: {mb / t_dd:8.1f} MB/s in memory,"
+              f" {mb / t_ddf:8.1f} MB/s into a file)")
         print(f"  (storage floor: insert the finished rows into an empty store: {mb / t_store:8.1f} MB/s,"
               f" ingest reaches {t_store / t_ingest:.2f}x of it)")
         print(f"ratio ingest/floor: {t_floor / t_ingest:.3f}x (target >= 0.5x)")
-        print(f"ratio ingest/DuckDB read_json + CTAS: {t_dd / t_ingest:.3f}x (target >= 0.3x)")
+        print(f"ratio ingest/DuckDB read_json + CTAS: {t_dd / t_ingest:.3f}x (target >= 0.3x);"
+              f" into a file: {t_ddf / t_ingest:.3f}x")
         if args.stages:
             for name, sec in stages(data, tmp / "stages.duckdb").items():
                 print(f"  stage {name}: {sec:6.2f} s  {mb / sec:8.1f} MB/s")
