@@ -299,6 +299,15 @@ def test_store_records_every_request_and_the_commands_read_it(tmp_path: Path) ->
         assert all(r["evidence"][0]["verified"] and r["evidence"][0]["text"] == "EVIL" for r in flagged)
         assert {r["details"]["action"] for r in results} == {"passed", "blocked"}
         assert st.runs()[0]["kind"] == "guard" and st.runs()[0]["stats"]["written"] == 4
+        # A cut stream is incomplete because the guard stopped it, never counted as the token cap; its text is
+        # the model's own (raw), like every passed one.
+        from cotscope.pipeline import cap_reasons
+
+        by_action = {t.metadata["guard"]["action"]: t for t in traces}
+        cut, passed = by_action["blocked"], by_action["passed"]
+        assert cut.metadata["finish_reason"] == "content_filter" and cap_reasons(cut) == ["content filter"]
+        assert cap_reasons(passed) == []
+        assert all([p.kind for p in t.reasoning_provenance] == ["raw"] for t in traces if t.reasoning)
     runner = CliRunner()
     out = runner.invoke(app, ["export", "--store", str(db), "--with-results"])
     assert out.exit_code == 0, out.output

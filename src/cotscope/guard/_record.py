@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from cotscope.judges import Evidence, verify
-from cotscope.traces import Message, Trace
+from cotscope.traces import Message, Trace, text_spans
 
 if TYPE_CHECKING:
     from cotscope.store import Store
@@ -100,9 +100,15 @@ class GuardRecord(BaseModel):
     def to_trace(self) -> Trace:
         """The request as a trace; the monitor's evidence is re-verified against it."""
         msgs = [_message(m) for m in self.prompt]
+        meta: dict[str, Any] = {"guard": self.guard_metadata()}
+        if self.finish_reason:
+            # Where the generation stopped, read as for any trace: "length" is the token cap, "content_filter"
+            # the guard's own cut (an incomplete trace, never a cap hit).
+            meta["finish_reason"] = self.finish_reason
+        cap = self.finish_reason == "length"
         return Trace(id=self.request_id, prompt=msgs, reasoning=self.reasoning, answer=self.answer,
-                     reasoning_closed=self.reasoning_closed, model=self.model, strategy="guard",
-                     metadata={"guard": self.guard_metadata()})
+                     reasoning_closed=self.reasoning_closed, model=self.model, strategy="guard", metadata=meta,
+                     reasoning_provenance=text_spans(self.reasoning, closed=self.reasoning_closed or not cap))
 
     def result_row(self, trace: Trace, evaluator: str, config_hash: str, run_id: str) -> dict[str, Any]:
         """The store row of the guard's verdict (the shape of ``cotscope.pipeline.result_row``)."""

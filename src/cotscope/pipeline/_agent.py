@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cotscope._progress import NullProgress, Progress
-from cotscope.traces import PromptItem
-from cotscope.traces._formats import text_spans
+from cotscope.traces import PromptItem, text_spans
 from cotscope.traces._rows import make_row
 from cotscope.traces._trace import group_id_for
 

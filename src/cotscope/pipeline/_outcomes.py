@@ -57,14 +57,17 @@ def check_incomplete_form(form: str) -> IncompleteForm:
 
 def cap_reasons(trace: Trace) -> list[str]:
     """Why the trace counts as a cap hit: ``length`` (finish reason), ``truncated`` (provenance span),
-    ``never closed`` (reasoning); empty when it finished."""
+    ``never closed`` (reasoning), or ``content filter`` (reasoning stopped by a filter, e.g. ``cotscope guard``'s
+    block: incomplete as well, and named apart so a table never calls it the token cap); empty when it
+    finished."""
     out = []
     if trace.metadata.get("finish_reason") == "length":
         out.append("length")
     if "truncated" in provenance_kinds(trace):
         out.append("truncated")
     if not trace.reasoning_closed:
-        out.append("never closed")
+        # A generation a content filter stopped (the guard's block) never finished either, but not for the cap.
+        out.append("content filter" if trace.metadata.get("finish_reason") == "content_filter" else "never closed")
     return out
 
 

@@ -1,6 +1,7 @@
 """The trace model, reasoning/answer splitting, step segmentation and format readers."""
 
 from cotscope.traces._errors import RecordError, TraceFileError
+from cotscope.traces._formats import text_spans
 from cotscope.traces._monitor import (
     MONITOR_CLOSE,
     MONITOR_OPEN,
@@ -87,4 +88,5 @@ __all__ = [
     "split_reasoning",
     "step_view",
     "strip_monitor",
+    "text_spans",
 ]
