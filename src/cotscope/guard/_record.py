@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from cotscope.judges import Evidence, verify
-from cotscope.traces import Message, Trace, text_spans
+from cotscope.traces import Message, ProvenanceSpan, Trace, text_spans
 
 if TYPE_CHECKING:
     from cotscope.store import Store
@@ -108,7 +108,8 @@ class GuardRecord(BaseModel):
         cap = self.finish_reason == "length"
         return Trace(id=self.request_id, prompt=msgs, reasoning=self.reasoning, answer=self.answer,
                      reasoning_closed=self.reasoning_closed, model=self.model, strategy="guard", metadata=meta,
-                     reasoning_provenance=text_spans(self.reasoning, closed=self.reasoning_closed or not cap))
+                     reasoning_provenance=[ProvenanceSpan(**d) for d in text_spans(
+                         self.reasoning, closed=self.reasoning_closed or not cap)])
 
     def result_row(self, trace: Trace, evaluator: str, config_hash: str, run_id: str) -> dict[str, Any]:
         """The store row of the guard's verdict (the shape of ``cotscope.pipeline.result_row``)."""

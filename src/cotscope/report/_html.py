@@ -19,7 +19,7 @@ from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
 from cotscope.report._tables import completion_table, safety_table
 from cotscope.store import Store
-from cotscope.traces import Trace, command_of, is_agent_trace, parse_monitor, step_view
+from cotscope.traces import Action, Trace, command_of, is_agent_trace, parse_monitor, step_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
 
@@ -122,6 +122,18 @@ def trace_card(t: Trace, results: list[dict[str, Any]]) -> str:
             f'<h4>Answer</h4><pre class="answer">{answer}</pre>' + tail)
 
 
+def action_html(a: Action) -> str:
+    """One agent action as HTML, every value escaped: a control action (``DONE``, ``FAIL``) by its name; a command
+    with its exit status (or ``timed out``) and its output. Classes ``control``, ``action``, ``command``, ``muted``,
+    ``output`` (the report's and the viewer's style sheets)."""
+    if a.kind == "control":
+        return f"<div class='control'>{_e(a.name)}</div>"
+    code = getattr(a, "exit_code", None)
+    status = "timed out" if getattr(a, "timed_out", False) else f"exit {code}" if code is not None else ""
+    return (f"<div class='action'><pre class='command'>$ {_e(command_of(a))}</pre>"
+            f"<span class='muted'>{_e(status)}</span><pre class='output'>{_e(a.output or '')}</pre></div>")
+
+
 def _trajectory(t: Trace, marks: list[tuple[int, int, str]]) -> str:
     """An agent episode step by step: the step's reasoning (evidence marked), then each command with its exit
     code and output, and the control codes; the outcome from the agent loop's metadata first."""
@@ -138,15 +150,7 @@ def _trajectory(t: Trace, marks: list[tuple[int, int, str]]) -> str:
             reasoning = highlight(sv.reasoning, local)
         else:
             reasoning = _e(sv.reasoning)
-        acts = []
-        for a in sv.actions:
-            if a.kind == "control":
-                acts.append(f"<div class='control'>{_e(a.name)}</div>")
-                continue
-            code = getattr(a, "exit_code", None)
-            status = "timed out" if getattr(a, "timed_out", False) else f"exit {code}" if code is not None else ""
-            acts.append(f"<div class='action'><pre class='command'>$ {_e(command_of(a))}</pre>"
-                        f"<span class='muted'>{_e(status)}</span><pre class='output'>{_e(a.output or '')}</pre></div>")
+        acts = [action_html(a) for a in sv.actions]
         steps.append(f"<li class='step'><h5>step {sv.index + 1}</h5>"
                      f"{f'<pre class=reasoning>{reasoning}</pre>' if sv.reasoning else ''}{''.join(acts)}</li>")
     return f"{outcome}<h4>Trajectory</h4><ol class='trajectory'>{''.join(steps)}</ol>"

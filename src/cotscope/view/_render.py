@@ -20,12 +20,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from cotscope.pipeline import is_incomplete_result
-from cotscope.report import highlight
+from cotscope.report import action_html, highlight
 from cotscope.store import Label, label_bool
 from cotscope.traces import (
     ProvenanceSpan,
     Trace,
-    command_of,
     is_agent_trace,
     parse_monitor,
     provenance_label,
@@ -459,15 +458,7 @@ def trajectory_html(t: Trace, spans: Spans) -> str:
             reasoning = highlight(sv.reasoning, _local(spans, sv.start, sv.end))
         else:
             reasoning = _e(sv.reasoning)
-        acts = []
-        for a in sv.actions:
-            if a.kind == "control":
-                acts.append(f'<div class="control">{_e(a.name)}</div>')
-                continue
-            code = getattr(a, "exit_code", None)
-            status = "timed out" if getattr(a, "timed_out", False) else f"exit {code}" if code is not None else ""
-            acts.append(f'<div class="action"><pre class="command">$ {_e(command_of(a))}</pre>'
-                        f'<span class="muted">{_e(status)}</span><pre class="output">{_e(a.output or "")}</pre></div>')
+        acts = [action_html(a) for a in sv.actions]
         steps.append(f'<li class="agent-step"><h3>step {sv.index + 1}</h3>'
                      f'{f"<pre class=text>{reasoning}</pre>" if sv.reasoning else ""}{"".join(acts)}</li>')
     return f'<section class="trajectory"><h2>Agent trajectory</h2><ol>{"".join(steps)}</ol></section>'
