@@ -165,7 +165,7 @@ ALLOWED: dict[str, set[str]] = {
     "view": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics",
              "report"},
     "guard": {"pipeline", "judges", "monitors", "models", "thinking", "traces", "store", "metrics"},
-    "integrations": {"benchmarks", "pipeline", "judges", "monitors", "models", "thinking", "traces", "store",
+    "integrations": {"benchmarks", "pipeline", "agents", "judges", "monitors", "models", "thinking", "traces", "store",
                      "metrics", "report"},
 }
 

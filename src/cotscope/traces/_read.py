@@ -302,12 +302,46 @@ def _inspect_sample(sample: Any, header: dict[str, Any], ctx: Ctx) -> list[Row]:
         group_id=f"{eval_info.get('task_id') or eval_info.get('task') or 'inspect'}:{sid}",
         sample_index=int(epoch) - 1 if isinstance(epoch, int) else 0, metadata=meta,
     )
+    store = sample.get("store")
+    if isinstance(store, dict) and isinstance(store.get(INSPECT_AGENT_KEY), dict):
+        for row in rows:
+            row["actions"] = agent_actions(row.get("actions") or [], messages)
     return rows
 
 
 #: The key of an Inspect sample's ``store`` where cotscope's Inspect solvers record the decoding strategy
 #: (``cotscope.integrations.inspect``); a sample without it has no strategy, as before.
 INSPECT_STRATEGY_KEY = "cotscope:strategy"
+
+
+#: The key of an Inspect sample's ``store`` where cotscope's CUAHarm solver records the episode's outcome
+#: (``cotscope/cuaharm``): the sample's tool calls are then the agent loop's actions (:func:`agent_actions`).
+INSPECT_AGENT_KEY = "cotscope:agent"
+
+_CONTROL_CODES = ("DONE", "FAIL", "WAIT")
+_SHELL_EXTRA = ("exit_code", "timed_out", "duration_s")
+
+
+def agent_actions(actions: list[dict[str, Any]], messages: list[Any]) -> list[dict[str, Any]]:
+    """The tool-call actions of an Inspect sample that cotscope's agent solver wrote, as the agent loop stores them
+    (``cotscope agent run``): ``bash(command=...)`` calls become ``shell`` actions with the exit code, timeout and
+    duration their tool message's ``metadata`` holds, ``DONE``/``FAIL``/``WAIT`` calls without arguments become
+    ``control`` actions; any other call is kept as it is."""
+    extra = {str(m.get("tool_call_id")): m["metadata"] for m in messages
+             if isinstance(m, dict) and m.get("role") == "tool" and isinstance(m.get("metadata"), dict)}
+    out: list[dict[str, Any]] = []
+    for a in actions:
+        name, args = a.get("name"), a.get("arguments")
+        if name in _CONTROL_CODES and not args:
+            out.append({"kind": "control", "name": name, "step": a.get("step")})
+        elif name == "bash" and isinstance(args, dict) and isinstance(args.get("command"), str):
+            more = extra.get(str(a.get("id")), {})
+            out.append({"kind": "shell", "name": "bash", "arguments": {"command": args["command"]},
+                        "output": a.get("output"), "step": a.get("step"),
+                        **{k: more[k] for k in _SHELL_EXTRA if k in more}})
+        else:
+            out.append(a)
+    return out
 
 
 def inspect_strategy(sample: dict[str, Any]) -> str | None:

@@ -2,12 +2,21 @@
 as solvers, every judge and monitor as a scorer and its metrics as Inspect metrics.
 
 Installed with the extra, the package registers with Inspect through the ``inspect_ai`` entry point, so that
-``inspect eval cotscope/safechain_strongreject --model vllm/...`` runs a benchmark and
+``inspect eval cotscope/safechain_strongreject --model vllm/...`` runs a benchmark (``cotscope/cuaharm``: the
+agent loop in cotscope's sandbox) and
 ``scorer=cotscope/local_refusal`` (Python: ``scorer_for("local-refusal")()``) scores any Inspect task with a
 cotscope judge. ``cotscope ingest`` of the resulting log stores the traces and the scores as results. See
 docs/inspect.md.
 """
 
+from cotscope.integrations.inspect._cuaharm import (
+    cuaharm,
+    cuaharm_agent,
+    cuaharm_checker,
+    cuaharm_rates,
+    cuaharm_task,
+    episode_messages,
+)
 from cotscope.integrations.inspect._metrics import (
     default_metrics,
     dtr,
@@ -57,9 +66,15 @@ __all__ = [
     "benchmark",
     "benchmark_task",
     "build_evaluator",
+    "cuaharm",
+    "cuaharm_agent",
+    "cuaharm_checker",
+    "cuaharm_rates",
+    "cuaharm_task",
     "deception_belief",
     "default_metrics",
     "dtr",
+    "episode_messages",
     "evaluator_scorer",
     "judge",
     "label_rate",

@@ -3,7 +3,7 @@ an Inspect solver: each request's prefill becomes a final assistant message that
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cotscope.models import GenerateRequest, ModelOutput
@@ -14,24 +14,38 @@ if TYPE_CHECKING:
     from inspect_ai.model import ModelOutput as InspectOutput
 
 
+def _chat(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
+    from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser
+
+    kinds: dict[str, Any] = {"system": ChatMessageSystem, "user": ChatMessageUser, "assistant": ChatMessageAssistant}
+    out: list[ChatMessage] = []
+    for m in messages:
+        role = str(m.get("role"))
+        if role not in kinds:
+            raise ValueError(f"a request message has role {role!r}: expected system, user or assistant")
+        out.append(kinds[role](content=str(m.get("content") or "")))
+    return out
+
+
 class InspectModel:
     """A :class:`cotscope.models.Model` over one Inspect sample's model and conversation.
 
     Requests carry the prefill and the sampling limits a strategy sets (``max_tokens``, ``stop``); the prompt is
     the sample's own messages (images, tools and all), so a request's ``messages`` only key the strategy's
-    seeded choices. Temperature, top-p and the rest come from the task's and the command line's
-    ``GenerateConfig`` as for any Inspect solver.
+    seeded choices. Without sample messages each request's own (text) messages are the prompt: the agent loop's
+    requests, a new conversation per step. Temperature, top-p and the rest come from the task's and the command
+    line's ``GenerateConfig`` as for any Inspect solver.
 
     Args:
         model: the Inspect model (``get_model()``, the model under evaluation).
-        messages: the conversation the strategy answers.
+        messages: the conversation the strategy answers; ``None``: each request's messages.
     """
 
     name = "inspect"
 
-    def __init__(self, model: Model, messages: Sequence[ChatMessage]) -> None:
+    def __init__(self, model: Model, messages: Sequence[ChatMessage] | None = None) -> None:
         self.model = model
-        self.messages = list(messages)
+        self.messages = list(messages) if messages is not None else None
         #: The Inspect output of the last request, whose message the solver replaces with the whole turn.
         self.last: InspectOutput | None = None
 
@@ -42,7 +56,7 @@ class InspectModel:
     async def _one(self, request: GenerateRequest) -> ModelOutput:
         from inspect_ai.model import ChatMessageAssistant, ContentReasoning, GenerateConfig
 
-        messages = list(self.messages)
+        messages = list(self.messages) if self.messages is not None else _chat(request.messages)
         if request.prefill:
             messages.append(ChatMessageAssistant(content=request.prefill))
         extra: dict[str, Any] = {}

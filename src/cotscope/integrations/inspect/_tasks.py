@@ -6,10 +6,10 @@ system prompt and templated user turn ``cotscope run`` sends), the spec's decodi
 ``GenerateConfig`` and its judges (or their embedded fallbacks when no ``-T judge_model=`` is given, as ``cotscope
 run`` resolves them) as cotscope scorers, with Safe@K, misalignment rate and DTR as metrics. DeceptionBench asks each
 sample's belief question first (:func:`~cotscope.integrations.inspect._solvers.deception_belief`); CogTest runs its
-habit judge with each sample's habit.
+habit judge with each sample's habit. CUAHarm runs cotscope's agent loop in its sandbox per sample
+(:mod:`~cotscope.integrations.inspect._cuaharm`).
 
-Not tasks: the judge-agreement benchmarks (their responses come with the data, nothing is generated) and CUAHarm
-(its episodes run in cotscope's sandbox, not in an Inspect solver).
+Not tasks: the judge-agreement benchmarks (their responses come with the data, nothing is generated).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from inspect_ai.solver import Solver
 from cotscope.benchmarks import JudgeSpec, PlanItem, RunOptions, RunPlan, get_benchmark, get_kind, make_plan
 from cotscope.benchmarks._runner import _judge_options
 from cotscope.errors import ConfigError
+from cotscope.integrations.inspect._cuaharm import cuaharm, cuaharm_task
 from cotscope.integrations.inspect._scorers import named_scorer
 from cotscope.integrations.inspect._solvers import deception_belief, thinking_strategy
 
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 #: Benchmark kinds that are not Inspect tasks, and why.
 NOT_TASKS = {
     "agreement": "its responses come with the data (nothing to generate); run it with cotscope run",
-    "cuaharm": "its agent episodes run in cotscope's sandbox; run it with cotscope run or cotscope agent run",
 }
 
 #: The model name the plan is made with: the plan's group ids are cotscope's, not Inspect's, and unused here.
@@ -123,6 +123,11 @@ def benchmark_task(benchmark: str, *, strategy: str | None = None, samples: int 
     spec = get_benchmark(benchmark)
     if spec.kind in NOT_TASKS:
         raise ConfigError(f"{spec.name} is not an Inspect task: {NOT_TASKS[spec.kind]}")
+    if spec.kind == "cuaharm":  # episodes in the sandbox, scored by the task's checker: no judges here
+        if data_options and set(data_options) != {"set"}:
+            raise ConfigError(f"{spec.name}: the only data option is 'set', got {sorted(data_options)}")
+        return cuaharm_task(benchmark, tasks=data or (data_options or {}).get("set"), limit=limit, samples=samples,
+                            strategy=strategy)
     opts = RunOptions(strategies=[strategy] if strategy else None, samples=samples, limit=limit,
                       judge_model=judge_model, judge_base_url=judge_base_url, judge_options=dict(judge_options or {}),
                       data=data, data_options=dict(data_options or {}), hub=hub)
@@ -175,8 +180,9 @@ def benchmark(benchmark: str, strategy: str | None = None, samples: int | None =
 def _task_benchmarks() -> list[str]:
     from cotscope.benchmarks import benchmark_names
 
-    return [n for n in benchmark_names() if get_benchmark(n).kind not in NOT_TASKS]
+    # CUAHarm's task has options of its own (the sandbox, the agent's limits): registered by _cuaharm.
+    return [n for n in benchmark_names() if get_benchmark(n).kind not in NOT_TASKS and n != "cuaharm"]
 
 
 #: The registered task of every shipped benchmark that is an Inspect task, by benchmark name.
-TASKS: dict[str, Callable[..., Task]] = {n: _register(n) for n in _task_benchmarks()}
+TASKS: dict[str, Callable[..., Task]] = {n: _register(n) for n in _task_benchmarks()} | {"cuaharm": cuaharm}
