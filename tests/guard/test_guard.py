@@ -303,10 +303,13 @@ def test_store_records_every_request_and_the_commands_read_it(tmp_path: Path) ->
         # the model's own (raw), like every passed one.
         from cotscope.pipeline import cap_reasons
 
-        by_action = {t.metadata["guard"]["action"]: t for t in traces}
-        cut, passed = by_action["blocked"], by_action["passed"]
+        blocked = [t for t in traces if t.metadata["guard"]["action"] == "blocked"]
+        [cut] = [t for t in blocked if t.metadata["guard"]["stream"]]
+        [whole] = [t for t in blocked if not t.metadata["guard"]["stream"]]
         assert cut.metadata["finish_reason"] == "content_filter" and cap_reasons(cut) == ["content filter"]
-        assert cap_reasons(passed) == []
+        # Not streamed: the upstream finished before the guard withheld the reply, so nothing was cut short.
+        assert whole.metadata["finish_reason"] == "content_filter" and cap_reasons(whole) == []
+        assert all(cap_reasons(t) == [] for t in traces if t.metadata["guard"]["action"] == "passed")
         assert all([p.kind for p in t.reasoning_provenance] == ["raw"] for t in traces if t.reasoning)
     runner = CliRunner()
     out = runner.invoke(app, ["export", "--store", str(db), "--with-results"])
