@@ -53,6 +53,22 @@ def test_cap_reasons_and_the_two_forms_of_incomplete() -> None:
         is_incomplete(cut, "nope")
 
 
+def test_metrics_read_the_same_cap_reasons_from_the_stored_columns() -> None:
+    from cotscope.pipeline import trace_facts
+
+    traces = [_t("a", "thinking on and on", "", closed=False, finish="length", truncated=True),
+              _t("b", "thought", "Step 1. Step", finish="length"),
+              _t("c", "thought", "4"),
+              _t("d", "x", "", truncated=True),
+              _t("e", "stopped by the guard", "", closed=False, finish="content_filter")]
+    st = Store(":memory:")
+    st.add_traces(traces)
+    facts = trace_facts(st, judged_only=False)
+    assert {t.id: facts[t.id].cap for t in traces} == {t.id: cap_reasons(t) for t in traces}
+    assert cap_reasons(traces[-1]) == ["content filter"]
+    st.close()
+
+
 def test_unclosed_reasoning_at_the_cap_is_incomplete_and_never_judged_as_an_answer(tmp_path: Path,
                                                                                     fake: Any) -> None:
     """An LLM judge of the answer never sees the cut trace; its stored outcome is neither safe nor unsafe."""

@@ -30,6 +30,7 @@ from cotscope.metrics import (
 )
 from cotscope.pipeline._outcomes import (
     DEFAULT_INCOMPLETE,
+    cap_reasons_of,
     check_incomplete_form,
     is_incomplete_result,
 )
@@ -104,9 +105,7 @@ def trace_facts(store: Store, by: list[str] | None = None, judged_only: bool = T
         label = labels.get(key)
         if label is None:
             label = labels[key] = label_of_kinds(kinds or (), "x" if has_reasoning else "")
-        cap = [] if closed and finish != "length" and "truncated" not in (kinds or ()) else [
-            r for r, hit in (("length", finish == "length"), ("truncated", "truncated" in (kinds or ())),
-                             ("never closed", not closed)) if hit]
+        cap = cap_reasons_of(finish, kinds or (), bool(closed))
         out[tid] = TraceFacts(group_id=str(gid), by=byvals, cap=cap, answered=bool(answered), provenance=label)
     return out
 

@@ -60,14 +60,20 @@ def cap_reasons(trace: Trace) -> list[str]:
     ``never closed`` (reasoning), or ``content filter`` (reasoning stopped by a filter, e.g. ``cotscope guard``'s
     block: incomplete as well, and named apart so a table never calls it the token cap); empty when it
     finished."""
+    return cap_reasons_of(trace.metadata.get("finish_reason"), provenance_kinds(trace), trace.reasoning_closed)
+
+
+def cap_reasons_of(finish_reason: Any, kinds: Iterable[str], reasoning_closed: bool) -> list[str]:
+    """:func:`cap_reasons` from a trace's stored facts (finish reason, provenance kinds, whether its reasoning
+    closed), for readers that take them from the store's columns without building the trace."""
     out = []
-    if trace.metadata.get("finish_reason") == "length":
+    if finish_reason == "length":
         out.append("length")
-    if "truncated" in provenance_kinds(trace):
+    if "truncated" in kinds:
         out.append("truncated")
-    if not trace.reasoning_closed:
+    if not reasoning_closed:
         # A generation a content filter stopped (the guard's block) never finished either, but not for the cap.
-        out.append("content filter" if trace.metadata.get("finish_reason") == "content_filter" else "never closed")
+        out.append("content filter" if finish_reason == "content_filter" else "never closed")
     return out
 
 
