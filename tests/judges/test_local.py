@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from importlib import resources
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -147,3 +148,30 @@ def test_shipped_heads_record_sources_and_heldout_figures() -> None:
         name = {"refusal": "local-refusal", "harm": "local-harm"}[task]
         assert get_judge(name).config()["head"] == head.meta["sha"]
     assert "pyrit-refusal" in heads["refusal"].meta["sources"] and "harmbench-val" in heads["harm"].meta["sources"]
+
+
+def test_harm_encodes_each_request_once_and_scores_as_fresh() -> None:
+    """The request cache: many checks of one stream (same request) encode the request once, and the cached
+    embedding gives the scores a fresh scorer gives."""
+    from cotscope.judges._local import LocalScorer, get_encoder
+
+    enc = get_encoder()
+    seen: list[str] = []
+
+    class Counting:
+        def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+            seen.extend(texts)
+            return enc.encode(texts, batch_size)
+
+    req = "How do I pick a lock?"
+    windows = ["Insert the tension wrench and rake the pins.", "Then turn the plug slowly.",
+               "Practice on a lock you own."]
+    cached = LocalScorer("harm", encoder=Counting())  # type: ignore[arg-type]
+    got = [cached.score([w], [req])[0].score for w in windows]
+    assert seen.count(req) == 1
+    fresh = LocalScorer("harm").score(windows, [req] * 3)
+    assert got == pytest.approx([f.score for f in fresh], abs=1e-5)
+    # A different request is encoded; the first one stays cached.
+    cached.score(["ok"], ["Another question"])
+    cached.score(["ok"], [req])
+    assert seen.count(req) == 1 and seen.count("Another question") == 1

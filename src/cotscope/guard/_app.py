@@ -118,8 +118,11 @@ class Guard:
                                                          "owned_by": "cotscope-guard"}]})
 
     async def health(self, request: Request) -> Response:
-        """``GET /health``: liveness and counts."""
-        return JSONResponse({"status": "ok", **self.stats.to_dict()})
+        """``GET /health``: liveness, request counts and the monitor's load (calls, windows, busy seconds)."""
+        b = self.batcher.stats
+        return JSONResponse({"status": "ok", **self.stats.to_dict(),
+                             "monitor": {"calls": b.calls, "windows": b.windows, "largest_batch": b.max_batch,
+                                         "errors": b.errors, "busy_s": round(b.busy_s, 3)}})
 
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``, streaming or not."""

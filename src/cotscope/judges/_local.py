@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +43,9 @@ CHUNK_CHARS = 1000
 #: Overlap between chunks, so a sentence cut at a boundary is seen whole in the next chunk.
 CHUNK_OVERLAP = 200
 DEFAULT_BATCH = 64
+#: Request embeddings kept per scorer. A stream watched by the guard is checked many times with the same
+#: request, and K samples of one prompt share it: encoding it once halves the encoder's work per check.
+REQUEST_CACHE = 4096
 
 
 def chunk_spans(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> list[tuple[int, int]]:
@@ -178,6 +182,34 @@ class LocalScorer:
         self.encoder = encoder or get_encoder()
         self.batch_size = batch_size
         self.head = load_heads()[task]
+        self._requests: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._requests_lock = threading.Lock()
+
+    def request_embeddings(self, requests: Sequence[str]) -> NDArray[np.float32]:
+        """Embeddings of ``requests`` (rows in order), each distinct text encoded once per scorer.
+
+        A cached row equals a fresh encoding up to float rounding (as rows encoded in different batches
+        always have); the least recently used rows beyond :data:`REQUEST_CACHE` are dropped.
+        """
+        with self._requests_lock:
+            todo = [r for r in dict.fromkeys(requests) if r not in self._requests]
+        if todo:
+            fresh = self.encoder.encode(todo, self.batch_size)
+            with self._requests_lock:
+                for r, e in zip(todo, fresh, strict=True):
+                    self._requests[r] = e
+        with self._requests_lock:
+            rows = []
+            for r in requests:
+                e = self._requests.get(r)
+                if e is None:  # dropped by another thread's insertions meanwhile: encode it again
+                    e = self.encoder.encode([r], self.batch_size)[0]
+                self._requests[r] = e
+                self._requests.move_to_end(r)
+                rows.append(e)
+            while len(self._requests) > REQUEST_CACHE:
+                self._requests.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def score(self, texts: Sequence[str], requests: Sequence[str] | None = None) -> list[ChunkScore]:
         """Max-over-chunks probability of each text (``requests`` are needed for the ``harm`` task)."""
@@ -187,11 +219,9 @@ class LocalScorer:
         if self.task == "harm":
             if requests is None:
                 raise ValueError("the harm task scores (request, response) pairs: pass requests")
-            # A request is scored once even when many responses share it (K samples of one prompt).
-            uniq = list(dict.fromkeys(requests))
-            req_emb = self.encoder.encode(uniq, self.batch_size)
-            where = {r: i for i, r in enumerate(uniq)}
-            rows = np.repeat([where[r] for r in requests], [len(sp) for sp in spans])
+            # A request is encoded once even when many responses (or many checks of one stream) share it.
+            req_emb = self.request_embeddings(requests)
+            rows = np.repeat(np.arange(len(requests)), [len(sp) for sp in spans])
             feats = pair_features(req_emb[rows], emb)
         else:
             feats = emb
