@@ -3,27 +3,33 @@
 Every request becomes a trace (prompt, the reasoning and answer the upstream produced up to where the guard
 stopped reading) and one monitor result keyed ``guard:<monitor>``: the streaming verdict (running maximum of
 suspicion over the checked windows, the flag, evidence verified against the trace) with the guard's
-decision in ``details``. DuckDB allows one writer, so all writes go through one :class:`RecordWriter` task
-(the store calls run in a worker thread, off the event loop, one at a time).
+decision in ``details``. All writes go through one :class:`RecordWriter` task (the store calls run in a worker
+thread, off the event loop, one at a time), which opens the store only for the moment of each flush, so other
+processes can read it while the guard serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from cotscope.judges import Evidence, verify
+from cotscope.store._write import _INSERT_NEW, first_of_each_id, rows_to_arrow, write_lock
 from cotscope.traces import Message, ProvenanceSpan, Trace, text_spans
+from cotscope.traces._rows import trace_to_row
 
 if TYPE_CHECKING:
     from cotscope.store import Store
 
 Action = Literal["passed", "blocked", "flagged", "logged", "error"]
+T = TypeVar("T")
 
 
 class GuardRecord(BaseModel):
@@ -137,7 +143,20 @@ def _message(m: dict[str, Any]) -> Message:
 
 
 class RecordWriter:
-    """Writes guard records to a store from one task; the guard never waits for the disk.
+    """Writes guard records to a store in batches, holding the file only while it writes.
+
+    DuckDB lets one process open a store file for writing and, meanwhile, no other process open it at all, not
+    even read-only. A writer that kept the store open while the guard serves would lock ``cotscope report``,
+    ``metrics``, ``validate`` and ``view`` out of the live traffic. So each flush opens the store, writes the
+    records queued so far (their traces and verdicts in one transaction) and closes it again. A flush starts
+    ``flush_s`` seconds after the oldest queued record arrived, or as soon as ``max_batch`` records are queued.
+
+    When another process holds the file (a ``cotscope judge`` run, a viewer storing a label) the flush is tried
+    again with backoff and the records stay queued, so nothing is lost and, since a flush writes nothing until
+    the file is open, nothing is written twice. A record that cannot be written for any other reason is counted
+    in ``failed`` with its error in ``errors``. At shutdown (:meth:`aclose`) a held store is tried for
+    ``give_up_s`` seconds; records still queued then are counted in ``failed`` and ``not_written``. At every
+    moment ``received == written + failed + queued``; after :meth:`aclose`, ``queued == 0``.
 
     Args:
         path: the store file (created when missing).
@@ -145,91 +164,280 @@ class RecordWriter:
         label_meaning: what a true label means (the monitor's meaning).
         config: the evaluator configuration (hashed into the key).
         run_config: what the run row records.
+        flush_s: the longest a record waits in the queue before a flush starts (readers see it after that).
+        max_batch: queued records that start a flush before ``flush_s`` has passed.
+        retry_s: the longest wait between two tries at a store another process holds (the backoff's cap).
+        give_up_s: how long :meth:`start` and :meth:`aclose` keep trying at a store another process holds.
     """
 
     def __init__(self, path: str | Path, *, evaluator: str, label_meaning: str, config: dict[str, Any],
-                 run_config: dict[str, Any]) -> None:
+                 run_config: dict[str, Any], flush_s: float = 1.0, max_batch: int = 256, retry_s: float = 1.0,
+                 give_up_s: float = 10.0) -> None:
+        if flush_s < 0 or max_batch < 1 or retry_s <= 0 or give_up_s < 0:
+            raise ValueError(f"RecordWriter: flush_s >= 0, max_batch >= 1, retry_s > 0 and give_up_s >= 0 are "
+                             f"needed (got {flush_s}, {max_batch}, {retry_s}, {give_up_s})")
         self.path = Path(path)
         self.evaluator = evaluator
         self.label_meaning = label_meaning
         self.config = config
         self.run_config = run_config
+        self.flush_s = flush_s
+        self.max_batch = max_batch
+        self.retry_s = retry_s
+        self.give_up_s = give_up_s
+        #: Records submitted; ``written + failed + queued`` of them.
+        self.received = 0
+        #: Records whose trace and verdict are in the store.
         self.written = 0
+        #: Records that will never be written (an error, or still queued when shutdown gave up).
         self.failed = 0
+        #: Of ``failed``, the records shutdown gave up on because another process held the store.
+        self.not_written = 0
+        #: Flushes that wrote to the store, and tries that found it held by another process.
+        self.flushes = 0
+        self.busy_retries = 0
+        #: Why records failed, one line each (the first :data:`MAX_ERRORS`; ``errors_dropped`` counts the rest).
         self.errors: list[str] = []
-        self._queue: asyncio.Queue[GuardRecord | None] = asyncio.Queue()
+        self.errors_dropped = 0
+        self._pending: list[GuardRecord] = []
+        self._oldest = 0.0
+        self._wake: asyncio.Event | None = None
+        self._closing = False
+        self._deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
-        self._store: Store | None = None
         self._run_id = ""
         self._hash = ""
+        self._last_busy = ""  # DuckDB's words the last time the store was held, for the give-up message
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for a flush."""
+        return len(self._pending)
+
+    def stats(self) -> dict[str, Any]:
+        """The counts (and errors) as the run row records them at shutdown."""
+        return {"received": self.received, "written": self.written, "failed": self.failed,
+                "not_written": self.not_written, "queued": self.queued, "flushes": self.flushes,
+                "busy_retries": self.busy_retries, "errors": self.errors, "errors_dropped": self.errors_dropped}
 
     async def start(self) -> None:
-        """Open the store, record the evaluator and the run, start the writer task.
+        """Record the evaluator and the run (open, write, close), then start the writer task.
 
         Raises:
-            OSError: the store cannot be opened (another process holds it, or a bad path).
+            OSError: the store cannot be opened (a bad path, a newer schema), or another process held it for
+                ``give_up_s`` seconds.
         """
-        from cotscope.store import Store, config_hash
+        from cotscope.store import config_hash
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._store = store = await asyncio.to_thread(Store, self.path)
         self._hash = config_hash(self.config)
+        self._wake = asyncio.Event()
 
-        def _begin() -> str:
+        def _begin(store: Store) -> None:
             store.add_evaluator(self.evaluator, self._hash, kind="monitor", label_meaning=self.label_meaning,
                                 config=self.config)
-            return store.start_run("guard", self.evaluator, self.run_config)
+            self._run_id = store.start_run("guard", self.evaluator, self.run_config)
 
-        self._run_id = await asyncio.to_thread(_begin)
+        store = await self._open(time.monotonic() + self.give_up_s)
+        if store is None:
+            raise OSError(f"{self.path}: held by another process for {self.give_up_s:g} s; the guard cannot "
+                          f"record its run ({self._last_busy})")
+        await asyncio.to_thread(_run_and_close, store, _begin)
         self._task = asyncio.create_task(self._work(), name="guard-record-writer")
 
     def submit(self, record: GuardRecord) -> None:
-        """Queue a record (never blocks)."""
-        self._queue.put_nowait(record)
+        """Queue a record (never blocks; the guard never waits for the disk)."""
+        if not self._pending:
+            self._oldest = time.monotonic()
+        self._pending.append(record)
+        self.received += 1
+        # Wake the writer to start the flush timer (first record) or to flush a full batch now.
+        if self._wake is not None and (len(self._pending) == 1 or len(self._pending) >= self.max_batch):
+            self._wake.set()
 
-    def _write(self, batch: list[GuardRecord]) -> None:
-        assert self._store is not None
-        traces = [r.to_trace() for r in batch]
-        rows = [r.result_row(t, self.evaluator, self._hash, self._run_id) for r, t in zip(batch, traces,
-                                                                                          strict=True)]
-        self._store.add_traces(traces, run_id=self._run_id)
-        self._store.add_results(rows)
-
+    # -- the writer task -----------------------------------------------------------------------------------
     async def _work(self) -> None:
-        done = False
-        while not done:
-            first = await self._queue.get()
-            batch = [] if first is None else [first]
-            done = first is None
-            while not self._queue.empty() and len(batch) < 512:
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    done = True
-                    break
-                batch.append(nxt)
-            if not batch:
-                continue
+        while True:
+            await self._until_due()
+            if not self._pending:
+                return  # closing, and nothing left
             try:
-                await asyncio.to_thread(self._write, batch)
-                self.written += len(batch)
-            except Exception as e:  # a failed write is reported; the server keeps serving
-                self.failed += len(batch)
-                if len(self.errors) < 20:
-                    self.errors.append(f"{type(e).__name__}: {e}")
+                await self._flush()
+            except Exception as e:  # a bug here must not stop recording: the batch is reported as failed
+                self._fail(self._pending, f"{type(e).__name__}: {e}")
+                self._pending = []
+
+    async def _until_due(self) -> None:
+        """Return when a flush is due: ``flush_s`` after the oldest queued record, a full batch, or shutdown."""
+        assert self._wake is not None
+        while not self._closing:
+            timeout: float | None = None
+            if self._pending:
+                timeout = self._oldest + self.flush_s - time.monotonic()
+                if timeout <= 0 or len(self._pending) >= self.max_batch:
+                    return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _flush(self) -> None:
+        """Open the store (waiting while another process holds it), write every queued record, close it."""
+        try:
+            store = await self._open(None)
+        except OSError as e:  # not a lock: a deleted directory, a damaged file... the batch cannot be written
+            self._fail(self._pending, f"cannot open the store: {e}")
+            self._pending = []
+            return
+        if store is None:  # shutdown's deadline passed with the store still held
+            n = len(self._pending)
+            self._fail(self._pending, None)
+            self.not_written += n
+            self._note(f"{n} record(s) not written: {self.path} was held by another process for "
+                       f"{self.give_up_s:g} s after shutdown began ({self._last_busy})")
+            self._pending = []
+            return
+        # Taken once the file is open: what arrived while it was held goes into this flush too.
+        batch, self._pending = self._pending, []
+        failures = await asyncio.to_thread(_run_and_close, store, lambda s: self._write(s, batch))
+        self.flushes += 1
+        self.written += len(batch) - len(failures)
+        self.failed += len(failures)
+        for line in failures:
+            self._note(line)
+
+    async def _open(self, deadline: float | None) -> Store | None:
+        """The store opened for writing, tried with backoff while another process holds it.
+
+        ``None`` once the deadline (``deadline``, or shutdown's when it begins) has passed; every call tries at
+        least once.
+
+        Raises:
+            OSError: the store cannot be opened for another reason.
+        """
+        from cotscope.store import Store
+
+        delay = _FIRST_RETRY_S
+        while True:
+            try:
+                return await asyncio.to_thread(Store, self.path)
+            except OSError as e:
+                if not store_held(e):
+                    raise
+                self.busy_retries += 1
+                self._last_busy = str(e)
+            end = deadline if deadline is not None else self._deadline
+            now = time.monotonic()
+            if end is not None and now >= end:
+                return None
+            await asyncio.sleep(delay if end is None else max(0.0, min(delay, end - now)))
+            delay = min(delay * 2, self.retry_s)
+
+    def _write(self, store: Store, batch: list[GuardRecord]) -> list[str]:
+        """Write ``batch`` in one transaction; the failure lines of records that could not be written.
+
+        When the transaction fails for a reason other than a held file, each record is tried in a transaction of
+        its own, so one record DuckDB or Arrow refuses (text it cannot encode, say) fails alone.
+        """
+        ready: list[tuple[Trace, dict[str, Any]]] = []
+        failures: list[str] = []
+        for r in batch:
+            try:
+                trace = r.to_trace()
+                ready.append((trace, r.result_row(trace, self.evaluator, self._hash, self._run_id)))
+            except Exception as e:  # a record that is not a valid trace is reported, the rest are written
+                failures.append(f"{r.request_id}: {type(e).__name__}: {e}")
+        if not ready:
+            return failures
+        try:
+            self._commit(store, ready)
+        except Exception as e:
+            if len(ready) == 1:
+                return [*failures, f"{ready[0][0].id}: {type(e).__name__}: {e}"]
+            for item in ready:
+                try:
+                    self._commit(store, [item])
+                except Exception as e1:
+                    failures.append(f"{item[0].id}: {type(e1).__name__}: {e1}")
+        return failures
+
+    def _commit(self, store: Store, items: list[tuple[Trace, dict[str, Any]]]) -> None:
+        """Traces (ids already stored are skipped) and their results (keys already stored are kept), one
+        transaction on the store's own connection (``Store.add_traces`` writes through a cursor, which DuckDB
+        runs as a transaction of its own)."""
+        import duckdb
+
+        table = rows_to_arrow(first_of_each_id([trace_to_row(t) for t, _ in items]), self._run_id)
+        con = store.con
+        with write_lock(store.path):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("_batch", table)
+                try:
+                    con.execute(_INSERT_NEW)
+                finally:
+                    con.unregister("_batch")
+                store.add_results([row for _, row in items])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+    def _fail(self, records: list[GuardRecord], why: str | None) -> None:
+        self.failed += len(records)
+        if why is not None:
+            for r in records:
+                self._note(f"{r.request_id}: {why}")
+
+    def _note(self, line: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(line)
+        else:
+            self.errors_dropped += 1
 
     async def aclose(self) -> None:
-        """Write what is queued, finish the run, close the store."""
+        """Write what is queued (trying a held store for ``give_up_s`` seconds), then record the run's end."""
+        self._closing = True
+        self._deadline = time.monotonic() + self.give_up_s
+        if self._wake is not None:
+            self._wake.set()
         if self._task is not None:
-            self._queue.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._store is not None:
-            store, self._store = self._store, None
+        if not self._run_id:
+            return
+        run_id, self._run_id = self._run_id, ""
+        try:
+            store = await self._open(self._deadline)
+        except OSError as e:
+            self._note(f"the run's end was not recorded: {e}")
+            return
+        if store is None:
+            self._note(f"the run's end was not recorded: {self.path} was held by another process "
+                       f"({self._last_busy})")
+            return
+        stats = self.stats()
+        await asyncio.to_thread(_run_and_close, store, lambda s: s.finish_run(run_id, "done", stats))
 
-            def _end() -> None:
-                store.finish_run(self._run_id, "done", {"written": self.written, "failed": self.failed,
-                                                        "errors": self.errors})
-                store.close()
 
-            await asyncio.to_thread(_end)
+#: Failure lines kept in :attr:`RecordWriter.errors`.
+MAX_ERRORS = 20
+#: The first wait before trying a held store again (doubled up to ``retry_s``).
+_FIRST_RETRY_S = 0.05
+# DuckDB's words when another process holds the file, or this process holds it with other settings (a viewer's
+# read-only connection in the same process): both pass once the other side closes, so both are retried.
+_HELD = ("could not set lock", "conflicting lock", "different configuration")
+
+
+def store_held(error: BaseException) -> bool:
+    """Whether ``error`` (from opening a :class:`~cotscope.store.Store`) says that someone else holds the file."""
+    text = str(error).lower()
+    return isinstance(error, OSError) and any(h in text for h in _HELD)
+
+
+def _run_and_close(store: Store, fn: Callable[[Store], T]) -> T:
+    try:
+        return fn(store)
+    finally:
+        store.close()
