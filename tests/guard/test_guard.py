@@ -307,8 +307,10 @@ def test_store_records_every_request_and_the_commands_read_it(tmp_path: Path) ->
         [cut] = [t for t in blocked if t.metadata["guard"]["stream"]]
         [whole] = [t for t in blocked if not t.metadata["guard"]["stream"]]
         assert cut.metadata["finish_reason"] == "content_filter" and cap_reasons(cut) == ["content filter"]
-        # Not streamed: the upstream finished before the guard withheld the reply, so nothing was cut short.
-        assert whole.metadata["finish_reason"] == "content_filter" and cap_reasons(whole) == []
+        # Not streamed by the client, but read upstream as a stream (non_stream_upstream="stream"): cut as well.
+        # (Under "whole" the upstream finishes first and nothing is cut short: tests/guard/test_nonstream.py.)
+        assert whole.metadata["finish_reason"] == "content_filter" and cap_reasons(whole) == ["content filter"]
+        assert whole.metadata["guard"]["upstream_stream"] is True
         assert all(cap_reasons(t) == [] for t in traces if t.metadata["guard"]["action"] == "passed")
         assert all([p.kind for p in t.reasoning_provenance] == ["raw"] for t in traces if t.reasoning)
     runner = CliRunner()

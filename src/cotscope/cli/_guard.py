@@ -55,6 +55,10 @@ def serve_cmd(
         help="Key sent upstream (default: forward the caller's Authorization header).")] = None,
     upstream_timeout: Annotated[float, typer.Option(
         "--upstream-timeout", help="Seconds without a byte from the upstream before a request fails.")] = 600.0,
+    non_stream_upstream: Annotated[str, typer.Option(
+        "--non-stream-upstream", help="Non-streaming requests: stream (ask the upstream for a stream, so a flag "
+                                      "cuts the generation early) or whole (forward as they are and check the "
+                                      "whole response; for upstreams that cannot stream).")] = "stream",
     monitor_timeout: Annotated[float, typer.Option("--monitor-timeout", help="Seconds before a check fails.")] = 30.0,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most windows per monitor call.")] = 64,
     monitor_concurrency: Annotated[int, typer.Option(
@@ -77,7 +81,8 @@ def serve_cmd(
             policy=policy, release=release, opaque_reasoning=opaque_reasoning,  # type: ignore[arg-type]
             on_monitor_error=on_monitor_error,  # type: ignore[arg-type]
             refusal_text=refusal_text or DEFAULT_REFUSAL, monitor_timeout_s=monitor_timeout, max_batch=max_batch,
-            monitor_concurrency=monitor_concurrency, upstream_timeout_s=upstream_timeout)
+            monitor_concurrency=monitor_concurrency, upstream_timeout_s=upstream_timeout,
+            non_stream_upstream=non_stream_upstream)  # type: ignore[arg-type]
     except ValidationError as e:
         fail("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
                        for err in e.errors()))

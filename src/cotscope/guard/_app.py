@@ -147,8 +147,10 @@ class Guard:
         self.stats.active = len(self._sessions)
         headers = self.headers(request)
         if not rec.stream:
+            # "stream": read the upstream as a stream so that a flag cuts the generation; "whole": cannot stream.
+            answer = session.collect if self.cfg.non_stream_upstream == "stream" else session.complete
             try:
-                status, data, extra = await session.complete(self.client, headers)
+                status, data, extra = await answer(self.client, headers)
             finally:
                 self.finish(session)
             return Response(data, status_code=status, media_type="application/json",

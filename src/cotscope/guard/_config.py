@@ -10,6 +10,7 @@ Policy = Literal["block", "flag", "log"]
 Release = Literal["checked", "live"]
 OpaquePolicy = Literal["pass", "block"]
 FailMode = Literal["open", "closed"]
+NonStreamUpstream = Literal["stream", "whole"]
 
 #: What the client reads in place of a blocked generation, unless ``refusal_text`` says otherwise.
 DEFAULT_REFUSAL = "I can't continue with this response: it was stopped by a safety monitor."
@@ -41,6 +42,10 @@ class GuardConfig(BaseModel):
         max_batch: most windows scored in one monitor call (checks of concurrent streams are batched).
         monitor_concurrency: monitor calls in flight at once (1 for CPU monitors; more for LLM monitors).
         upstream_timeout_s: seconds without a byte from the upstream before the request fails.
+        non_stream_upstream: how a non-streaming client request is sent upstream: ``stream`` asks the upstream
+            for a stream and reads it as a streamed request is read (a flag under ``block`` cuts the
+            generation), then answers the client with one ``chat.completion``; ``whole`` forwards it as
+            non-streaming and checks the whole response afterwards (for upstreams that cannot stream).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +69,7 @@ class GuardConfig(BaseModel):
     max_batch: int = Field(64, ge=1)
     monitor_concurrency: int = Field(1, ge=1)
     upstream_timeout_s: float = Field(600.0, gt=0)
+    non_stream_upstream: NonStreamUpstream = "stream"
 
     @field_validator("upstream")
     @classmethod

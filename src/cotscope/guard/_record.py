@@ -42,6 +42,9 @@ class GuardRecord(BaseModel):
         answer: the answer received.
         reasoning_closed: false when the reasoning never ended (stopped inside it, or cut off).
         stream: whether the client asked for a stream.
+        upstream_stream: whether the guard read the upstream's answer as a stream (a non-streaming request
+            under ``non_stream_upstream="stream"`` too); false when it read one whole response (``whole``, or an
+            upstream that answered a streamed request with JSON).
         action: what the guard did: ``passed``, ``blocked``, ``flagged`` (policy flag), ``logged`` (policy
             log, flagged), ``error`` (upstream failure).
         stop_field, stop_offset: where the flagged check ended (characters of that field received);
@@ -71,6 +74,7 @@ class GuardRecord(BaseModel):
     answer: str = ""
     reasoning_closed: bool = True
     stream: bool = True
+    upstream_stream: bool = True
     action: Action = "passed"
     stop_field: str | None = None
     stop_offset: int | None = None

@@ -8,11 +8,18 @@ response reads the released bytes from a queue. A flag under ``block`` cancels t
 upstream response (so the upstream server sees the client go away and aborts the generation), and ends the
 client's stream with a ``content_filter`` chunk. Whatever ends the request (its end, a stop, an upstream
 failure, the client leaving), every task it started is cancelled and awaited, and one record is written.
+
+A non-streaming request (under ``non_stream_upstream="stream"``, the default) runs through the same machinery:
+it is sent upstream as a stream and read, checked, released and cut exactly as a streamed one; only the
+released events go to a :class:`CompletionAssembler` instead of the client's queue, and the client gets one
+``chat.completion`` at the end (the refusal, on a cut). ``whole`` reads one whole response instead
+(:meth:`GuardSession.complete`), as does an upstream that answers a streamed request with JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,7 +30,16 @@ import httpx
 
 from cotscope.guard._checks import CheckBatcher, MonitorError
 from cotscope.guard._config import GuardConfig
-from cotscope.guard._parse import DONE, OPAQUE_KEYS, MalformedEvent, ThinkSplitter, count_opaque, parse_chunk, sse_event
+from cotscope.guard._parse import (
+    DONE,
+    OPAQUE_KEYS,
+    REASONING_KEYS,
+    MalformedEvent,
+    ThinkSplitter,
+    count_opaque,
+    parse_chunk,
+    sse_event,
+)
 from cotscope.guard._record import GuardRecord
 from cotscope.monitors import CheckRequest, StreamChecker
 
@@ -39,6 +55,107 @@ class _Event:
     need_answer: int | None
     text_reasoning: int = 0
     text_answer: int = 0
+    obj: dict[str, Any] | None = None
+
+
+#: Chunk keys the assembled ``chat.completion`` does not take over: it has its own, they are per chunk, or (the
+#: verdict) only the guard may write them.
+_OWN_KEYS = frozenset({"choices", "object", "usage", "cotscope_guard"})
+
+
+class CompletionAssembler:
+    """Folds released ``chat.completion.chunk`` objects into the one ``chat.completion`` they stream.
+
+    ``content`` and every reasoning field are concatenated under the field name the upstream used
+    (``reasoning_content`` stays ``reasoning_content``); ``tool_calls`` are rebuilt by index (id, type,
+    ``function.name``, ``function.arguments`` concatenated); other delta keys are concatenated when they are
+    strings, extended when lists and otherwise take the last value; ``logprobs.content`` (and ``refusal``)
+    lists are concatenated; ``usage`` comes from the usage chunk; ``id``, ``created``, ``model`` and any other
+    top-level key (``system_fingerprint``) from the chunks.
+    """
+
+    def __init__(self) -> None:
+        self.top: dict[str, Any] = {}
+        self.usage: dict[str, Any] | None = None
+        self.text: dict[str, list[str]] = {}
+        self.other: dict[str, Any] = {}
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.logprobs: dict[str, list[Any]] | None = None
+        self.finish_reason: str | None = None
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """Fold in one chunk (already validated by :func:`~cotscope.guard._parse.parse_chunk`)."""
+        for k, v in obj.items():
+            if k not in _OWN_KEYS and k not in self.top:
+                self.top[k] = v
+        if isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+        for ch in obj.get("choices") or []:
+            delta = ch.get("delta") or {}
+            for k, v in delta.items():
+                if v is None or k == "role":
+                    continue
+                if k == "tool_calls":
+                    self._tools(v)
+                elif k == "content" or k in REASONING_KEYS:
+                    self.text.setdefault(k, []).append(v)
+                elif isinstance(v, str) and isinstance(self.other.get(k, ""), str):
+                    self.other[k] = self.other.get(k, "") + v
+                elif isinstance(v, list) and isinstance(self.other.get(k, []), list):
+                    self.other.setdefault(k, []).extend(v)
+                else:
+                    self.other[k] = v
+            lp = ch.get("logprobs")
+            if isinstance(lp, dict):
+                self.logprobs = self.logprobs or {}
+                for k in ("content", "refusal"):
+                    if isinstance(lp.get(k), list):
+                        self.logprobs.setdefault(k, []).extend(lp[k])
+            if ch.get("finish_reason") is not None:
+                self.finish_reason = str(ch["finish_reason"])
+
+    def _tools(self, calls: Any) -> None:
+        # Untrusted shapes are skipped, never guessed at: a call without an integer index cannot be placed.
+        for c in calls if isinstance(calls, list) else []:
+            if not isinstance(c, dict) or not isinstance(c.get("index", 0), int):
+                continue
+            t = self.tools.setdefault(c.get("index", 0), {"id": None, "type": None, "name": "", "arguments": ""})
+            if isinstance(c.get("id"), str) and c["id"]:
+                t["id"] = c["id"]
+            if isinstance(c.get("type"), str) and c["type"]:
+                t["type"] = c["type"]
+            fn = c.get("function")
+            if isinstance(fn, dict):
+                # The name arrives once (OpenAI, vLLM); a server that repeats it must not double it.
+                if isinstance(fn.get("name"), str) and fn["name"] and not t["name"]:
+                    t["name"] = fn["name"]
+                if isinstance(fn.get("arguments"), str):
+                    t["arguments"] += fn["arguments"]
+
+    def head(self, base: dict[str, Any]) -> dict[str, Any]:
+        """The completion's top-level fields: ``base`` (``id``, ``created``, ``model``) and what the chunks sent."""
+        return {"id": base.get("id"), "object": "chat.completion", "created": base.get("created"),
+                "model": base.get("model")} | {k: v for k, v in self.top.items() if k not in ("id", "created",
+                                                                                              "model")}
+
+    def build(self, base: dict[str, Any]) -> dict[str, Any]:
+        """The ``chat.completion`` of everything folded in."""
+        tools = [{"id": t["id"], "type": t["type"] or "function",
+                  "function": {"name": t["name"], "arguments": t["arguments"]}}
+                 for _, t in sorted(self.tools.items())]
+        content = "".join(self.text.get("content", []))
+        msg: dict[str, Any] = {"role": "assistant", "content": content if content or not tools else None}
+        for k in REASONING_KEYS:
+            if k in self.text:
+                msg[k] = "".join(self.text[k])
+        if tools:
+            msg["tool_calls"] = tools
+        msg |= {k: v for k, v in self.other.items() if k not in msg}
+        out = self.head(base) | {"choices": [{"index": 0, "message": msg, "logprobs": self.logprobs,
+                                              "finish_reason": self.finish_reason}]}
+        if self.usage is not None:
+            out["usage"] = self.usage
+        return out
 
 
 def prompt_text(messages: list[Any]) -> str:
@@ -53,7 +170,7 @@ def prompt_text(messages: list[Any]) -> str:
 
 
 class GuardSession:
-    """The state of one request. Build, then :meth:`stream` or :meth:`complete`.
+    """The state of one request. Build, then :meth:`stream`, :meth:`collect` or :meth:`complete`.
 
     Args:
         cfg: the guard settings.
@@ -84,6 +201,10 @@ class GuardSession:
         self.chunk_base: dict[str, Any] = {"id": "chatcmpl-guard", "object": "chat.completion.chunk",
                                            "created": int(time.time()), "model": cfg.upstream_model}
         self.pump: asyncio.Task[None] | None = None
+        #: Set by :meth:`collect`: released events are folded into one completion instead of queued as bytes.
+        self.assembler: CompletionAssembler | None = None
+        #: What :meth:`collect` answers (status, body, headers), set by whatever ended the request.
+        self.reply: tuple[int, bytes, dict[str, str]] | None = None
 
     # -- shared ----------------------------------------------------------------------------------------
     @property
@@ -160,7 +281,7 @@ class GuardSession:
             self.rec.stop_offset = ch.stop_offset
             self.rec.reason = ("monitor error, failing closed" if failed
                                else (ch.result.reason if ch.result is not None else None))
-        if self.cfg.policy == "block" and self.rec.stream:
+        if self.cfg.policy == "block" and self.rec.upstream_stream:
             self._stop()
 
     def _stop(self) -> None:
@@ -174,10 +295,19 @@ class GuardSession:
             if t is not asyncio.current_task():
                 t.cancel()
         self.rec.finish_reason = "content_filter"
-        final = self.chunk_base | {"choices": [{"index": 0, "delta": {"content": self.cfg.refusal_text},
-                                                "logprobs": None, "finish_reason": "content_filter"}],
-                                   "cotscope_guard": self._verdict()}
-        self.out.put_nowait(sse_event(final) + DONE)
+        if self.assembler is not None:
+            # As a withheld whole response: the refusal replaces the message (what passed is not sent either).
+            obj = self.assembler.head(self.chunk_base) | {"choices": [self._refusal_choice()],
+                                                          "cotscope_guard": self._verdict()}
+            if self.assembler.usage is not None:
+                obj["usage"] = self.assembler.usage
+            self.rec.released = {"reasoning": 0, "answer": 0}
+            self.reply = 200, json.dumps(obj).encode(), self._verdict_header()
+        else:
+            final = self.chunk_base | {"choices": [{"index": 0, "delta": {"content": self.cfg.refusal_text},
+                                                    "logprobs": None, "finish_reason": "content_filter"}],
+                                       "cotscope_guard": self._verdict()}
+            self.out.put_nowait(sse_event(final) + DONE)
         self.out.put_nowait(None)
         self.finished = True
 
@@ -189,6 +319,14 @@ class GuardSession:
         return {"flagged": flagged, "suspicion": susp, "policy": self.cfg.policy, "monitor": self.cfg.monitor,
                 "stop_field": self.rec.stop_field, "stop_offset": self.rec.stop_offset,
                 "request_id": self.rec.request_id}
+
+    def _verdict_header(self) -> dict[str, str]:
+        """The ``X-Cotscope-Guard`` header of a non-streamed response."""
+        return {"X-Cotscope-Guard": "flagged" if self.rec.stop_field is not None else "passed"}
+
+    def _refusal_choice(self) -> dict[str, Any]:
+        return {"index": 0, "message": {"role": "assistant", "content": self.cfg.refusal_text}, "logprobs": None,
+                "finish_reason": "content_filter"}
 
     def _ready(self, ev: _Event) -> bool:
         if ev.need_reasoning is None or ev.need_answer is None:
@@ -205,9 +343,13 @@ class GuardSession:
             return
         while self.events and self._ready(self.events[0]):
             ev = self.events.popleft()
-            self.out.put_nowait(ev.raw)
             self.rec.released["reasoning"] += ev.text_reasoning
             self.rec.released["answer"] += ev.text_answer
+            if self.assembler is not None:
+                if ev.obj is not None:
+                    self.assembler.add(ev.obj)
+                continue  # the client gets its first text with the whole response: no time to first token
+            self.out.put_nowait(ev.raw)
             if self.rec.ttft_s is None and (ev.text_reasoning or ev.text_answer):
                 self.rec.ttft_s = time.monotonic() - self.t0
 
@@ -220,9 +362,15 @@ class GuardSession:
         self._release()
         if self.events:  # only when a failed check held text (closed mode stops instead): never silently
             return
-        if self.cfg.policy == "flag":
-            self.out.put_nowait(sse_event(self.chunk_base | {"choices": [], "cotscope_guard": self._verdict()}))
-        self.out.put_nowait(DONE)
+        if self.assembler is not None:
+            obj = self.assembler.build(self.chunk_base)
+            if self.cfg.policy == "flag":
+                obj["cotscope_guard"] = self._verdict()
+            self.reply = 200, json.dumps(obj).encode(), self._verdict_header()
+        else:
+            if self.cfg.policy == "flag":
+                self.out.put_nowait(sse_event(self.chunk_base | {"choices": [], "cotscope_guard": self._verdict()}))
+            self.out.put_nowait(DONE)
         self.out.put_nowait(None)
         self.finished = True
 
@@ -236,7 +384,11 @@ class GuardSession:
             t.cancel()
         self._release()
         err = {"error": {"message": f"upstream failed: {msg}", "type": "upstream_error", "code": 502}}
-        self.out.put_nowait(sse_event(err))
+        if self.assembler is not None:
+            self.rec.released = {"reasoning": 0, "answer": 0}  # the client gets the error, none of the text
+            self.reply = 502, json.dumps(err).encode(), {}
+        else:
+            self.out.put_nowait(sse_event(err))
         self.out.put_nowait(None)
         self.finished = True
 
@@ -264,7 +416,8 @@ class GuardSession:
             self._feed(field, text)
         ev = _Event(raw=(line + "\n\n").encode(), need_reasoning=None, need_answer=None,
                     text_reasoning=len(self.checkers["reasoning"].text) - r_before,
-                    text_answer=len(self.checkers["answer"].text) - a_before)
+                    text_answer=len(self.checkers["answer"].text) - a_before,
+                    obj=obj if self.assembler is not None else None)
         self.events.append(ev)
         self.unresolved.append(ev)
         if not self.splitter.pending:
@@ -322,7 +475,15 @@ class GuardSession:
 
         A non-200 upstream answer (or a failure to connect) returns the status and the error body.
         """
-        body = self.body | {"model": self.cfg.upstream_model}
+        got = await self._open(client, headers, self.body | {"model": self.cfg.upstream_model})
+        if not isinstance(got, httpx.Response):
+            return got
+        self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
+        return 200, self._drain()
+
+    async def _open(self, client: httpx.AsyncClient, headers: dict[str, str],
+                    body: dict[str, Any]) -> httpx.Response | tuple[int, bytes]:
+        """Send ``body`` upstream as a streamed request: the open 200 response, else the status and error body."""
         req = client.build_request("POST", f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
         try:
             resp = await client.send(req, stream=True)
@@ -343,8 +504,7 @@ class GuardSession:
             self.rec.action = "error"
             self.rec.latency_s = time.monotonic() - self.t0
             return resp.status_code, data
-        self.pump = asyncio.create_task(self._pump_stream(resp), name="guard-pump")
-        return 200, self._drain()
+        return resp
 
     async def _drain(self) -> AsyncIterator[bytes]:
         try:
@@ -376,14 +536,56 @@ class GuardSession:
         self.out.put_nowait(None)
 
     # -- not streaming ---------------------------------------------------------------------------------
+    async def collect(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        """Answer a non-streaming request from an upstream stream, so that a flag can cut the generation.
+
+        The request goes upstream with ``stream: true`` (and ``stream_options.include_usage`` unless the client
+        set ``stream_options``) and is read, checked, released and cut as :meth:`stream` does; the released
+        events are assembled into one ``chat.completion``. Under ``block`` a flag closes the upstream
+        connection at once and the client gets the refusal (``finish_reason: "content_filter"``). An upstream
+        that ignores ``stream`` and answers JSON is read as a whole response (:meth:`complete`'s path).
+
+        Returns:
+            The status, the body and the extra headers (``X-Cotscope-Guard``) of the client's response.
+        """
+        body = self.body | {"model": self.cfg.upstream_model, "stream": True}
+        if "stream_options" not in self.body:
+            body["stream_options"] = {"include_usage": True}
+        got = await self._open(client, headers, body)
+        if not isinstance(got, httpx.Response):
+            return got[0], got[1], {}
+        if _is_json(got):
+            self.rec.upstream_stream = False
+            try:
+                data = await got.aread()
+            except httpx.HTTPError as e:
+                self.rec.upstream_error = f"{type(e).__name__}: {e}"
+                self.rec.action = "error"
+                return 502, _error_body(f"upstream failed: {type(e).__name__}"), {}
+            finally:
+                await got.aclose()
+            return await self._check_whole(data)
+        self.assembler = CompletionAssembler()
+        self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
+        try:
+            while await self.out.get() is not None:
+                pass
+        finally:
+            if not self.finished:
+                self.rec.client_disconnected = True
+            await self.cancel()
+        if self.reply is None:  # cancelled from outside (the server shutting down) before the upstream ended
+            return 503, _error_body("the guard stopped before the upstream's response ended"), {}
+        return self.reply
+
     async def complete(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """Forward a non-streaming request and check the whole response before returning it.
 
         The upstream generates the whole response (there is no stream to cut); the checks read it in the
-        same windows as a stream, and ``block`` replaces a flagged response with the refusal.
+        same windows as a stream, and ``block`` replaces a flagged response with the refusal. This is the
+        path of ``non_stream_upstream="whole"``, for upstreams that cannot stream.
         """
-        import json
-
+        self.rec.upstream_stream = False
         body = self.body | {"model": self.cfg.upstream_model}
         try:
             resp = await client.post(f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
@@ -396,8 +598,12 @@ class GuardSession:
             self.rec.upstream_error = f"upstream answered {resp.status_code}"
             self.rec.action = "error"
             return resp.status_code, resp.content, {}
+        return await self._check_whole(resp.content)
+
+    async def _check_whole(self, data: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Check one whole upstream response (``data``, a ``chat.completion``) in windows, as a stream is."""
         try:
-            obj = resp.json()
+            obj = json.loads(data)
             msg = obj["choices"][0]["message"]
             if not isinstance(msg, dict):
                 raise TypeError("message is not an object")
@@ -426,19 +632,19 @@ class GuardSession:
                     self._flagged(fname, ch, failed)
         self.finished = True
         flagged = self.rec.stop_field is not None
-        extra = {"X-Cotscope-Guard": "flagged" if flagged else "passed"}
+        extra = self._verdict_header()
         if self.cfg.policy == "block" and flagged:
-            obj["choices"][0]["message"] = {"role": "assistant", "content": self.cfg.refusal_text}
-            obj["choices"][0]["finish_reason"] = "content_filter"
+            # The refusal's choice carries no logprobs: the flagged text's tokens must not leave with them.
+            obj["choices"][0] = obj["choices"][0] | self._refusal_choice()
             self.rec.finish_reason = "content_filter"
-            obj["cotscope_guard"] = self._verdict()
-            return 200, json.dumps(obj).encode(), extra
-        if self.cfg.policy == "flag":
             obj["cotscope_guard"] = self._verdict()
             return 200, json.dumps(obj).encode(), extra
         self.rec.released = {"reasoning": len(self.checkers["reasoning"].text),
                              "answer": len(self.checkers["answer"].text)}
-        return 200, resp.content, extra
+        if self.cfg.policy == "flag":
+            obj["cotscope_guard"] = self._verdict()
+            return 200, json.dumps(obj).encode(), extra
+        return 200, data, extra
 
     # -- the record ------------------------------------------------------------------------------------
     def finalize(self) -> GuardRecord:
@@ -471,7 +677,11 @@ class GuardSession:
         return self.rec
 
 
-def _error_body(message: str) -> bytes:
-    import json
+def _is_json(resp: httpx.Response) -> bool:
+    """Whether the upstream answered with a JSON body (not server-sent events)."""
+    kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
+
+def _error_body(message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()
