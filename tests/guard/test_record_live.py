@@ -208,3 +208,21 @@ def test_a_store_held_at_shutdown_is_tried_for_a_bounded_time_then_reported(tmp_
     assert any(e.startswith("the run's end was not recorded") for e in w.errors)
     seen = _read(db)
     assert seen["ids"] == [] and [r["status"] for r in seen["runs"]] == ["running"]
+
+
+def test_a_store_that_cannot_be_opened_fails_the_records_and_says_why(tmp_path: Path) -> None:
+    db = tmp_path / "damaged.duckdb"
+    rec = GuardRecord(reasoning="Step 1.", flagged=False)
+
+    async def run() -> RecordWriter:
+        w = _writer(db, flush_s=0.05)
+        await w.start()
+        db.write_bytes(b"not a database" * 1000)  # damaged between two flushes: not a lock, so no retry
+        w.submit(rec)
+        await w.aclose()
+        return w
+
+    w = asyncio.run(run())
+    assert (w.received, w.written, w.failed, w.not_written, w.busy_retries) == (1, 0, 1, 0, 0)
+    assert w.errors[0].startswith(f"{rec.request_id}: cannot open the store: ")
+    assert w.errors[-1].startswith("the run's end was not recorded")

@@ -267,7 +267,9 @@ class RecordWriter:
                 return  # closing, and nothing left
             try:
                 await self._flush()
-            except Exception as e:  # a bug here must not stop recording: the batch is reported as failed
+            except Exception as e:
+                # Opening failed for a reason that is not an OSError (DuckDB failing the schema check, say):
+                # the queued records were not tried, and are reported as failed rather than stopping the writer.
                 self._fail(self._pending, f"{type(e).__name__}: {e}")
                 self._pending = []
 
@@ -302,7 +304,11 @@ class RecordWriter:
             return
         # Taken once the file is open: what arrived while it was held goes into this flush too.
         batch, self._pending = self._pending, []
-        failures = await asyncio.to_thread(_run_and_close, store, lambda s: self._write(s, batch))
+        try:
+            failures = await asyncio.to_thread(_run_and_close, store, lambda s: self._write(s, batch))
+        except Exception as e:  # closing failed: whether the transaction reached the file is unknown
+            self._fail(batch, f"{type(e).__name__} closing the store: {e}")
+            return
         self.flushes += 1
         self.written += len(batch) - len(failures)
         self.failed += len(failures)
