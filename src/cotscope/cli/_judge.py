@@ -168,8 +168,8 @@ def metrics_cmd(
     """SafeChain Safe@1, Safe@K, ConsSafe@K (reasoning, answer, both) from every stored judge label, per reasoning
     provenance, with incomplete traces and the cap-hit rate per model and strategy; with --detection, each
     monitor's detection of harmful agent trajectories."""
-    from cotscope.pipeline import completion_metrics, safety_metrics
-    from cotscope.report import completion_table, format_rows, safety_table
+    from cotscope.pipeline import completion_metrics, guard_metrics, safety_metrics
+    from cotscope.report import completion_table, guard_table, safety_table
 
     if detection:
         _detection(store, judge, positive, n_boot, json, traces)
@@ -180,16 +180,21 @@ def metrics_cmd(
     try:
         rows = safety_metrics(st, byc, judge, incomplete=incomplete)
         completion = completion_metrics(st, incomplete=incomplete, judged_only=True)
+        guard = guard_metrics(st, byc, judge)
     except ValueError as e:
         fail(str(e))
     finally:
         st.close()
     if json:
         print_json({"incomplete_form": incomplete, "rows": [r.to_dict() for r in rows],
-                    "completion": [c.to_dict() for c in completion]})
+                    "completion": [c.to_dict() for c in completion], "guard": [g.to_dict() for g in guard]})
         return
+    tables = [guard_table(guard, byc)] if guard else []
     if not rows:
-        console.print("no labels of a safety judge in this store: run `cotscope judge` or `cotscope run` first")
+        if not tables:
+            console.print("no labels of a safety judge in this store: run `cotscope judge` or `cotscope run` "
+                          "first")
+        _print_tables(tables)
         return
     full = safety_table(rows, byc, incomplete)
     keys = ["judge", *byc, "part", "reasoning", "K"]
@@ -198,7 +203,14 @@ def metrics_cmd(
                      f"SafeChain metrics per judge and reasoning provenance ({store})")
     apart = _columns(full, [*keys, "no label", full["columns"][-3]["name"], "cap-hit rate", "verdicts from reasoning"],
                      full["title"].replace("SafeChain metrics", "Left out of the rates"))
-    for tab in (rates, apart, completion_table(completion, incomplete)):
+    _print_tables([rates, apart, completion_table(completion, incomplete), *tables])
+
+
+def _print_tables(tables: list[dict[str, Any]]) -> None:
+    """Typed tables (:mod:`cotscope.report`'s layout) as rich tables."""
+    from cotscope.report import format_rows
+
+    for tab in tables:
         t = Table(title=tab["title"])
         for c in tab["columns"]:
             t.add_column(c["name"], justify="left" if c["kind"] == "text" else "right")

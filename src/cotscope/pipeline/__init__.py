@@ -8,6 +8,8 @@
 - :func:`safety_metrics`: Safe@1 / Safe@K / ConsSafe@K from every stored judge label of a store, by reasoning
   provenance, with reasoning that never finished (``incomplete``) counted apart; :func:`completion_metrics`: cap hits
   per model and strategy.
+- :func:`guard_metrics`: what ``cotscope guard`` did with the traffic it recorded (decisions, monitor failures, stop
+  points, latency).
 - :func:`detection_metrics`: accuracy, AUROC, TPR at 1% / 5% FPR of every stored monitor on agent trajectories.
 
 Stages report progress through the small :class:`Progress` protocol and never draw anything.
@@ -73,6 +75,7 @@ from cotscope.pipeline._outcomes import (
     is_incomplete_result,
     verdict_from_reasoning,
 )
+from cotscope.pipeline._traffic import GUARD_ACTIONS, GuardRow, guard_metrics
 from cotscope.pipeline._verify import BestOfNReport, as_prm_evaluator, best_of_n_from_store
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "DEFAULT_INCOMPLETE",
     "FORM_TEXT",
     "GROUP_BY",
+    "GUARD_ACTIONS",
     "INCOMPLETE_FORMS",
     "MIXED",
     "POSITIVES",
@@ -96,6 +100,7 @@ __all__ = [
     "Executor",
     "ExecutorStats",
     "GenerateStats",
+    "GuardRow",
     "IncompleteForm",
     "InlineExecutor",
     "NullProgress",
@@ -124,6 +129,7 @@ __all__ = [
     "evaluate",
     "generate",
     "get_executor",
+    "guard_metrics",
     "incomplete_result",
     "is_incomplete",
     "is_incomplete_result",

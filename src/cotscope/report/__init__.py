@@ -5,7 +5,7 @@ profiles, monitor ROC curves, and example traces with reasoning and answer apart
 from cotscope.report._format import column_names, fmt_num, fmt_pct, format_cell, format_rows
 from cotscope.report._html import action_html, build_report, highlight, render_report, trace_card
 from cotscope.report._svg import bar_chart, line_chart, roc_chart, standalone_svg
-from cotscope.report._tables import completion_table, safety_table
+from cotscope.report._tables import completion_table, guard_table, safety_table
 
 __all__ = [
     "action_html",
@@ -17,6 +17,7 @@ __all__ = [
     "fmt_pct",
     "format_cell",
     "format_rows",
+    "guard_table",
     "highlight",
     "line_chart",
     "render_report",

@@ -17,7 +17,7 @@ from typing import Any
 from cotscope.pipeline import DEFAULT_INCOMPLETE, FORM_TEXT, check_incomplete_form
 from cotscope.report._format import column_names, format_rows
 from cotscope.report._svg import bar_chart, roc_chart
-from cotscope.report._tables import completion_table, safety_table
+from cotscope.report._tables import completion_table, guard_table, safety_table
 from cotscope.store import Store
 from cotscope.traces import Action, Trace, command_of, is_agent_trace, parse_monitor, step_view
 
@@ -323,7 +323,7 @@ def _store_section(store: Store, n_examples: int = 6, incomplete: str = DEFAULT_
     included): label counts per evaluator (incomplete outcomes and answer verdicts quoted from the reasoning
     apart), SafeChain metrics per model, strategy and reasoning provenance, cap hits per model and strategy,
     example traces."""
-    from cotscope.pipeline import completion_metrics, safety_metrics
+    from cotscope.pipeline import completion_metrics, guard_metrics, safety_metrics
 
     counts = store.con.execute(
         "SELECT r.evaluator, r.part, r.kind, any_value(e.label_meaning), count(*), count(*) FILTER (label),"
@@ -352,6 +352,9 @@ def _store_section(store: Store, n_examples: int = 6, incomplete: str = DEFAULT_
                                          f"provenance ({FORM_TEXT[incomplete]}; a group with one is left out)")))
     parts.append(_table(completion_table(completion_metrics(store, incomplete=incomplete, judged_only=True),
                                          incomplete)))
+    guard = guard_metrics(store, ["model"])
+    if guard:
+        parts.append(_table(guard_table(guard, ["model"])))
     # Examples: traces with a true label first (unsafe, refused, flagged), then the rest.
     ids = [r[0] for r in store.con.execute(
         "SELECT trace_id FROM results GROUP BY trace_id ORDER BY bool_or(coalesce(label, false)) DESC,"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cotscope.pipeline import FORM_TEXT, CompletionRow, SafetyRow
+from cotscope.pipeline import FORM_TEXT, CompletionRow, GuardRow, SafetyRow
 
 
 def _incomplete_header(form: str) -> str:
@@ -43,3 +43,17 @@ def completion_table(rows: Sequence[CompletionRow], form: str) -> dict[str, Any]
             "columns": [{"name": c, "kind": k} for c, k in cols],
             "rows": [[r.model, r.strategy, r.provenance, r.traces, r.cap_hit, r.cap_hit_rate, r.no_answer,
                       *([r.incomplete] if form != "no-answer" else [])] for r in rows]}
+
+
+def guard_table(rows: Sequence[GuardRow], by: Sequence[str]) -> dict[str, Any]:
+    """What ``cotscope guard`` did with the traffic it recorded, per guard key (and ``by`` values)."""
+    cols = [("guard", "text"), *[(b, "text") for b in by], ("requests", "int"), ("passed", "int"),
+            ("blocked", "int"), ("flagged", "int"), ("logged", "int"), ("upstream err", "int"),
+            ("flag rate", "rate"), ("no verdict", "int"), ("monitor errors", "int"), ("fail-decided", "int"),
+            ("stop offset p50", "num"), ("latency p50", "num"), ("latency p95", "num"), ("TTFT p50", "num")]
+    return {"title": "Guard traffic per monitor (flag rate: over requests with a verdict; flagged/logged: flagged "
+                     "and let through by the policy; fail-decided: decided by a failed check; seconds)",
+            "columns": [{"name": c, "kind": k} for c, k in cols],
+            "rows": [[r.evaluator, *[r.by.get(b) for b in by], r.requests, r.passed, r.blocked, r.flagged,
+                      r.logged, r.error, r.flag_rate, r.no_verdict, r.monitor_errors, r.fail_applied,
+                      r.median_stop_offset, r.latency_p50_s, r.latency_p95_s, r.ttft_p50_s] for r in rows]}
