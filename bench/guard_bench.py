@@ -272,6 +272,73 @@ def perf(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# -- capacity -------------------------------------------------------------------------------------------
+def encoder_rate(window: int, threads: int, n: int = 32) -> float:
+    """Windows per second the embedded encoder scores alone, in this process, with ``threads`` torch threads:
+    ``n`` windows of the benchmark's reasoning at the guard's window size, one batch, best of three."""
+    import torch
+
+    from cotscope.judges._local import LocalScorer
+
+    torch.set_num_threads(threads)
+    text = BENIGN_REASONING
+    wins = [text[max(0, e - window):e] for e in range(window // 2, len(text) + window // 2, window // 2)]
+    batch = (wins * (n // len(wins) + 1))[:n]
+    sc = LocalScorer("harm")
+    sc.score(batch[:2], [_q(0)] * 2)  # load, and cache the request as the guard does
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sc.score(batch, [_q(0)] * n)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def capacity(args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput and TTFT at concurrency 32 against the upstream's pace: where the monitor keeps up.
+
+    For each pace the direct and guarded runs alternate (``--repeats``); the guard's ``/health`` gives the
+    windows it scored and the seconds its monitor was busy, so the demand (windows per second of direct stream
+    time) can be set against the encoder's own rate measured alone in this process.
+    """
+    replies = {_q(i): (BENIGN_REASONING, BENIGN_ANSWER) for i in range(64)}
+    rate = encoder_rate(args.window, args.torch_threads)
+    out: dict[str, Any] = {"monitor": args.monitor, "release": "live", "check_every": args.check_every,
+                           "window": args.window, "torch_threads": args.torch_threads,
+                           "encoder_windows_per_s_alone": rate, "rows": []}
+    print(f"[capacity] encoder alone: {rate:.1f} windows/s ({args.window}-character windows, "
+          f"{args.torch_threads} thread(s))", flush=True)
+    qs = [_q(i) for i in range(32)]
+    for pace in args.paces:
+        with fake_upstream(replies, pace) as up, guard_proc(up, args.monitor, check_every=args.check_every,
+                                                             window=args.window, release="live",
+                                                             threshold=args.perf_threshold) as g:
+            health = g.rsplit("/v1", 1)[0] + "/health"
+            asyncio.run(run_load(g, [_q(0)], 1))
+            row: dict[str, Any] = {"pace_s": pace, "ratio": [], "added_ttft_ms": [], "demand_windows_per_s": [],
+                                   "direct_s": [], "guard_s": []}
+            for rep in range(args.repeats):
+                runs: dict[str, tuple[list[StreamResult], float]] = {}
+                h0 = httpx.get(health).json()["monitor"]
+                for name in (["direct", "guard"] if rep % 2 == 0 else ["guard", "direct"]):
+                    runs[name] = asyncio.run(run_load(up if name == "direct" else g, qs, 32))
+                h1 = httpx.get(health).json()["monitor"]
+                (d, dw), (gd, gw) = runs["direct"], runs["guard"]
+                row["ratio"].append((sum(r.chars for r in gd) / gw) / (sum(r.chars for r in d) / dw))
+                row["added_ttft_ms"].append(1000 * (_med([r.ttft for r in gd if r.ttft is not None])
+                                                    - _med([r.ttft for r in d if r.ttft is not None])))
+                row["demand_windows_per_s"].append((h1["windows"] - h0["windows"]) / dw)
+                row["direct_s"].append(dw)
+                row["guard_s"].append(gw)
+            out["rows"].append(row)
+            print(f"[capacity] pace {pace * 1000:.0f} ms/token ({32 / pace:.0f} tokens/s over 32 streams): "
+                  f"throughput ratio {[round(v, 3) for v in row['ratio']]}, added TTFT ms "
+                  f"{[round(v) for v in row['added_ttft_ms']]}, demand "
+                  f"{[round(v, 1) for v in row['demand_windows_per_s']]} windows/s against {rate:.1f} alone",
+                  flush=True)
+    return out
+
+
 # -- sweep ----------------------------------------------------------------------------------------------
 def sweep(args: argparse.Namespace, traces: list[Labelled]) -> dict[str, Any]:
     """Check interval vs latency and overrun through the live guard."""
@@ -393,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--monitors", default="local-harm,local-refusal,local-harmful-request",
                     help="embedded monitors for quality")
     ap.add_argument("--pace", type=float, default=0.02, help="upstream seconds per token")
+    ap.add_argument("--paces", default="0.02,0.04,0.08", help="upstream paces (s/token) measured in capacity")
     ap.add_argument("--check-every", type=int, default=200)
     ap.add_argument("--window", type=int, default=400)
     ap.add_argument("--torch-threads", type=int, default=1, help="OMP_NUM_THREADS of the guard process")
@@ -410,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write all figures here")
     args = ap.parse_args(argv)
     args.intervals = [int(x) for x in args.intervals.split(",")]
+    args.paces = [float(x) for x in args.paces.split(",")]
     _THREADS[0] = args.torch_threads
     _OPTIONS[:] = args.monitor_option
     args.monitors = [m.strip() for m in args.monitors.split(",") if m.strip()]
@@ -422,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if "perf" in sections:
         report["perf"] = perf(args)
+        save()
+    if "capacity" in sections:
+        report["capacity"] = capacity(args)
         save()
     if "sweep" in sections:
         report["sweep"] = sweep(args, pyrit_objective(args.max_chars, args.sweep_per_class, seed=1))
