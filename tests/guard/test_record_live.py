@@ -212,17 +212,20 @@ def test_a_store_held_at_shutdown_is_tried_for_a_bounded_time_then_reported(tmp_
 
 def test_a_store_that_cannot_be_opened_fails_the_records_and_says_why(tmp_path: Path) -> None:
     db = tmp_path / "damaged.duckdb"
-    rec = GuardRecord(reasoning="Step 1.", flagged=False)
+    recs = [GuardRecord(reasoning=f"Step {i}.", flagged=False) for i in range(2)]
 
     async def run() -> RecordWriter:
-        w = _writer(db, flush_s=0.05)
+        w = _writer(db, flush_s=60.0)
         await w.start()
         db.write_bytes(b"not a database" * 1000)  # damaged between two flushes: not a lock, so no retry
-        w.submit(rec)
-        await w.aclose()
+        for r in recs:
+            w.submit(r)
+        await w.aclose()  # one flush of both
         return w
 
     w = asyncio.run(run())
-    assert (w.received, w.written, w.failed, w.not_written, w.busy_retries) == (1, 0, 1, 0, 0)
-    assert w.errors[0].startswith(f"{rec.request_id}: cannot open the store: ")
-    assert w.errors[-1].startswith("the run's end was not recorded")
+    assert (w.received, w.written, w.failed, w.not_written, w.busy_retries) == (2, 0, 2, 0, 0)
+    # One line for the shared reason, naming the records.
+    assert w.errors[0].startswith(f"2 records ({recs[0].request_id}, {recs[1].request_id}): cannot open the store: ")
+    assert "not a valid DuckDB database" in w.errors[0]
+    assert len(w.errors) == 2 and w.errors[1].startswith("the run's end was not recorded")

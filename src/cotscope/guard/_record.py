@@ -394,10 +394,16 @@ class RecordWriter:
                 raise
 
     def _fail(self, records: list[GuardRecord], why: str | None) -> None:
+        """Count ``records`` as failed for one shared reason, said once (with the first ids), not per record."""
         self.failed += len(records)
-        if why is not None:
-            for r in records:
-                self._note(f"{r.request_id}: {why}")
+        if why is None or not records:
+            return
+        ids = [r.request_id for r in records]
+        if len(ids) == 1:
+            self._note(f"{ids[0]}: {why}")
+        else:
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            self._note(f"{len(ids)} records ({shown}): {why}")
 
     def _note(self, line: str) -> None:
         if len(self.errors) < MAX_ERRORS:
