@@ -302,3 +302,34 @@ def test_cli_rejects_an_unknown_non_stream_upstream() -> None:
     out = CliRunner().invoke(app, ["guard", "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m",
                                    "--monitor", "phrase", "-o", "phrase=X", "--non-stream-upstream", "sse"])
     assert out.exit_code == 2 and "--non-stream-upstream" in out.output
+
+
+def test_a_stream_without_one_readable_chunk_is_an_error_not_an_empty_answer() -> None:
+    body = b"data: {not json\n\n: a comment\n\ndata: [DONE]\n\n"
+    with scripted(lambda b: ("text/event-stream", body)) as up, guard_on(up) as (g, records):
+        with pytest.raises(openai.APIStatusError, match="could not be read") as e:
+            _ask(g.base_url, "benign")
+        assert e.value.status_code == 502
+        assert wait_for(lambda: len(records) == 1)
+        assert records[0].action == "error" and records[0].malformed_chunks == 1
+        assert records[0].upstream_error == "the upstream's stream had no readable chunk"
+
+
+@pytest.mark.parametrize("mode", ["stream", "whole"])
+def test_a_client_that_gives_up_cancels_the_generation(mode: str) -> None:
+    # stream: 70 tokens at 20 ms (1.4 s); whole: the fake upstream answers after 3 s.
+    with upstream(pace_s=0.02, delay_s=0.0 if mode == "stream" else 3.0) as up, \
+            guard_on(up, non_stream_upstream=mode) as (g, records):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{g.base_url}/chat/completions", timeout=httpx.Timeout(10, read=0.3),
+                       json={"model": "x", "messages": [{"role": "user", "content": "turning"}]})
+        assert wait_for(lambda: len(records) == 1)
+        rec = records[0]
+        assert rec.client_disconnected and rec.latency_s is not None
+        if mode == "stream":
+            assert wait_for(lambda: up.stats.streams[-1].ended > 0)
+            s = up.stats.streams[-1]
+            assert s.abandoned and not s.completed and s.sent_tokens < s.total_tokens
+        else:  # the request ended (its upstream connection closed) before the upstream could have answered
+            assert rec.latency_s < 3.0 and up.stats.counts["ok"] == 0
+        assert no_leaks(g)

@@ -150,9 +150,14 @@ class Guard:
             # "stream": read the upstream as a stream so that a flag cuts the generation; "whole": cannot stream.
             answer = session.collect if self.cfg.non_stream_upstream == "stream" else session.complete
             try:
-                status, data, extra = await answer(self.client, headers)
+                got = await _unless_client_leaves(request, answer(self.client, headers))
+                if got is None:  # the client left: its request was cancelled, the upstream connection closed
+                    rec.client_disconnected = True
             finally:
                 self.finish(session)
+            if got is None:
+                return Response(b"", status_code=499)  # nobody reads it
+            status, data, extra = got
             return Response(data, status_code=status, media_type="application/json",
                             headers=extra | {"X-Cotscope-Guard-Request": rec.request_id})
         self.stats.streams += 1
@@ -184,6 +189,34 @@ class Guard:
     def _bad(self, message: str) -> Response:
         self.stats.bad_requests += 1
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Run ``work`` for a non-streamed request; ``None`` when its client disconnects first (``work`` cancelled).
+
+    A non-streaming endpoint is not cancelled when its client goes away, so without this a client that timed
+    out would leave its generation running upstream to the end.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            # Cancelled once and awaited without a second cancel (asyncio.wait): its cleanup closes the upstream
+            # connection, and a second cancel would interrupt that close.
+            task.cancel()
+            await asyncio.wait([task])
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the request body has been read, so the next message says so)."""
+    if (await request.receive())["type"] != "http.disconnect":
+        await asyncio.Event().wait()  # not the server's usual answer: never report the client as gone
 
 
 def create_app(guard: Guard) -> Starlette:

@@ -82,9 +82,11 @@ class CompletionAssembler:
         self.tools: dict[int, dict[str, Any]] = {}
         self.logprobs: dict[str, list[Any]] | None = None
         self.finish_reason: str | None = None
+        self.chunks = 0
 
     def add(self, obj: dict[str, Any]) -> None:
         """Fold in one chunk (already validated by :func:`~cotscope.guard._parse.parse_chunk`)."""
+        self.chunks += 1
         for k, v in obj.items():
             if k not in _OWN_KEYS and k not in self.top:
                 self.top[k] = v
@@ -362,7 +364,13 @@ class GuardSession:
         self._release()
         if self.events:  # only when a failed check held text (closed mode stops instead): never silently
             return
-        if self.assembler is not None:
+        if self.assembler is not None and not self.assembler.chunks:
+            # Not one readable chunk (a body that is not server-sent events, or only malformed ones): an empty
+            # completion would pass for the model's answer.
+            self.rec.upstream_error = "the upstream's stream had no readable chunk"
+            self.rec.action = "error"
+            self.reply = 502, _error_body("the upstream's response could not be read"), {}
+        elif self.assembler is not None:
             obj = self.assembler.build(self.chunk_base)
             if self.cfg.policy == "flag":
                 obj["cotscope_guard"] = self._verdict()
