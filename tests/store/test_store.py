@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -104,3 +107,30 @@ def test_ingest_takes_any_iterable_of_paths(tmp_path: Path) -> None:
         report = st.ingest((f for f in files), on_file=seen.append)
         assert report.files == [str(f) for f in files] and seen == files
         assert report.records == 6 and st.count() == 3  # the two files hold the same three records
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """A separate process that opens ``path`` for writing, says READY, and holds it for ``seconds``."""
+    code = ("import sys, time; from cotscope.store import Store\n"
+            "st = Store(sys.argv[1]); print('READY', flush=True); time.sleep(float(sys.argv[2])); st.close()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def test_a_store_held_briefly_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    """A writer that holds the file for a moment (the guard's recorder, a viewer label) delays a command instead of
+    failing it; with no wait, or past the wait, the error says the file is locked."""
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    proc = _hold(path, 1.0)
+    try:
+        with pytest.raises(OSError, match="lock"):
+            Store(path, read_only=True, lock_wait_s=0)
+        with pytest.raises(OSError, match="lock"):
+            Store(path, lock_wait_s=0.2)
+        t0 = time.monotonic()
+        with Store(path, read_only=True) as st:  # the default wait outlasts the holder
+            assert time.monotonic() - t0 > 0.2 and st.count() == 0
+    finally:
+        proc.wait(10)

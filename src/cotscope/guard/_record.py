@@ -329,7 +329,8 @@ class RecordWriter:
         delay = _FIRST_RETRY_S
         while True:
             try:
-                return await asyncio.to_thread(Store, self.path)
+                # Its own backoff and deadlines (shutdown's included): the store must not wait inside.
+                return await asyncio.to_thread(Store, self.path, lock_wait_s=0)
             except OSError as e:
                 if not store_held(e):
                     raise

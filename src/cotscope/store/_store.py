@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,15 @@ class IngestReport:
         }
 
 
+#: Seconds a store keeps trying to open a file another process holds (see :class:`Store`).
+LOCK_WAIT_S = 5.0
+
+
+def _held_elsewhere(e: Exception) -> bool:
+    """Whether DuckDB refused the file because another process holds its lock (not a damaged or foreign file)."""
+    return "lock" in str(e).lower()
+
+
 class Store:
     """One DuckDB file holding traces, runs and results.
 
@@ -100,10 +110,14 @@ class Store:
             ``"50%"``) or in bytes; default ``$COTSCOPE_DUCKDB_MEMORY``, else ``min(2 GiB, 25% of memory)``.
         threads: DuckDB's worker threads; default ``$COTSCOPE_DUCKDB_THREADS``, else the cores this process
             may run on. See :mod:`cotscope.store._settings`.
+        lock_wait_s: how long to keep trying while another process holds the file (DuckDB lets one process
+            write a file and, meanwhile, no other open it at all). Writers that hold a store briefly, such as
+            ``cotscope guard``'s recorder (a fraction of a second per flush) or the viewer storing a label,
+            then delay a command instead of failing it. 0: fail at once.
 
     Raises:
         ConfigError: a memory limit or thread count that is not valid.
-        OSError: the file cannot be opened as a store.
+        OSError: the file cannot be opened as a store (still held by another process after ``lock_wait_s``).
     """
 
     def __init__(
@@ -113,15 +127,23 @@ class Store:
         *,
         memory_limit: str | int | None = None,
         threads: int | None = None,
+        lock_wait_s: float = LOCK_WAIT_S,
     ) -> None:
         self.path = str(path)
         if read_only and self.path != ":memory:" and not Path(self.path).exists():
             raise FileNotFoundError(f"{self.path}: no such store")
         config = duckdb_config(memory_limit, threads)
-        try:
-            self.con = duckdb.connect(self.path, read_only=read_only, config=config)
-        except duckdb.Error as e:
-            raise OSError(f"{self.path}: cannot open store: {e}") from None
+        deadline = time.monotonic() + max(0.0, lock_wait_s)
+        delay = 0.05
+        while True:
+            try:
+                self.con = duckdb.connect(self.path, read_only=read_only, config=config)
+                break
+            except duckdb.Error as e:
+                if not _held_elsewhere(e) or time.monotonic() >= deadline:
+                    raise OSError(f"{self.path}: cannot open store: {e}") from None
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
         if not read_only:
             try:
                 open_schema(self.con)

@@ -63,7 +63,9 @@ class StoreAccess:
 
     def _connect(self, read_only: bool) -> Store:
         try:
-            return Store(self.path, read_only=read_only, memory_limit=self._memory_limit, threads=self._threads)
+            # The page answers 'busy, retry' at once rather than hold the request.
+            return Store(self.path, read_only=read_only, memory_limit=self._memory_limit, threads=self._threads,
+                         lock_wait_s=0)
         except OSError as e:
             if "lock" in str(e).lower():
                 raise StoreBusy(f"{self.path} is held by another process (a cotscope command writing it?);"
