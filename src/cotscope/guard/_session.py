@@ -58,9 +58,9 @@ class _Event:
     obj: dict[str, Any] | None = None
 
 
-#: Chunk keys the assembled ``chat.completion`` does not take over: it has its own, they are per chunk, or (the
-#: verdict) only the guard may write them.
-_OWN_KEYS = frozenset({"choices", "object", "usage", "cotscope_guard"})
+#: Chunk keys the assembled ``chat.completion`` does not take over: it has its own, they are per chunk (OpenAI's
+#: ``obfuscation`` padding), or (the verdict) only the guard may write them.
+_OWN_KEYS = frozenset({"choices", "object", "usage", "obfuscation", "cotscope_guard"})
 
 
 class CompletionAssembler:
