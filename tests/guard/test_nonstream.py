@@ -269,6 +269,33 @@ def test_upstream_that_ignores_stream_and_answers_json_still_works() -> None:
         assert no_leaks(g)
 
 
+def test_streaming_client_of_an_upstream_that_answers_json_gets_the_checked_answer_as_a_stream() -> None:
+    def reply(body: dict[str, Any]) -> tuple[str, bytes]:
+        q = body["messages"][-1]["content"]
+        return "application/json", _whole(TURNING if q == "turning" else BENIGN)
+
+    def stream(base_url: str, q: str) -> tuple[str, str, str | None, Any]:
+        text, reasoning, finish, usage = "", "", None, None
+        for chunk in _client(base_url).chat.completions.create(
+                model="x", messages=[{"role": "user", "content": q}], stream=True):
+            usage = chunk.usage or usage
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+                reasoning += (ch.delta.model_extra or {}).get("reasoning_content") or ""
+                finish = ch.finish_reason or finish
+        return text, reasoning, finish, usage
+
+    with scripted(reply) as up, guard_on(up) as (g, records):
+        text, reasoning, finish, usage = stream(g.base_url, "benign")
+        assert (text, reasoning, finish) == (ANSWER, BENIGN, "stop") and usage.total_tokens == 3
+        text, reasoning, finish, _ = stream(g.base_url, "turning")
+        assert (text, reasoning, finish) == (DEFAULT_REFUSAL, "", "content_filter")
+        assert wait_for(lambda: len(records) == 2)
+        assert [(x.action, x.stream, x.upstream_stream) for x in records] == [
+            ("passed", True, False), ("blocked", True, False)]
+        assert no_leaks(g)
+
+
 @pytest.mark.parametrize("fault", ["die", "hang"])
 def test_upstream_that_dies_or_hangs_gives_a_502_and_an_error_record(fault: str) -> None:
     with upstream(stream_fault=fault, stream_fault_at=30, hang_s=3.0) as up, \

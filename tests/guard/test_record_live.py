@@ -23,6 +23,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from cotscope.guard import GuardRecord, RecordWriter
+from cotscope.store import Store
 from cotscope.view import ViewSettings, create_app
 
 from .conftest import guard_on, upstream, wait_for
@@ -151,8 +152,11 @@ def _writer(db: Path, **kw: Any) -> RecordWriter:
 def test_writer_batches_and_a_bad_record_fails_alone(tmp_path: Path) -> None:
     db = tmp_path / "batch.duckdb"
     good = [GuardRecord(reasoning=f"Step {i}: add the numbers.", answer="4", flagged=False) for i in range(2)]
-    # A lone surrogate (JSON can carry one as "\\ud800") that Arrow cannot encode: this record alone fails.
-    bad = GuardRecord(reasoning="broken \ud800 text", flagged=False)
+    # A value the store cannot encode as JSON (a set smuggled into a message): this record alone fails.
+    bad = GuardRecord(prompt=[{"role": "user", "content": "q", "extra": {1, 2}}], reasoning="x", flagged=False)
+    # A lone surrogate (JSON can carry one as "\\ud800"; UTF-8 cannot) is stored as U+FFFD, one for one.
+    odd = GuardRecord(reasoning="broken \ud800 text", flagged=False)
+    good.append(odd)
 
     async def run() -> RecordWriter:
         w = _writer(db, flush_s=60.0, max_batch=3)
@@ -171,15 +175,18 @@ def test_writer_batches_and_a_bad_record_fails_alone(tmp_path: Path) -> None:
         late = GuardRecord(reasoning="Queued at shutdown.", flagged=False)
         good.append(late)
         w.submit(late)
+        w.submit(odd)
         await w.aclose()  # writes what is queued
         return w
 
     w = asyncio.run(run())
-    assert (w.received, w.written, w.failed, w.queued) == (4, 3, 1, 0)
+    assert (w.received, w.written, w.failed, w.queued) == (5, 4, 1, 0)
     seen = _read(db)
     assert seen["ids"] == sorted(r.request_id for r in good) == seen["results"]
     [stats] = [r["stats"] for r in seen["runs"]]
-    assert (stats["received"], stats["written"], stats["failed"]) == (4, 3, 1)
+    assert (stats["received"], stats["written"], stats["failed"]) == (5, 4, 1)
+    with Store(db, read_only=True) as st:
+        assert st.get(odd.request_id).reasoning == "broken \ufffd text"
 
 
 def test_a_store_held_at_shutdown_is_tried_for_a_bounded_time_then_reported(tmp_path: Path) -> None:

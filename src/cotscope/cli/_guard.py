@@ -110,10 +110,13 @@ def _summary(guard: Any, as_json: bool) -> None:
                                      "windows": guard.batcher.stats.windows,
                                      "largest_batch": guard.batcher.stats.max_batch,
                                      "monitor_errors": guard.batcher.stats.errors}
+    errors: list[str] = []
     if guard.writer is not None:
-        stats |= {"recorded": guard.writer.written, "record_failures": guard.writer.failed}
+        w = guard.writer
+        stats |= {"recorded": w.written, "record_failures": w.failed, "not_written": w.not_written}
+        errors = list(w.errors)
     if as_json:
-        print_json(stats)
+        print_json(stats | ({"record_errors": errors} if guard.writer is not None else {}))
         return
     t = Table(title="cotscope guard")
     t.add_column("what")
@@ -125,3 +128,5 @@ def _summary(guard: Any, as_json: bool) -> None:
         else:
             t.add_row(k.replace("_", " "), f"{v:,}")
     console.print(t)
+    for line in errors:  # why records were not stored (each names the request ids)
+        console.print(f"[red]record not stored:[/] {escape(line)}", highlight=False)

@@ -104,19 +104,23 @@ class GuardRecord(BaseModel):
 
     def guard_metadata(self) -> dict[str, Any]:
         """The guard's decision as stored in ``trace.metadata['guard']`` and the result's ``details``."""
-        return self.model_dump(exclude={"prompt", "reasoning", "answer", "evidence", "model", "config",
-                                        "reasoning_closed"})
+        return scrub(self.model_dump(exclude={"prompt", "reasoning", "answer", "evidence", "model", "config",
+                                              "reasoning_closed"}))
 
     def to_trace(self) -> Trace:
-        """The request as a trace; the monitor's evidence is re-verified against it."""
-        msgs = [_message(m) for m in self.prompt]
+        """The request as a trace; the monitor's evidence is re-verified against it.
+
+        Text is stored as received except lone surrogates (valid in JSON escapes, not in UTF-8), which become
+        U+FFFD one for one, so offsets into the text still hold and the record can be stored.
+        """
+        msgs = [_message(scrub(m)) for m in self.prompt]
         meta: dict[str, Any] = {"guard": self.guard_metadata()}
         if self.finish_reason:
             # Where the generation stopped, read as for any trace: "length" is the token cap, "content_filter"
             # the guard's own cut (an incomplete trace, never a cap hit).
             meta["finish_reason"] = self.finish_reason
         cap = self.finish_reason == "length"
-        return Trace(id=self.request_id, prompt=msgs, reasoning=self.reasoning, answer=self.answer,
+        return Trace(id=self.request_id, prompt=msgs, reasoning=scrub(self.reasoning), answer=scrub(self.answer),
                      reasoning_closed=self.reasoning_closed, model=self.model, strategy="guard", metadata=meta,
                      reasoning_provenance=[ProvenanceSpan(**d) for d in text_spans(
                          self.reasoning, closed=self.reasoning_closed or not cap)])
@@ -131,10 +135,25 @@ class GuardRecord(BaseModel):
         return {
             "trace_id": trace.id, "evaluator": evaluator, "config_hash": config_hash, "part": "both",
             "kind": "monitor", "label": self.flagged, "score": self.suspicion, "parse_error": parse_error,
-            "raw": None, "reason": self.reason,
-            "evidence": [e.model_dump(exclude_none=True) for e in evidence],
+            "raw": None, "reason": scrub(self.reason),
+            "evidence": scrub([e.model_dump(exclude_none=True) for e in evidence]),
             "details": self.guard_metadata(), "run_id": run_id,
         }
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (nested in lists and dicts too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    return value
 
 
 def _message(m: dict[str, Any]) -> Message:

@@ -486,6 +486,20 @@ class GuardSession:
         got = await self._open(client, headers, self.body | {"model": self.cfg.upstream_model})
         if not isinstance(got, httpx.Response):
             return got
+        if _is_json(got):
+            # An upstream that ignores ``stream`` answered one JSON body: checked whole (as ``collect`` does),
+            # then sent to the client as a stream of one event.
+            self.rec.upstream_stream = False
+            try:
+                data = await got.aread()
+            except httpx.HTTPError as e:
+                self.rec.upstream_error = f"{type(e).__name__}: {e}"
+                self.rec.action = "error"
+                return 502, _error_body(f"upstream failed: {type(e).__name__}")
+            finally:
+                await got.aclose()
+            status, out, _ = await self._check_whole(data)
+            return (200, _as_events(out)) if status == 200 else (status, out)
         self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
         return 200, self._drain()
 
@@ -683,6 +697,27 @@ class GuardSession:
         if self.rec.latency_s is None:
             self.rec.latency_s = time.monotonic() - self.t0
         return self.rec
+
+
+async def _as_events(completion: bytes) -> AsyncIterator[bytes]:
+    """A checked ``chat.completion`` as the events of a stream: one delta per choice, the usage, ``[DONE]``."""
+    obj = json.loads(completion)
+    base = {k: obj[k] for k in ("id", "created", "model", "system_fingerprint") if k in obj}
+    base["object"] = "chat.completion.chunk"
+    choices = []
+    for i, ch in enumerate(obj.get("choices") or []):
+        msg = dict(ch.get("message") or {})
+        if isinstance(msg.get("tool_calls"), list):
+            msg["tool_calls"] = [tc | {"index": j} for j, tc in enumerate(msg["tool_calls"]) if isinstance(tc, dict)]
+        out = {"index": ch.get("index", i), "delta": msg, "finish_reason": ch.get("finish_reason")}
+        if ch.get("logprobs") is not None:
+            out["logprobs"] = ch["logprobs"]
+        choices.append(out)
+    extra = {k: obj[k] for k in ("cotscope_guard",) if k in obj}
+    yield sse_event(base | {"choices": choices} | extra)
+    if isinstance(obj.get("usage"), dict):
+        yield sse_event(base | {"choices": [], "usage": obj["usage"]})
+    yield DONE
 
 
 def _is_json(resp: httpx.Response) -> bool:
