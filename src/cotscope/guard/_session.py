@@ -489,16 +489,7 @@ class GuardSession:
         if _is_json(got):
             # An upstream that ignores ``stream`` answered one JSON body: checked whole (as ``collect`` does),
             # then sent to the client as a stream of one event.
-            self.rec.upstream_stream = False
-            try:
-                data = await got.aread()
-            except httpx.HTTPError as e:
-                self.rec.upstream_error = f"{type(e).__name__}: {e}"
-                self.rec.action = "error"
-                return 502, _error_body(f"upstream failed: {type(e).__name__}")
-            finally:
-                await got.aclose()
-            status, out, _ = await self._check_whole(data)
+            status, out, _ = await self._read_whole(got)
             return (200, _as_events(out)) if status == 200 else (status, out)
         self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
         return 200, self._drain()
@@ -577,16 +568,7 @@ class GuardSession:
         if not isinstance(got, httpx.Response):
             return got[0], got[1], {}
         if _is_json(got):
-            self.rec.upstream_stream = False
-            try:
-                data = await got.aread()
-            except httpx.HTTPError as e:
-                self.rec.upstream_error = f"{type(e).__name__}: {e}"
-                self.rec.action = "error"
-                return 502, _error_body(f"upstream failed: {type(e).__name__}"), {}
-            finally:
-                await got.aclose()
-            return await self._check_whole(data)
+            return await self._read_whole(got)
         self.assembler = CompletionAssembler()
         self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
         try:
@@ -621,6 +603,19 @@ class GuardSession:
             self.rec.action = "error"
             return resp.status_code, resp.content, {}
         return await self._check_whole(resp.content)
+
+    async def _read_whole(self, resp: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+        """Read an upstream's JSON answer to a streamed request (it ignored ``stream``) and check it whole."""
+        self.rec.upstream_stream = False
+        try:
+            data = await resp.aread()
+        except httpx.HTTPError as e:
+            self.rec.upstream_error = f"{type(e).__name__}: {e}"
+            self.rec.action = "error"
+            return 502, _error_body(f"upstream failed: {type(e).__name__}"), {}
+        finally:
+            await resp.aclose()
+        return await self._check_whole(data)
 
     async def _check_whole(self, data: bytes) -> tuple[int, bytes, dict[str, str]]:
         """Check one whole upstream response (``data``, a ``chat.completion``) in windows, as a stream is."""

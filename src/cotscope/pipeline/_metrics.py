@@ -16,6 +16,7 @@ group whose samples differ is ``mixed``).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -79,16 +80,26 @@ class TraceFacts:
         return bool(self.cap) and (form == "cap" or not self.answered)
 
 
+def group_columns(by: Sequence[str] | None) -> list[str]:
+    """``by`` as a list of trace columns to group by, each one of :data:`GROUP_BY`.
+
+    Raises:
+        ValueError: an unknown column.
+    """
+    out = list(by or [])
+    for b in out:
+        if b not in GROUP_BY:
+            raise ValueError(f"cannot group by {b!r}: expected one of {', '.join(GROUP_BY)}")
+    return out
+
+
 def trace_facts(store: Store, by: list[str] | None = None, judged_only: bool = True) -> dict[str, TraceFacts]:
     """:class:`TraceFacts` of the store's traces by id (only traces with a result when ``judged_only``).
 
     Raises:
         ValueError: an unknown ``by`` column.
     """
-    by = list(by or [])
-    for b in by:
-        if b not in GROUP_BY:
-            raise ValueError(f"cannot group by {b!r}: expected one of {', '.join(GROUP_BY)}")
+    by = group_columns(by)
     # Only judged traces by default: a store reading a large attached dataset may have judged a small part of it.
     where = " WHERE id IN (SELECT trace_id FROM results)" if judged_only else ""
     # The distinct span kinds come out of DuckDB as a sorted list: no JSON is parsed in Python.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cotscope.pipeline._metrics import GROUP_BY
+from cotscope.pipeline._metrics import group_columns
 from cotscope.store import Store
 
 #: The prefix of the guard's evaluator names (``guard:<monitor>``).
@@ -88,10 +88,7 @@ def guard_metrics(store: Store, by: list[str] | None = None, evaluator: str | No
     Raises:
         ValueError: an unknown ``by`` column.
     """
-    by = list(by or [])
-    for b in by:
-        if b not in GROUP_BY:
-            raise ValueError(f"cannot group by {b!r}: expected one of {', '.join(GROUP_BY)}")
+    by = group_columns(by)
     action = "json_extract_string(r.details, '$.action')"
     by_sel = "".join(f", t.{b}" for b in by)
     sql = (
