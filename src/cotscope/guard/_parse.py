@@ -37,6 +37,8 @@ class Delta:
     finish_reason: str | None = None
     has_choice: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Tool-call pieces in order: ``(index, name or None, arguments fragment)``.
+    tool_calls: list[tuple[int, str | None, str]] = field(default_factory=list)
 
 
 def parse_chunk(data: str) -> tuple[dict[str, Any], Delta]:
@@ -79,10 +81,38 @@ def parse_chunk(data: str) -> tuple[dict[str, Any], Delta]:
             raise MalformedEvent("'delta.content' is not a string")
         d.content += v or ""
         d.opaque += sum(count_opaque(delta.get(k)) for k in OPAQUE_KEYS)
+        d.tool_calls += tool_call_pieces(delta.get("tool_calls"))
         fr = ch.get("finish_reason")
         if fr is not None:
             d.finish_reason = str(fr)
     return obj, d
+
+
+def tool_call_pieces(calls: Any) -> list[tuple[int, str | None, str]]:
+    """The ``(index, name, arguments)`` pieces of a delta's ``tool_calls``; a shape the guard cannot read (so
+    could not monitor) makes the whole event malformed rather than forwarded unread."""
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise MalformedEvent("'delta.tool_calls' is not a list")
+    out: list[tuple[int, str | None, str]] = []
+    for c in calls:
+        if not isinstance(c, dict):
+            raise MalformedEvent("a tool call is not an object")
+        idx = c.get("index", 0)
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise MalformedEvent("a tool call's 'index' is not an integer")
+        fn = c.get("function")
+        if fn is None:
+            out.append((idx, None, ""))
+            continue
+        if not isinstance(fn, dict):
+            raise MalformedEvent("a tool call's 'function' is not an object")
+        name, args = fn.get("name"), fn.get("arguments")
+        if (name is not None and not isinstance(name, str)) or (args is not None and not isinstance(args, str)):
+            raise MalformedEvent("a tool call's 'function.name' or 'function.arguments' is not a string")
+        out.append((idx, name or None, args or ""))
+    return out
 
 
 def count_opaque(value: Any) -> int:

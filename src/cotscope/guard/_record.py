@@ -40,6 +40,8 @@ class GuardRecord(BaseModel):
         prompt: the request's messages.
         reasoning: the reasoning received from the upstream (up to the stop, if any).
         answer: the answer received.
+        tool_calls: the tool calls received, as the monitor read them (name, then the arguments; a call per
+            line); empty when there were none.
         reasoning_closed: false when the reasoning never ended (stopped inside it, or cut off).
         stream: whether the client asked for a stream.
         upstream_stream: whether the guard read the upstream's answer as a stream (a non-streaming request
@@ -72,6 +74,7 @@ class GuardRecord(BaseModel):
     model: str | None = None
     reasoning: str = ""
     answer: str = ""
+    tool_calls: str = ""
     reasoning_closed: bool = True
     stream: bool = True
     upstream_stream: bool = True
@@ -105,7 +108,7 @@ class GuardRecord(BaseModel):
     def guard_metadata(self) -> dict[str, Any]:
         """The guard's decision as stored in ``trace.metadata['guard']`` and the result's ``details``."""
         return scrub(self.model_dump(exclude={"prompt", "reasoning", "answer", "evidence", "model", "config",
-                                              "reasoning_closed"}))
+                                              "reasoning_closed", "tool_calls"}))
 
     def to_trace(self) -> Trace:
         """The request as a trace; the monitor's evidence is re-verified against it.
@@ -115,6 +118,8 @@ class GuardRecord(BaseModel):
         """
         msgs = [_message(scrub(m)) for m in self.prompt]
         meta: dict[str, Any] = {"guard": self.guard_metadata()}
+        if self.tool_calls:
+            meta["tool_calls"] = scrub(self.tool_calls)
         if self.finish_reason:
             # Where the generation stopped, read as for any trace: "length" is the token cap, "content_filter"
             # the guard's own cut (an incomplete trace, never a cap hit).

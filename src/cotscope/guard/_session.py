@@ -39,6 +39,7 @@ from cotscope.guard._parse import (
     count_opaque,
     parse_chunk,
     sse_event,
+    tool_call_pieces,
 )
 from cotscope.guard._record import GuardRecord
 from cotscope.monitors import CheckRequest, StreamChecker
@@ -56,6 +57,8 @@ class _Event:
     text_reasoning: int = 0
     text_answer: int = 0
     obj: dict[str, Any] | None = None
+    need_tools: int = 0
+    text_tools: int = 0
 
 
 #: Chunk keys the assembled ``chat.completion`` does not take over: it has its own, they are per chunk (OpenAI's
@@ -190,8 +193,14 @@ class GuardSession:
         prompt = prompt_text(body.get("messages") or [])
         kw: dict[str, Any] = {"prompt": prompt, "threshold": cfg.threshold, "check_every": cfg.check_every,
                               "window": cfg.window, "first_check": cfg.first_check}
+        # Tool calls are checked as text of their own ("name arguments", a call per line), put in the answer
+        # of the windows the monitor reads; the recorded answer stays the content the model wrote.
         self.checkers = {"reasoning": StreamChecker(field="reasoning", **kw),
-                         "answer": StreamChecker(field="answer", **kw)}
+                         "answer": StreamChecker(field="answer", **kw),
+                         "tools": StreamChecker(field="answer", **kw)}
+        self.tool_names: dict[int, str] = {}
+        self.tool_opened: set[int] = set()
+        self.tool_line: int | None = None
         self.splitter = ThinkSplitter()
         self.events: deque[_Event] = deque()
         self.unresolved: list[_Event] = []
@@ -218,11 +227,30 @@ class GuardSession:
         if text:
             self.checkers[field].feed(text)
 
+    def _feed_tools(self, pieces: list[tuple[int, str | None, str]]) -> None:
+        """Tool-call deltas as checked text, append-only: a line per call, opened by its name (servers that repeat
+        the name are not doubled); when the deltas of parallel calls interleave, each switch opens a new line
+        with that call's name, so every piece of arguments is read next to the call it belongs to."""
+        for idx, name, args in pieces:
+            if name and idx not in self.tool_names:
+                self.tool_names[idx] = name
+            if idx != self.tool_line and (args or idx not in self.tool_opened):
+                head = self.tool_names.get(idx, f"call {idx}")
+                self._feed("tools", ("\n" if self.checkers["tools"].text else "") + head + " ")
+                self.tool_line = idx
+                self.tool_opened.add(idx)
+            self._feed("tools", args)
+
+    def _watched(self) -> list[tuple[str, StreamChecker]]:
+        """The checkers a request is checked and judged by: reasoning and answer always (every stream gets a
+        verdict), tool calls when there were any."""
+        return [(f, ch) for f, ch in self.checkers.items() if f != "tools" or ch.text]
+
     def _schedule(self) -> None:
         """Start a check for each field that has one due and none in flight."""
         if self.finished or self.stopped:
             return
-        for field, ch in self.checkers.items():
+        for field, ch in self._watched():
             if field not in self.inflight and ch.due(final=self.upstream_done):
                 req = ch.request()
                 self.inflight[field] = asyncio.create_task(self._check(field, req), name=f"guard-check-{field}")
@@ -338,7 +366,7 @@ class GuardSession:
         r, a = self.checkers["reasoning"], self.checkers["answer"]
         if self.cfg.release == "checked" and ev.need_reasoning > r.passed:
             return False
-        return ev.need_answer <= a.passed
+        return ev.need_answer <= a.passed and ev.need_tools <= self.checkers["tools"].passed
 
     def _release(self) -> None:
         if self.stopped or self.finished:
@@ -347,6 +375,8 @@ class GuardSession:
             ev = self.events.popleft()
             self.rec.released["reasoning"] += ev.text_reasoning
             self.rec.released["answer"] += ev.text_answer
+            if ev.text_tools:
+                self.rec.released["tools"] = self.rec.released.get("tools", 0) + ev.text_tools
             if self.assembler is not None:
                 if ev.obj is not None:
                     self.assembler.add(ev.obj)
@@ -359,7 +389,7 @@ class GuardSession:
         """After the upstream ended and every check ran: the rest, the verdict (``flag``) and ``[DONE]``."""
         if self.finished or self.stopped or not self.upstream_done or self.inflight:
             return
-        if any(ch.due(final=True) for ch in self.checkers.values()):
+        if any(ch.due(final=True) for _, ch in self._watched()):
             return
         self._release()
         if self.events:  # only when a failed check held text (closed mode stops instead): never silently
@@ -419,13 +449,16 @@ class GuardSession:
             self.rec.finish_reason = d.finish_reason
         r_before = len(self.checkers["reasoning"].text)
         a_before = len(self.checkers["answer"].text)
+        t_before = len(self.checkers["tools"].text)
         self._feed("reasoning", d.reasoning)
         for field, text in self.splitter.feed(d.content):
             self._feed(field, text)
+        self._feed_tools(d.tool_calls)
         ev = _Event(raw=(line + "\n\n").encode(), need_reasoning=None, need_answer=None,
                     text_reasoning=len(self.checkers["reasoning"].text) - r_before,
                     text_answer=len(self.checkers["answer"].text) - a_before,
-                    obj=obj if self.assembler is not None else None)
+                    obj=obj if self.assembler is not None else None,
+                    text_tools=len(self.checkers["tools"].text) - t_before)
         self.events.append(ev)
         self.unresolved.append(ev)
         if not self.splitter.pending:
@@ -445,8 +478,9 @@ class GuardSession:
     def _resolve(self) -> None:
         r = len(self.checkers["reasoning"].text)
         a = len(self.checkers["answer"].text)
+        t = len(self.checkers["tools"].text)
         for ev in self.unresolved:
-            ev.need_reasoning, ev.need_answer = r, a
+            ev.need_reasoning, ev.need_answer, ev.need_tools = r, a, t
         self.unresolved.clear()
 
     async def _pump_stream(self, resp: httpx.Response) -> None:
@@ -635,6 +669,15 @@ class GuardSession:
         content = msg.get("content") if isinstance(msg.get("content"), str) else ""
         for field, text in [*self.splitter.feed(content or ""), *self.splitter.flush()]:
             self._feed(field, text)
+        calls = msg.get("tool_calls")
+        try:
+            # A whole message lists its calls in order; their position is their index.
+            self._feed_tools(tool_call_pieces([{**c, "index": i} if isinstance(c, dict) else c
+                                               for i, c in enumerate(calls)] if isinstance(calls, list) else calls))
+        except MalformedEvent as e:
+            self.rec.upstream_error = f"unreadable upstream response: {e}"
+            self.rec.action = "error"
+            return 502, _error_body("the upstream's response could not be read"), {}
         self.rec.reasoning_closed = not self.splitter.in_reasoning
         self.rec.opaque_blocks = sum(count_opaque(msg.get(k)) for k in OPAQUE_KEYS)
         self.rec.finish_reason = obj["choices"][0].get("finish_reason")
@@ -642,7 +685,7 @@ class GuardSession:
         if self.rec.opaque_blocks and self.cfg.opaque_reasoning == "block":
             self.rec.stop_field, self.rec.stop_offset = "reasoning", len(reasoning)
             self.rec.reason = f"{self.rec.opaque_blocks} opaque reasoning block(s) the monitor cannot read"
-        for fname, ch in self.checkers.items():
+        for fname, ch in self._watched():
             while self.rec.stop_field is None and ch.due(final=True):
                 stopped, failed = await self._score(fname, ch.request())
                 if stopped:
@@ -658,6 +701,8 @@ class GuardSession:
             return 200, json.dumps(obj).encode(), extra
         self.rec.released = {"reasoning": len(self.checkers["reasoning"].text),
                              "answer": len(self.checkers["answer"].text)}
+        if self.checkers["tools"].text:
+            self.rec.released["tools"] = len(self.checkers["tools"].text)
         if self.cfg.policy == "flag":
             obj["cotscope_guard"] = self._verdict()
             return 200, json.dumps(obj).encode(), extra
@@ -666,19 +711,22 @@ class GuardSession:
     # -- the record ------------------------------------------------------------------------------------
     def finalize(self) -> GuardRecord:
         """Fill the record from the checkers (call once, when the request is over)."""
-        r, a = self.checkers["reasoning"], self.checkers["answer"]
-        self.rec.reasoning, self.rec.answer = r.text, a.text
+        r, a, t = self.checkers["reasoning"], self.checkers["answer"], self.checkers["tools"]
+        self.rec.reasoning, self.rec.answer, self.rec.tool_calls = r.text, a.text, t.text
         if self.rec.stop_field == "reasoning" and self.stopped:
             self.rec.reasoning_closed = False
-        self.rec.checks = r.checks + a.checks
-        scored = [c for c in (r, a) if c.checks > c.parse_errors or c.result is not None]
+        watched = [c for _, c in self._watched()]
+        self.rec.checks = sum(c.checks for c in watched)
+        scored = [c for c in watched if c.checks > c.parse_errors or c.result is not None]
         best = max(scored, key=lambda c: c.suspicion, default=None)
         if best is not None and best.result is not None:
             self.rec.suspicion = best.suspicion
-            self.rec.evidence = best.evidence
+            # Tool-call text is not a field of the trace: its evidence keeps the quote, without offsets.
+            self.rec.evidence = best.evidence if best is not t else [
+                e.model_copy(update={"start": None, "end": None, "verified": False}) for e in best.evidence]
             if self.rec.reason is None:
                 self.rec.reason = best.result.reason
-        flagged_by_monitor = any(c.stopped and c.suspicion > self.cfg.threshold for c in (r, a))
+        flagged_by_monitor = any(c.stopped and c.suspicion > self.cfg.threshold for c in watched)
         opaque_flag = self.rec.opaque_blocks > 0 and self.cfg.opaque_reasoning == "block"
         if best is not None and best.result is not None:
             self.rec.flagged = flagged_by_monitor or opaque_flag
