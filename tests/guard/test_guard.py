@@ -349,3 +349,23 @@ def test_embedded_monitor_in_the_serving_path() -> None:
         assert (rec.reasoning if ev.field == "reasoning" else rec.answer)[ev.start:ev.end] == ev.text
         assert finish == ("content_filter" if rec.flagged else "stop")
         assert no_leaks(g)
+
+
+def test_the_reasonings_last_piece_is_checked_when_the_answer_begins() -> None:
+    """A flag in the reasoning's tail (shorter than a check interval) cuts the stream while the answer streams,
+    not after the model has written the whole answer."""
+    from cotscope.models._fakeserver import FaultConfig, serve_in_thread
+
+    answer = "Here is the plan in many careful words. " * 20
+    cfg = FaultConfig(replies={"q": ("Let me think. The EVIL part.", answer)}, pace_s=0.003, reasoning_field=True)
+    with serve_in_thread(cfg) as up, guard_on(up, check_every=10_000) as (g, records):
+        finish = None
+        for chunk in OpenAI(base_url=g.base_url, api_key="k", max_retries=0).chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "q"}], stream=True):
+            finish = chunk.choices[0].finish_reason if chunk.choices else finish
+        assert finish == "content_filter"
+        assert wait_for(lambda: len(records) == 1)
+        assert (records[0].stop_field, records[0].released["answer"]) == ("reasoning", 0)
+        s = up.stats.streams[-1]
+        assert s.abandoned and s.sent_tokens < s.total_tokens
+        assert no_leaks(g)

@@ -251,7 +251,10 @@ class GuardSession:
         if self.finished or self.stopped:
             return
         for field, ch in self._watched():
-            if field not in self.inflight and ch.due(final=self.upstream_done):
+            # The reasoning is over once the answer began: its last piece is checked then, while the answer
+            # streams, rather than at the end of the stream together with the answer's own check.
+            final = self.upstream_done or (field == "reasoning" and bool(self.checkers["answer"].text))
+            if field not in self.inflight and ch.due(final=final):
                 req = ch.request()
                 self.inflight[field] = asyncio.create_task(self._check(field, req), name=f"guard-check-{field}")
 
