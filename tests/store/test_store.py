@@ -134,3 +134,24 @@ def test_a_store_held_briefly_by_another_process_is_waited_for(tmp_path: Path) -
             assert time.monotonic() - t0 > 0.2 and st.count() == 0
     finally:
         proc.wait(10)
+
+
+def test_a_damaged_file_is_not_taken_for_a_held_one_even_under_a_lock_named_path(tmp_path: Path) -> None:
+    bad = tmp_path / "clock" / "s.duckdb"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a database" * 100)
+    t0 = time.monotonic()
+    with pytest.raises(OSError, match="cannot open store"):
+        Store(bad)
+    assert time.monotonic() - t0 < 2  # failed at once: only DuckDB's lock words mean "held"
+
+
+def test_traces_and_results_are_stored_together_or_not_at_all(tmp_path: Path) -> None:
+    t = Trace(prompt=[Message(role="user", content="q")], reasoning="r", answer="a")
+    row = {"trace_id": t.id, "evaluator": "m", "config_hash": "h", "part": "both", "kind": "monitor", "label": True}
+    with Store(tmp_path / "s.duckdb") as st:
+        with pytest.raises(TypeError):  # a result the store cannot encode: the trace is not kept either
+            st.add_traces_and_results([t], [row | {"details": {"x": {1, 2}}}])
+        assert st.count() == 0 and st.results() == []
+        assert st.add_traces_and_results([t, t], [row, row]) == (1, 1)
+        assert st.add_traces_and_results([t], [row]) == (0, 0)

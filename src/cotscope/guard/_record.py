@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from cotscope.judges import Evidence, verify
-from cotscope.store._write import _INSERT_NEW, first_of_each_id, rows_to_arrow, write_lock
 from cotscope.traces import Message, ProvenanceSpan, Trace, text_spans
-from cotscope.traces._rows import trace_to_row
 
 if TYPE_CHECKING:
     from cotscope.store import Store
@@ -396,27 +394,8 @@ class RecordWriter:
         return failures
 
     def _commit(self, store: Store, items: list[tuple[Trace, dict[str, Any]]]) -> None:
-        """Traces (ids already stored are skipped) and their results (keys already stored are kept), one
-        transaction on the store's own connection (``Store.add_traces`` writes through a cursor, which DuckDB
-        runs as a transaction of its own)."""
-        import duckdb
-
-        table = rows_to_arrow(first_of_each_id([trace_to_row(t) for t, _ in items]), self._run_id)
-        con = store.con
-        with write_lock(store.path):
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.register("_batch", table)
-                try:
-                    con.execute(_INSERT_NEW)
-                finally:
-                    con.unregister("_batch")
-                store.add_results([row for _, row in items])
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
+        """Traces and their results in one transaction (a trace is never stored without its verdict)."""
+        store.add_traces_and_results([t for t, _ in items], [row for _, row in items], self._run_id)
 
     def _fail(self, records: list[GuardRecord], why: str | None) -> None:
         """Count ``records`` as failed for one shared reason, said once (with the first ids), not per record."""
@@ -466,15 +445,13 @@ class RecordWriter:
 MAX_ERRORS = 20
 #: The first wait before trying a held store again (doubled up to ``retry_s``).
 _FIRST_RETRY_S = 0.05
-# DuckDB's words when another process holds the file, or this process holds it with other settings (a viewer's
-# read-only connection in the same process): both pass once the other side closes, so both are retried.
-_HELD = ("could not set lock", "conflicting lock", "different configuration")
-
-
 def store_held(error: BaseException) -> bool:
-    """Whether ``error`` (from opening a :class:`~cotscope.store.Store`) says that someone else holds the file."""
-    text = str(error).lower()
-    return isinstance(error, OSError) and any(h in text for h in _HELD)
+    """Whether ``error`` (from opening a :class:`~cotscope.store.Store`) says that someone else holds the file:
+    another process (its lock), or this process with other settings (a viewer's read-only connection in the same
+    process). Both pass once the other side closes, so both are retried."""
+    from cotscope.store import store_locked
+
+    return isinstance(error, OSError) and (store_locked(error) or "different configuration" in str(error).lower())
 
 
 def _run_and_close(store: Store, fn: Callable[[Store], T]) -> T:

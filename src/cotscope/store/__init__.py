@@ -2,7 +2,7 @@
 
 from cotscope.store._export import export_traces
 from cotscope.store._labels import Label, LabelExport, label_bool
-from cotscope.store._store import IngestReport, Store, config_hash
+from cotscope.store._store import IngestReport, Store, config_hash, store_locked
 from cotscope.store._where import ResultFilter, parse_where
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "export_traces",
     "label_bool",
     "parse_where",
+    "store_locked",
 ]

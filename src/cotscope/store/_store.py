@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import uuid
@@ -33,7 +34,14 @@ from cotscope.store._schema import (
 )
 from cotscope.store._settings import duckdb_config
 from cotscope.store._where import ResultFilter, label_words, parse_where, wanted_label
-from cotscope.store._write import BatchWriter, insert_new_rows
+from cotscope.store._write import (
+    BatchWriter,
+    first_of_each_id,
+    insert_new_rows,
+    insert_table,
+    rows_to_arrow,
+    write_lock,
+)
 from cotscope.traces import Trace
 from cotscope.traces._read import ReadStats, iter_row_batches
 from cotscope.traces._rows import ROW_FIELDS, Row, row_to_trace, trace_to_row
@@ -92,9 +100,15 @@ class IngestReport:
 LOCK_WAIT_S = 5.0
 
 
-def _held_elsewhere(e: Exception) -> bool:
-    """Whether DuckDB refused the file because another process holds its lock (not a damaged or foreign file)."""
-    return "lock" in str(e).lower()
+#: DuckDB's words when another process holds a file's lock.
+_LOCK_HELD = ("could not set lock", "conflicting lock")
+
+
+def store_locked(error: BaseException) -> bool:
+    """Whether ``error`` (DuckDB's, or the ``OSError`` a :class:`Store` raises for it) says another process holds
+    the file's lock, as opposed to a damaged, foreign or missing file (whose path may well contain "lock")."""
+    text = str(error).lower()
+    return any(w in text for w in _LOCK_HELD)
 
 
 class Store:
@@ -140,7 +154,7 @@ class Store:
                 self.con = duckdb.connect(self.path, read_only=read_only, config=config)
                 break
             except duckdb.Error as e:
-                if not _held_elsewhere(e) or time.monotonic() >= deadline:
+                if not store_locked(e) or time.monotonic() >= deadline:
                     raise OSError(f"{self.path}: cannot open store: {e}") from None
             time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
@@ -481,6 +495,27 @@ class Store:
         return out
 
     # -- results -----------------------------------------------------------------------------------
+    def add_traces_and_results(self, traces: Sequence[Trace], results: Sequence[dict[str, Any]],
+                               run_id: str | None = None) -> tuple[int, int]:
+        """Store traces (ids already stored are skipped) and their results (existing keys are kept) in one
+        transaction: both or neither. Returns ``(new traces, new results)``.
+
+        :meth:`add_traces` and :meth:`add_results` commit apart; a writer whose traces must never be stored
+        without their verdicts (the guard's recorder) uses this.
+        """
+        table = rows_to_arrow(first_of_each_id([trace_to_row(t) for t in traces]), run_id)
+        with write_lock(self.path):
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                new = insert_table(self.con, table)
+                added = self.add_results(results)
+                self.con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute("ROLLBACK")
+                raise
+        return new, added
+
     def add_results(self, results: Sequence[dict[str, Any]]) -> int:
         """Store judge or monitor results, replacing none: an existing key is kept.
 

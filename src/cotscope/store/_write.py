@@ -109,6 +109,17 @@ def rows_to_arrow(rows: Sequence[Row], run_id: str | None) -> Any:
     return pa.table(cols, schema=arrow_schema())
 
 
+def insert_table(con: duckdb.DuckDBPyConnection, table: Any) -> int:
+    """The one statement that stores the rows of ``table`` (ids distinct) whose ids are not stored yet, in the
+    transaction ``con`` is in (the caller holds :func:`write_lock`)."""
+    con.register("_batch", table)
+    try:
+        res = con.execute(_INSERT_NEW).fetchone()
+    finally:
+        con.unregister("_batch")
+    return int(res[0]) if res else 0
+
+
 def _insert(con: duckdb.DuckDBPyConnection, path: str, table: Any) -> int:
     """Store the rows of ``table`` (ids distinct) whose ids are not stored yet, in one statement."""
     # Its own cursor: DuckDB refuses to register a table on a connection whose last result is unread (after
@@ -116,11 +127,9 @@ def _insert(con: duckdb.DuckDBPyConnection, path: str, table: Any) -> int:
     with write_lock(path):
         cur = con.cursor()
         try:
-            cur.register("_batch", table)
-            res = cur.execute(_INSERT_NEW).fetchone()
+            return insert_table(cur, table)
         finally:
             cur.close()
-    return int(res[0]) if res else 0
 
 
 def insert_new_rows(con: duckdb.DuckDBPyConnection, path: str, rows: Sequence[Row], run_id: str | None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cotscope.errors import CotscopeError
-from cotscope.store import Store
+from cotscope.store import Store, store_locked
 
 
 class StoreBusy(CotscopeError):
@@ -67,7 +67,7 @@ class StoreAccess:
             return Store(self.path, read_only=read_only, memory_limit=self._memory_limit, threads=self._threads,
                          lock_wait_s=0)
         except OSError as e:
-            if "lock" in str(e).lower():
+            if store_locked(e):
                 raise StoreBusy(f"{self.path} is held by another process (a cotscope command writing it?);"
                                 " retry when it is done") from None
             raise
