@@ -192,23 +192,16 @@ class LocalScorer:
         always have); the least recently used rows beyond :data:`REQUEST_CACHE` are dropped.
         """
         with self._requests_lock:
-            todo = [r for r in dict.fromkeys(requests) if r not in self._requests]
-        if todo:
-            fresh = self.encoder.encode(todo, self.batch_size)
-            with self._requests_lock:
-                for r, e in zip(todo, fresh, strict=True):
-                    self._requests[r] = e
-        with self._requests_lock:
+            cache = self._requests
+            todo = [r for r in dict.fromkeys(requests) if r not in cache]
+            if todo:
+                cache.update(zip(todo, self.encoder.encode(todo, self.batch_size), strict=True))
             rows = []
             for r in requests:
-                e = self._requests.get(r)
-                if e is None:  # dropped by another thread's insertions meanwhile: encode it again
-                    e = self.encoder.encode([r], self.batch_size)[0]
-                self._requests[r] = e
-                self._requests.move_to_end(r)
-                rows.append(e)
-            while len(self._requests) > REQUEST_CACHE:
-                self._requests.popitem(last=False)
+                cache.move_to_end(r)
+                rows.append(cache[r])
+            while len(cache) > REQUEST_CACHE:
+                cache.popitem(last=False)
         return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def score(self, texts: Sequence[str], requests: Sequence[str] | None = None) -> list[ChunkScore]:
