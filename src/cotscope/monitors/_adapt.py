@@ -73,3 +73,21 @@ def _local_refusal(model: str | None = None, part: Part = "both", **options: Any
 @monitor("local-harmful-request")
 def _local_harmful_request(model: str | None = None, part: Part = "both", **options: Any) -> JudgeMonitor:
     return JudgeMonitor.from_name("local-harmful-request", part=part, **options)
+
+
+# The same heads on the static distillation of MiniLM: a few hundred times cheaper per window and no torch,
+# for the guard's serving path (see docs/guard.md).
+@monitor("local-harm-static")
+def _local_harm_static(model: str | None = None, part: Part = "both", **options: Any) -> JudgeMonitor:
+    return JudgeMonitor.from_name("local-harm-static", part=part, **options)
+
+
+@monitor("local-refusal-static")
+def _local_refusal_static(model: str | None = None, part: Part = "both", **options: Any) -> JudgeMonitor:
+    return JudgeMonitor.from_name("local-refusal-static", part=part, **options)
+
+
+@monitor("local-harmful-request-static")
+def _local_harmful_request_static(model: str | None = None, part: Part = "both",
+                                  **options: Any) -> JudgeMonitor:
+    return JudgeMonitor.from_name("local-harmful-request-static", part=part, **options)
