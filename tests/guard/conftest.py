@@ -63,8 +63,9 @@ def leaks(g: GuardThread) -> dict[str, Any]:
     """What a finished request could have left behind on the guard: its tasks, sessions, busy connections."""
 
     async def probe() -> dict[str, Any]:
-        pool = g.guard.client._transport._pool  # type: ignore[union-attr, attr-defined]
-        busy = [c for c in pool.connections if not c.is_idle() and not c.is_closed()]
+        assert g.guard.client is not None
+        # aiohttp's connector holds the connections lent to a response until it is released or closed.
+        busy = g.guard.client.connector._acquired  # type: ignore[union-attr]
         return {"tasks": await _request_tasks(), "sessions": len(g.guard._sessions), "busy_connections": len(busy)}
 
     return g.run(probe())

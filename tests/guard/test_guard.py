@@ -366,6 +366,22 @@ def test_the_reasonings_last_piece_is_checked_when_the_answer_begins() -> None:
         assert finish == "content_filter"
         assert wait_for(lambda: len(records) == 1)
         assert (records[0].stop_field, records[0].released["answer"]) == ("reasoning", 0)
+        assert wait_for(lambda: up.stats.streams[-1].ended > 0)  # the upstream sees the close on its next write
         s = up.stats.streams[-1]
         assert s.abandoned and s.sent_tokens < s.total_tokens
         assert no_leaks(g)
+
+
+def test_the_upstream_proxy_is_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cotscope.guard._app import env_proxy
+
+    for k in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+              "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    assert env_proxy("http://10.0.0.5:8000/v1") is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.cluster.local")
+    assert env_proxy("http://10.0.0.5:8000/v1") == "http://proxy.internal:3128"
+    assert env_proxy("http://127.0.0.1:8000/v1") is None
+    assert env_proxy("http://vllm.ns.svc.cluster.local:8000/v1") is None
+    assert env_proxy("https://api.example.com/v1") is None  # no HTTPS_PROXY set

@@ -342,6 +342,26 @@ def test_a_stream_without_one_readable_chunk_is_an_error_not_an_empty_answer() -
         assert records[0].upstream_error == "the upstream's stream had no readable chunk"
 
 
+def test_an_overlong_event_line_is_dropped_without_being_held_and_the_rest_passes() -> None:
+    from cotscope.guard._session import MAX_EVENT_BYTES
+
+    def chunk(delta: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}).encode() + b"\n\n"
+
+    huge = b"data: " + b"x" * (2 * MAX_EVENT_BYTES) + b"\n\n"
+    body = (chunk({"reasoning_content": "Adding the prices. "}) + huge + chunk({"content": "It costs 10."})
+            + b"data: [DONE]\n\n")
+    with scripted(lambda b: ("text/event-stream", body)) as up, guard_on(up) as (g, records):
+        text = "".join(c.choices[0].delta.content or "" for c in _client(g.base_url).chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "benign"}], stream=True) if c.choices)
+        assert text == "It costs 10."
+        assert wait_for(lambda: len(records) == 1)
+        rec = records[0]
+        assert rec.action == "passed" and rec.malformed_chunks == 1
+        assert rec.malformed_examples == [f"an event line of {len(huge) - 2:,} bytes"]
+        assert no_leaks(g)
+
+
 @pytest.mark.parametrize("mode", ["stream", "whole"])
 def test_a_client_that_gives_up_cancels_the_generation(mode: str) -> None:
     # stream: 70 tokens at 20 ms (1.4 s); whole: the fake upstream answers after 3 s.

@@ -79,3 +79,43 @@ def test_stream_checker_unscored_check_neither_passes_nor_stops() -> None:
     ch.feed("defgh")
     req = ch.request()
     assert ch.fail(req, closed=True) and ch.stop_offset == 8
+
+
+# -- the SSE line splitter ----------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from cotscope.guard._parse import LineSplitter  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab:é\r"), max_size=40), max_size=12),
+       st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.lists(st.integers(1, 30), max_size=40))
+def test_line_splitter_returns_each_line_once_whatever_the_chunking(lines: list[str], end: bytes, last_open: bool,
+                                                                      cuts: list[int]) -> None:
+    lines = [ln.rstrip("\r") for ln in lines]  # a CR at the end of a line is part of its line end
+    data = b"".join(ln.encode() + end for ln in lines)
+    if last_open and lines:
+        data = data[:-len(end)]
+    pieces, i = [], 0
+    for c in cuts:
+        pieces.append(data[i:i + c])
+        i += c
+    pieces.append(data[i:])
+    sp = LineSplitter(max_bytes=20)
+    got = [x for p in pieces for x in sp.feed(p)] + sp.close()
+    keep = [ln for ln in lines if len(ln.encode()) <= 20]
+    too_long = [len(ln.encode()) for ln in lines if len(ln.encode()) > 20]
+    if last_open and lines and lines[-1] == "":
+        keep = keep[:-1]  # an empty unterminated last line is no line
+    assert got == keep and sp.dropped == too_long
+
+
+def test_line_splitter_never_holds_an_overlong_line() -> None:
+    sp = LineSplitter(max_bytes=1000)
+    for _ in range(100):
+        assert sp.feed(b"x" * 10_000) == []
+        assert sum(len(p) for p in sp._parts) <= 1000
+    assert sp.feed(b"y\ndata: ok\n") == ["data: ok"]
+    assert sp.dropped == [1_000_001]
+    assert LineSplitter(10).feed("é\n".encode()[:1] + b"\n") == ["\ufffd"]  # invalid UTF-8 is replaced

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,10 +100,22 @@ def serve_cmd(
 
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(serve(guard, host, port, on_ready=ready))
+            _event_loop_run(serve(guard, host, port, on_ready=ready))
         except OSError as e:
             fail(f"cannot serve on {host}:{port} or open the store: {e}")
     _summary(guard, json)
+
+
+def _event_loop_run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop when it is installed (the ``guard`` extra installs it), else on asyncio's loop.
+
+    uvicorn picks uvloop by itself only when it creates the loop; the guard runs inside its own."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def _summary(guard: Any, as_json: bool) -> None:

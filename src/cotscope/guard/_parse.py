@@ -222,3 +222,66 @@ def sse_event(obj: dict[str, Any]) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
+
+
+class LineSplitter:
+    """Bytes as they arrive -> the lines of a server-sent event stream, each line bounded in size.
+
+    Lines end with LF or CRLF (the CR is dropped); a lone CR is not a line end here (no OpenAI-compatible
+    server sends one). A line longer than ``max_bytes`` is never held whole: its bytes are dropped as they
+    come, and its length is reported in :attr:`dropped` (so a hostile upstream cannot make the guard buffer
+    without bound). Text is decoded as UTF-8, invalid bytes as U+FFFD (a line never ends inside a UTF-8
+    character, so decoding line by line is exact).
+
+    Args:
+        max_bytes: the longest line kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.dropped: list[int] = []
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._skipping = False
+        self._last = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines that ``data`` completes, in order."""
+        out: list[str] = []
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            piece = data[start:] if nl < 0 else data[start:nl]
+            self._size += len(piece)
+            if piece:
+                self._last = piece[-1:]
+            if not self._skipping:
+                if self._size > self.max_bytes + 1:  # + 1: the CR of a CRLF line end may still come
+                    self._skipping = True
+                    self._parts.clear()
+                else:
+                    self._parts.append(piece)
+            if nl < 0:
+                return out
+            self._end_line(out)
+            start = nl + 1
+
+    def close(self) -> list[str]:
+        """The last line, when the stream ended without a line break after it."""
+        out: list[str] = []
+        if self._size or self._skipping:
+            self._last = b""  # no line end: a final CR is text
+            self._end_line(out)
+        return out
+
+    def _end_line(self, out: list[str]) -> None:
+        size = self._size - (self._last == b"\r")
+        if self._skipping or size > self.max_bytes:
+            self.dropped.append(size)
+        else:
+            line = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            out.append(line[:size].decode("utf-8", "replace"))
+        self._parts.clear()
+        self._size = 0
+        self._skipping = False
+        self._last = b""

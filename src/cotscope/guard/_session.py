@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from cotscope.guard._checks import CheckBatcher, MonitorError
 from cotscope.guard._config import GuardConfig
@@ -34,6 +34,7 @@ from cotscope.guard._parse import (
     DONE,
     OPAQUE_KEYS,
     REASONING_KEYS,
+    LineSplitter,
     MalformedEvent,
     ThinkSplitter,
     count_opaque,
@@ -47,6 +48,13 @@ from cotscope.monitors import CheckRequest, StreamChecker
 #: An upstream event line longer than this is dropped as malformed (a hostile upstream cannot make the
 #: guard buffer without bound).
 MAX_EVENT_BYTES = 1 << 20
+#: What reading the upstream can raise: aiohttp's errors (refused, reset, cut short, malformed HTTP) and its
+#: read timeout (``upstream_timeout_s`` without a byte).
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+#: After ``[DONE]``, the rest of the response (the chunked terminator) is read for at most this long and this
+#: many bytes, so the connection can serve the next request; an upstream that keeps sending loses it instead.
+TAIL_S = 0.5
+TAIL_BYTES = 1 << 16
 
 
 @dataclass
@@ -486,21 +494,29 @@ class GuardSession:
             ev.need_reasoning, ev.need_answer, ev.need_tools = r, a, t
         self.unresolved.clear()
 
-    async def _pump_stream(self, resp: httpx.Response) -> None:
+    async def _pump_stream(self, resp: aiohttp.ClientResponse) -> None:
+        lines = LineSplitter(MAX_EVENT_BYTES)
+        complete = False
         try:
-            async for line in resp.aiter_lines():
-                if len(line) > MAX_EVENT_BYTES:
-                    self.rec.malformed_chunks += 1
-                    if len(self.rec.malformed_examples) < 5:
-                        self.rec.malformed_examples.append(f"an event line of {len(line):,} characters")
-                    continue
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event:/id: lines
-                if line[5:].strip() == "[DONE]":
+            async for data in resp.content.iter_any():
+                for line in lines.feed(data):
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event:/id: lines
+                    if line[5:].strip() == "[DONE]":
+                        complete = True
+                        break
+                    self._on_chunk(line)
+                    if self.stopped:
+                        return
+                self._dropped_lines(lines)
+                if complete:
                     break
-                self._on_chunk(line)
-                if self.stopped:
-                    return
+            else:
+                for line in lines.close():
+                    if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                        self._on_chunk(line)
+                self._dropped_lines(lines)
+                complete = True
             for field, text in self.splitter.flush():
                 self._feed(field, text)
             self._resolve()
@@ -508,20 +524,33 @@ class GuardSession:
             self.rec.reasoning_closed = not self.splitter.in_reasoning
             self._schedule()
             self._maybe_finish()
-        except (httpx.HTTPError, UnicodeDecodeError) as e:
+            complete = await _read_tail(resp)
+        except UPSTREAM_ERRORS as e:
+            complete = False
             self._fail_upstream(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         finally:
             # Closing an unfinished response closes its connection: the upstream sees the client go away.
-            await asyncio.shield(resp.aclose())
+            # A finished one goes back to the pool for the next request.
+            if complete and not self.stopped:
+                resp.release()
+            else:
+                resp.close()
 
-    async def stream(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, AsyncIterator[bytes]
-                                                                                            | bytes]:
+    def _dropped_lines(self, lines: LineSplitter) -> None:
+        for n in lines.dropped:
+            self.rec.malformed_chunks += 1
+            if len(self.rec.malformed_examples) < 5:
+                self.rec.malformed_examples.append(f"an event line of {n:,} bytes")
+        lines.dropped.clear()
+
+    async def stream(self, client: aiohttp.ClientSession,
+                     headers: dict[str, str]) -> tuple[int, AsyncIterator[bytes] | bytes]:
         """Open the upstream stream; the status and, on 200, the iterator of bytes for the client.
 
         A non-200 upstream answer (or a failure to connect) returns the status and the error body.
         """
         got = await self._open(client, headers, self.body | {"model": self.cfg.upstream_model})
-        if not isinstance(got, httpx.Response):
+        if not isinstance(got, aiohttp.ClientResponse):
             return got
         if _is_json(got):
             # An upstream that ignores ``stream`` answered one JSON body: checked whole (as ``collect`` does),
@@ -531,29 +560,29 @@ class GuardSession:
         self.pump = asyncio.create_task(self._pump_stream(got), name="guard-pump")
         return 200, self._drain()
 
-    async def _open(self, client: httpx.AsyncClient, headers: dict[str, str],
-                    body: dict[str, Any]) -> httpx.Response | tuple[int, bytes]:
+    async def _open(self, client: aiohttp.ClientSession, headers: dict[str, str],
+                    body: dict[str, Any]) -> aiohttp.ClientResponse | tuple[int, bytes]:
         """Send ``body`` upstream as a streamed request: the open 200 response, else the status and error body."""
-        req = client.build_request("POST", f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
         try:
-            resp = await client.send(req, stream=True)
-        except httpx.HTTPError as e:
+            resp = await client.post(f"{self.cfg.upstream}/chat/completions", data=json.dumps(body).encode(),
+                                     headers=headers | {"Content-Type": "application/json"})
+        except UPSTREAM_ERRORS as e:
             self.rec.upstream_error = f"{type(e).__name__}: {e}"
             self.rec.action = "error"
             self.rec.latency_s = time.monotonic() - self.t0
             return 502, _error_body(f"upstream unreachable: {type(e).__name__}")
-        self.rec.upstream_status = resp.status_code
-        if resp.status_code != 200:
+        self.rec.upstream_status = resp.status
+        if resp.status != 200:
             try:
-                data = await resp.aread()
-            except httpx.HTTPError:
-                data = _error_body(f"upstream answered {resp.status_code}")
+                data = await resp.read()
+            except UPSTREAM_ERRORS:
+                data = _error_body(f"upstream answered {resp.status}")
             finally:
-                await resp.aclose()
-            self.rec.upstream_error = f"upstream answered {resp.status_code}"
+                resp.release()
+            self.rec.upstream_error = f"upstream answered {resp.status}"
             self.rec.action = "error"
             self.rec.latency_s = time.monotonic() - self.t0
-            return resp.status_code, data
+            return resp.status, data
         return resp
 
     async def _drain(self) -> AsyncIterator[bytes]:
@@ -586,7 +615,8 @@ class GuardSession:
         self.out.put_nowait(None)
 
     # -- not streaming ---------------------------------------------------------------------------------
-    async def collect(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    async def collect(self, client: aiohttp.ClientSession,
+                      headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """Answer a non-streaming request from an upstream stream, so that a flag can cut the generation.
 
         The request goes upstream with ``stream: true`` (and ``stream_options.include_usage`` unless the client
@@ -602,7 +632,7 @@ class GuardSession:
         if "stream_options" not in self.body:
             body["stream_options"] = {"include_usage": True}
         got = await self._open(client, headers, body)
-        if not isinstance(got, httpx.Response):
+        if not isinstance(got, aiohttp.ClientResponse):
             return got[0], got[1], {}
         if _is_json(got):
             return await self._read_whole(got)
@@ -619,7 +649,8 @@ class GuardSession:
             return 503, _error_body("the guard stopped before the upstream's response ended"), {}
         return self.reply
 
-    async def complete(self, client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    async def complete(self, client: aiohttp.ClientSession,
+                       headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """Forward a non-streaming request and check the whole response before returning it.
 
         The upstream generates the whole response (there is no stream to cut); the checks read it in the
@@ -629,29 +660,31 @@ class GuardSession:
         self.rec.upstream_stream = False
         body = self.body | {"model": self.cfg.upstream_model}
         try:
-            resp = await client.post(f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
-        except httpx.HTTPError as e:
+            async with client.post(f"{self.cfg.upstream}/chat/completions", data=json.dumps(body).encode(),
+                                   headers=headers | {"Content-Type": "application/json"}) as resp:
+                status, data = resp.status, await resp.read()
+        except UPSTREAM_ERRORS as e:
             self.rec.upstream_error = f"{type(e).__name__}: {e}"
             self.rec.action = "error"
             return 502, _error_body(f"upstream unreachable: {type(e).__name__}"), {}
-        self.rec.upstream_status = resp.status_code
-        if resp.status_code != 200:
-            self.rec.upstream_error = f"upstream answered {resp.status_code}"
+        self.rec.upstream_status = status
+        if status != 200:
+            self.rec.upstream_error = f"upstream answered {status}"
             self.rec.action = "error"
-            return resp.status_code, resp.content, {}
-        return await self._check_whole(resp.content)
+            return status, data, {}
+        return await self._check_whole(data)
 
-    async def _read_whole(self, resp: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
+    async def _read_whole(self, resp: aiohttp.ClientResponse) -> tuple[int, bytes, dict[str, str]]:
         """Read an upstream's JSON answer to a streamed request (it ignored ``stream``) and check it whole."""
         self.rec.upstream_stream = False
         try:
-            data = await resp.aread()
-        except httpx.HTTPError as e:
+            data = await resp.read()
+        except UPSTREAM_ERRORS as e:
             self.rec.upstream_error = f"{type(e).__name__}: {e}"
             self.rec.action = "error"
             return 502, _error_body(f"upstream failed: {type(e).__name__}"), {}
         finally:
-            await resp.aclose()
+            resp.release()
         return await self._check_whole(data)
 
     async def _check_whole(self, data: bytes) -> tuple[int, bytes, dict[str, str]]:
@@ -766,7 +799,19 @@ async def _as_events(completion: bytes) -> AsyncIterator[bytes]:
     yield DONE
 
 
-def _is_json(resp: httpx.Response) -> bool:
+async def _read_tail(resp: aiohttp.ClientResponse) -> bool:
+    """Read what follows ``[DONE]`` (the chunked terminator), briefly and boundedly; whether the body ended."""
+    n = 0
+    try:
+        async with asyncio.timeout(TAIL_S):
+            while not resp.content.at_eof() and n <= TAIL_BYTES:
+                n += len(await resp.content.readany())
+    except UPSTREAM_ERRORS:
+        return False
+    return resp.content.at_eof()
+
+
+def _is_json(resp: aiohttp.ClientResponse) -> bool:
     """Whether the upstream answered with a JSON body (not server-sent events)."""
     kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     return kind == "application/json" or kind.endswith("+json")
