@@ -8,7 +8,10 @@ Three measurements, all on this machine, each against a baseline measured in the
   reasoning of about 1,500 characters plus an answer at a fixed pace per token; the guard runs as
   ``cotscope guard serve`` in its own process; the client is this process (httpx, raw SSE). Both release
   modes (``checked``, ``live``) are measured. Goal (issue 17): >= 0.9x direct throughput and < 50 ms added
-  TTFT.
+  TTFT. ``--arrivals burst`` (default) starts the streams of a concurrency level all at once (each repeat
+  sends 32 requests in the same instant: the worst case for TTFT); ``staggered`` starts 2 x concurrency
+  requests one stream-time / concurrency apart, so that about that many are in flight at any moment, as
+  under steady serving load.
 - ``sweep``: the check interval against latency and overrun, through the live guard (same processes) on
   labelled traces: harmful traces stream a preamble and then the harmful response, so the harmful point is
   known; overrun = characters of reasoning the upstream had produced when the guard cut the stream minus the
@@ -225,6 +228,19 @@ async def run_load(base: str, questions: Sequence[str], concurrency: int) -> tup
         return list(res), time.perf_counter() - t0
 
 
+async def run_staggered(base: str, questions: Sequence[str], period: float) -> tuple[list[StreamResult], float]:
+    """Request ``i`` starts ``i * period`` seconds after the first (open loop); the results and the wall time."""
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=len(questions) + 4)) as client:
+        t0 = time.perf_counter()
+
+        async def at(i: int, q: str) -> StreamResult:
+            await asyncio.sleep(max(0.0, t0 + i * period - time.perf_counter()))
+            return await one_stream(client, base, q)
+
+        res = await asyncio.gather(*[at(i, q) for i, q in enumerate(questions)])
+        return list(res), time.perf_counter() - t0
+
+
 def _med(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -245,27 +261,31 @@ def perf(args: argparse.Namespace) -> dict[str, Any]:
             with guard_proc(up, args.monitor, check_every=args.check_every, window=args.window,
                             release=release, threshold=args.perf_threshold) as g:
                 asyncio.run(run_load(g, [_q(0)], 1))  # warm: the encoder loads on the first check
-                for conc in [int(c) for c in args.concurrency.split(",")]:
-                    n = args.n1 if conc == 1 else conc * args.rounds32
+                for conc, arrivals in [(int(c), a) for c in args.concurrency.split(",")
+                                       for a in args.arrivals.split(",") if int(c) > 1 or a == "burst"]:
+                    n = args.n1 if conc == 1 else conc * (2 if arrivals == "staggered" else args.rounds32)
                     qs = [_q(i % 64) for i in range(n)]
+                    # One stream's duration at the pace, over the concurrency: about ``conc`` streams in flight.
+                    period = args.pace * len(re.findall(r"\S+\s*|\s+", BENIGN_REASONING + BENIGN_ANSWER)) / conc
                     rows: dict[str, list[dict[str, float]]] = {"direct": [], "guard": []}
                     for rep in range(args.repeats):
                         order = [("direct", up), ("guard", g)] if rep % 2 == 0 else [("guard", g), ("direct", up)]
                         for name, base in order:
-                            res, wall = asyncio.run(run_load(base, qs, conc))
+                            res, wall = asyncio.run(run_staggered(base, qs, period) if arrivals == "staggered"
+                                                    else run_load(base, qs, conc))
                             rows[name].append({
                                 "ttft_ms": 1000 * _med([r.ttft for r in res if r.ttft is not None]),
                                 "throughput_cps": sum(r.chars for r in res) / wall,
                                 "cut": sum(r.finish == "content_filter" for r in res)})
                     d, gd = rows["direct"], rows["guard"]
-                    key = f"{release}_c{conc}"
+                    key = f"{release}_c{conc}" + ("_staggered" if arrivals == "staggered" else "")
                     out[key] = {
                         "direct": d, "guard": gd,
                         "added_ttft_ms": [x["ttft_ms"] - y["ttft_ms"] for x, y in zip(gd, d, strict=True)],
                         "throughput_ratio": [x["throughput_cps"] / y["throughput_cps"] for x, y in zip(gd, d,
                                                                                                    strict=True)],
                     }
-                    print(f"[perf] release={release} concurrency={conc}: added TTFT ms "
+                    print(f"[perf] release={release} concurrency={conc} arrivals={arrivals}: added TTFT ms "
                           f"{[round(v, 1) for v in out[key]['added_ttft_ms']]}, throughput ratio "
                           f"{[round(v, 3) for v in out[key]['throughput_ratio']]}, direct TTFT ms "
                           f"{[round(x['ttft_ms'], 1) for x in d]}, cut {[x['cut'] for x in gd]}", flush=True)
@@ -456,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default="perf,sweep,quality")
     ap.add_argument("--releases", default="checked,live", help="release modes measured in perf")
     ap.add_argument("--concurrency", default="1,32", help="concurrency levels measured in perf")
+    ap.add_argument("--arrivals", default="burst",
+                    help="burst (all streams of a level at once), staggered (open loop, about the level in flight), "
+                         "or both, comma-separated")
     ap.add_argument("--monitor", default="local-harm", help="the guard's monitor in perf and sweep")
     ap.add_argument("--monitor-option", action="append", default=[],
                     help="-o KEY=VALUE for the guard's monitor (e.g. phrase=XYZ with --monitor phrase, to "

@@ -385,3 +385,18 @@ def test_the_upstream_proxy_is_read_from_the_environment_once(monkeypatch: pytes
     assert env_proxy("http://127.0.0.1:8000/v1") is None
     assert env_proxy("http://vllm.ns.svc.cluster.local:8000/v1") is None
     assert env_proxy("https://api.example.com/v1") is None  # no HTTPS_PROXY set
+
+
+def test_a_finished_stream_gives_its_upstream_connection_back_for_the_next_request(benign_up: Any) -> None:
+    with guard_on(benign_up) as (g, records):
+        for _ in range(3):
+            _, _, finish, _ = _collect(_chat(g.base_url, "benign", stream=True))
+            assert finish == "stop"
+        assert wait_for(lambda: len(records) == 3)
+
+        async def pooled() -> int:
+            assert g.guard.client is not None
+            return sum(len(v) for v in g.guard.client.connector._conns.values())  # type: ignore[union-attr]
+
+        assert g.run(pooled()) == 1  # one keep-alive connection served all three
+        assert no_leaks(g)

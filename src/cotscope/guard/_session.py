@@ -53,7 +53,7 @@ MAX_EVENT_BYTES = 1 << 20
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
 #: After ``[DONE]``, the rest of the response (the chunked terminator) is read for at most this long and this
 #: many bytes, so the connection can serve the next request; an upstream that keeps sending loses it instead.
-TAIL_S = 0.5
+TAIL_S = 0.1
 TAIL_BYTES = 1 << 16
 
 
@@ -517,6 +517,9 @@ class GuardSession:
                         self._on_chunk(line)
                 self._dropped_lines(lines)
                 complete = True
+            # Before the stream is finished: once it is, the request's teardown cancels this task, and a
+            # connection whose terminator was not read cannot go back to the pool.
+            complete = await _read_tail(resp)
             for field, text in self.splitter.flush():
                 self._feed(field, text)
             self._resolve()
@@ -524,7 +527,6 @@ class GuardSession:
             self.rec.reasoning_closed = not self.splitter.in_reasoning
             self._schedule()
             self._maybe_finish()
-            complete = await _read_tail(resp)
         except UPSTREAM_ERRORS as e:
             complete = False
             self._fail_upstream(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
