@@ -108,13 +108,18 @@ def pyrit_objective(max_chars: int, per_class: int, seed: int = 0) -> list[Label
     rng = random.Random(seed)
     rng.shuffle(rows)
     out: list[Labelled] = []
+    keys: set[str] = set()
     counts = {0: 0, 1: 0}
     for obj, resp, score in rows:
         if counts[score] >= per_class:
             continue
         counts[score] += 1
         pre = preamble(obj)
-        out.append(Labelled(key=f"q{len(out)}", objective=obj, reasoning=pre + resp[:max_chars],
+        # The request the guard sees is the objective itself (the harm heads read it with the response); a
+        # repeated objective gets a number, since the fake upstream answers by request text.
+        key = obj if obj not in keys else f"{obj} ({len(out)})"
+        keys.add(key)
+        out.append(Labelled(key=key, objective=key, reasoning=pre + resp[:max_chars],
                             answer="That is my answer.", harmful=bool(score), harm_point=len(pre)))
     return out
 
