@@ -21,7 +21,7 @@ Usage: ``HF_HUB_OFFLINE=1 nice python scripts/train_local_monitors.py [--folds 5
 [--write-heads refusal]``.
 
 The heads of the ``-static`` judges (``local-harm-static``, ...) read the static distillation of MiniLM
-(``cotscope.judges._static``) instead; ``--encoder static --distill`` first distils the table again (about 30 s;
+(``cotscope.judges._static``) instead; ``--encoder static --distill`` first distils the table again (about 40 s;
 word-piece frequencies counted over every training text except PyRIT's, which stay held out), then trains and
 validates the static heads the same way and writes ``local_heads_static.*`` and
 ``docs/local_monitors_static_cv.json``. The shipped static heads come from
@@ -414,6 +414,11 @@ def evaluate(task: str, exs: list[Example], f: Featurised, folds: int) -> dict[s
 
 #: Sources of the heads as shipped before issue 10 (the "before" column of the held-out tables).
 OLD_SOURCES = {"refusal": ("xstest",), "harm": ("xstest", "harmbench-val")}
+def old_sources(task: str, exs: list[Example]) -> np.ndarray:
+    """Which examples come from the sources of the heads before issue 10 (a boolean mask)."""
+    return np.array([e.dataset in OLD_SOURCES[task] for e in exs])
+
+
 #: A held-out group gets its own AUROC only with at least this many examples of each class.
 MIN_CLASS = 5
 
@@ -432,7 +437,7 @@ def heldout(task: str, exs: list[Example], f: Featurised, by: str,
     y = np.array([e.label for e in exs])
     held = np.array([getattr(e, by) for e in exs])
     prompts = np.array([e.group for e in exs])
-    old = np.array([e.dataset in OLD_SOURCES[task] for e in exs])
+    old = old_sources(task, exs)
     bf, bexs = base
     by_b = np.array([getattr(e, by) for e in bexs])
     b_prompts = np.array([e.group for e in bexs])
@@ -551,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         y = np.array([e.label for e in exs])
         rows = np.arange(len(exs))
         if task in old_fit:
-            rows = np.flatnonzero([e.dataset in OLD_SOURCES[task] for e in exs])
+            rows = np.flatnonzero(old_sources(task, exs))
         clf = fit(f.X[f.first[rows]], y[rows])
         fitted = "before" if task in old_fit else "after"
         coef = clf.coef_[0].astype(np.float32)

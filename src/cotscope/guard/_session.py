@@ -499,24 +499,12 @@ class GuardSession:
         complete = False
         try:
             async for data in resp.content.iter_any():
-                for line in lines.feed(data):
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments, event:/id: lines
-                    if line[5:].strip() == "[DONE]":
-                        complete = True
-                        break
-                    self._on_chunk(line)
-                    if self.stopped:
-                        return
-                self._dropped_lines(lines)
-                if complete:
+                if self._on_lines(lines.feed(data), lines):
                     break
             else:
-                for line in lines.close():
-                    if line.startswith("data:") and line[5:].strip() != "[DONE]":
-                        self._on_chunk(line)
-                self._dropped_lines(lines)
-                complete = True
+                self._on_lines(lines.close(), lines)
+            if self.stopped:
+                return
             # Before the stream is finished: once it is, the request's teardown cancels this task, and a
             # connection whose terminator was not read cannot go back to the pool.
             complete = await _read_tail(resp)
@@ -528,7 +516,6 @@ class GuardSession:
             self._schedule()
             self._maybe_finish()
         except UPSTREAM_ERRORS as e:
-            complete = False
             self._fail_upstream(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         finally:
             # Closing an unfinished response closes its connection: the upstream sees the client go away.
@@ -538,12 +525,25 @@ class GuardSession:
             else:
                 resp.close()
 
-    def _dropped_lines(self, lines: LineSplitter) -> None:
-        for n in lines.dropped:
+    def _on_lines(self, lines: list[str], splitter: LineSplitter) -> bool:
+        """Read the event lines of one piece of the upstream's body; whether the stream is over (``[DONE]``, or a
+        check stopped it). Lines too long to keep count as malformed."""
+        done = False
+        for line in lines:
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, event:/id: lines
+            if line[5:].strip() == "[DONE]":
+                done = True
+                break
+            self._on_chunk(line)
+            if self.stopped:
+                return True
+        for n in splitter.dropped:
             self.rec.malformed_chunks += 1
             if len(self.rec.malformed_examples) < 5:
                 self.rec.malformed_examples.append(f"an event line of {n:,} bytes")
-        lines.dropped.clear()
+        splitter.dropped.clear()
+        return done
 
     async def stream(self, client: aiohttp.ClientSession,
                      headers: dict[str, str]) -> tuple[int, AsyncIterator[bytes] | bytes]:
@@ -566,8 +566,7 @@ class GuardSession:
                     body: dict[str, Any]) -> aiohttp.ClientResponse | tuple[int, bytes]:
         """Send ``body`` upstream as a streamed request: the open 200 response, else the status and error body."""
         try:
-            resp = await client.post(f"{self.cfg.upstream}/chat/completions", data=json.dumps(body).encode(),
-                                     headers=headers | {"Content-Type": "application/json"})
+            resp = await client.post(f"{self.cfg.upstream}/chat/completions", json=body, headers=headers)
         except UPSTREAM_ERRORS as e:
             self.rec.upstream_error = f"{type(e).__name__}: {e}"
             self.rec.action = "error"
@@ -662,8 +661,7 @@ class GuardSession:
         self.rec.upstream_stream = False
         body = self.body | {"model": self.cfg.upstream_model}
         try:
-            async with client.post(f"{self.cfg.upstream}/chat/completions", data=json.dumps(body).encode(),
-                                   headers=headers | {"Content-Type": "application/json"}) as resp:
+            async with client.post(f"{self.cfg.upstream}/chat/completions", json=body, headers=headers) as resp:
                 status, data = resp.status, await resp.read()
         except UPSTREAM_ERRORS as e:
             self.rec.upstream_error = f"{type(e).__name__}: {e}"

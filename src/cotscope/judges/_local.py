@@ -203,7 +203,6 @@ class LocalScorer:
     def __init__(self, task: Task, encoder: Encoder | StaticEncoder | None = None, batch_size: int = DEFAULT_BATCH,
                  kind: EncoderKind = "minilm") -> None:
         self.task = task
-        self.kind: EncoderKind = kind
         self.encoder = encoder or encoder_for(kind)
         self.batch_size = batch_size
         self.head = load_heads(kind)[task]

@@ -72,11 +72,6 @@ class StaticTable:
         q = np.round(self.rows / scale[:, None]).astype(np.int8)
         return {"q": q, "scale": scale.astype(np.float32)}
 
-    def sha(self) -> str:
-        """Content hash of the quantized table (what a head trained on it depends on)."""
-        arrs = self.quantized()
-        return hashlib.sha1(arrs["q"].tobytes() + arrs["scale"].tobytes()).hexdigest()[:12]
-
     @classmethod
     def from_quantized(cls, q: NDArray[np.int8], scale: NDArray[np.float32], meta: dict[str, Any]) -> StaticTable:
         """Rebuild the float table from its stored form."""
@@ -99,10 +94,13 @@ def load_static_table() -> StaticTable:
 
 def save_static_table(table: StaticTable, path: Any) -> None:
     """Write ``table`` as the package stores it (int8 rows, row scales, JSON metadata with the sha)."""
-    meta = {**table.meta, "sha": table.sha(), "dims": table.dim, "rows": int(table.rows.shape[0])}
+    arrs = table.quantized()
+    # The content hash of the stored arrays: what a head trained on the table depends on.
+    sha = hashlib.sha1(arrs["q"].tobytes() + arrs["scale"].tobytes()).hexdigest()[:12]
+    meta = {**table.meta, "sha": sha, "dims": table.dim, "rows": int(table.rows.shape[0])}
     meta_bytes = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     # numpy's stub types **kwds so that a str-keyed dict could fill ``allow_pickle``; the keys are array names.
-    np.savez_compressed(path, meta=meta_bytes, **table.quantized())  # type: ignore[arg-type]
+    np.savez_compressed(path, meta=meta_bytes, **arrs)  # type: ignore[arg-type]
 
 
 class StaticEncoder:
